@@ -1,0 +1,3 @@
+from quay_cred_helper.cli import main
+
+raise SystemExit(main())

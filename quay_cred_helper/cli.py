@@ -1,0 +1,114 @@
+"""quay-cred-helper: the command a person runs (also `python -m quay_cred_helper`)."""
+
+import argparse
+import json
+import sys
+
+from quay_cred_helper import __version__
+from quay_cred_helper.errors import HelperError, InputError, NotFound
+from quay_cred_helper.names import registry_key
+
+
+def _read_password(args):
+    if args.password_stdin:
+        password = sys.stdin.readline()
+        # Like `docker login --password-stdin`: drop only the line ending.
+        password = password.rstrip("\r\n") if password.endswith("\n") else password
+    elif sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    else:
+        raise InputError("no terminal to prompt for a password: use --password-stdin")
+    if not password:
+        raise InputError("empty password")
+    return password
+
+
+def _read_username(args):
+    if args.username:
+        return args.username
+    if args.password_stdin or not sys.stdin.isatty():
+        raise InputError("no username: pass -u USERNAME")
+    username = input("Username: ").strip()
+    if not username:
+        raise InputError("no credentials username")
+    return username
+
+
+def _store():
+    from quay_cred_helper.store import KeyringStore
+
+    return KeyringStore()
+
+
+def cmd_login(args):
+    key = registry_key(args.registry)
+    username = _read_username(args)
+    password = _read_password(args)
+    _store().add(key, args.registry, username, password)
+    print(f"Login Succeeded: {username} at {key}", file=sys.stderr)
+    return 0
+
+
+def cmd_logout(args):
+    key = registry_key(args.registry)
+    try:
+        _store().delete(key)
+    except NotFound:
+        print(f"not logged in to {key}", file=sys.stderr)
+        return 0
+    print(f"Removed credentials for {key}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args):
+    from quay_cred_helper.index import Index
+
+    rows = sorted((key, e["username"]) for key, e in Index().entries().items())
+    if args.json:
+        json.dump([{"registry": k, "username": u} for k, u in rows], sys.stdout, indent=2)
+        print()
+        return 0
+    width = max([len("REGISTRY")] + [len(k) for k, _ in rows])
+    print(f"{'REGISTRY':<{width}}  USERNAME")
+    for key, username in rows:
+        print(f"{key:<{width}}  {username}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="quay-cred-helper",
+        description="Keep Quay registry credentials in the OS keyring and hand out bearer tokens.",
+    )
+    parser.add_argument("--version", action="version", version=f"quay-cred-helper {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("login", help="store credentials for a registry in the keyring")
+    p.add_argument("registry", help="registry host, e.g. quay.example.com")
+    p.add_argument("-u", "--username", help="user, robot (org+name), $app or $oauthtoken")
+    p.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("logout", help="remove a registry's credentials")
+    p.add_argument("registry")
+    p.set_defaults(func=cmd_logout)
+
+    p = sub.add_parser("list", help="registries with stored credentials")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HelperError as exc:
+        print(f"quay-cred-helper: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("quay-cred-helper: interrupted", file=sys.stderr)
+        return 1

@@ -1,0 +1,45 @@
+"""docker-credential-quay: the executable container clients run.
+
+The only place that touches argv, stdout and exit codes for the helper. The
+protocol itself lives in protocol.py; what `get` does for robots in robots.py.
+"""
+
+import sys
+
+from quay_cred_helper import __version__
+from quay_cred_helper.errors import HelperError
+from quay_cred_helper.protocol import VERBS, serve
+
+USAGE = "Usage: docker-credential-quay <store|get|erase|list|version>"
+
+
+def make_store():
+    from quay_cred_helper.store import KeyringStore
+
+    return KeyringStore()
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else argv
+    verb = args[0] if args else ""
+    if verb in ("version", "-v", "--version"):
+        print(f"docker-credential-quay (quay-cred-helper) {__version__}")
+        return 0
+    if verb in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    if verb not in VERBS:
+        print(USAGE)
+        return 1
+    try:
+        serve(make_store(), verb, sys.stdin.buffer, sys.stdout)
+    except HelperError as exc:
+        print(exc)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted")
+        return 1
+    except Exception as exc:  # one line for the client, never a traceback with locals
+        print(f"internal error: {type(exc).__name__}")
+        return 1
+    return 0

@@ -1,0 +1,78 @@
+"""The docker-credential-helpers protocol as one pure function.
+
+`serve(store, verb, stdin, stdout)` reads bytes from stdin, writes text to
+stdout, and raises HelperError whose message the entry point prints on stdout
+(clients show stdout, not stderr) before exiting 1. The store has four
+methods: add(key, server, username, secret), get(key) -> (username, secret),
+delete(key), list() -> {server: username}; get and delete raise NotFound.
+"""
+
+import json
+
+from quay_cred_helper.errors import InputError, NotFound
+from quay_cred_helper.names import registry_key
+
+MAX_INPUT = 1 << 20  # 1 MiB: a credential is a few KiB at most, even a JWT
+
+VERBS = ("store", "get", "erase", "list")
+
+
+def read_text(stdin):
+    data = stdin.read(MAX_INPUT + 1)
+    if len(data) > MAX_INPUT:
+        raise InputError("input too large: more than 1 MiB on stdin")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("input is not valid UTF-8") from None
+
+
+def parse_credentials(text):
+    """Parse store's JSON object; returns (server, username, secret)."""
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"invalid JSON on stdin: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(obj, dict):
+        raise InputError("invalid credentials: expected a JSON object with ServerURL, Username and Secret")
+    fields = []
+    for name in ("ServerURL", "Username", "Secret"):
+        value = obj.get(name, "")
+        if not isinstance(value, str):
+            raise InputError(f"invalid credentials: {name} must be a string")
+        fields.append(value)
+    server, username, secret = fields
+    if not server.strip():
+        raise InputError("no credentials server URL")
+    if not username:
+        raise InputError("no credentials username")
+    return server.strip(), username, secret
+
+
+def _lookup_key(server):
+    # A name that cannot be a registry can have no credentials stored.
+    try:
+        return registry_key(server)
+    except InputError:
+        if not server.strip():
+            raise
+        raise NotFound() from None
+
+
+def serve(store, verb, stdin, stdout):
+    if verb == "list":
+        # Never read stdin here: docker-py sends none, and it may be a terminal.
+        json.dump(store.list(), stdout)
+        stdout.write("\n")
+    elif verb == "store":
+        server, username, secret = parse_credentials(read_text(stdin))
+        store.add(registry_key(server), server, username, secret)
+    elif verb == "get":
+        server = read_text(stdin).strip()
+        username, secret = store.get(_lookup_key(server))
+        json.dump({"ServerURL": server, "Username": username, "Secret": secret}, stdout)
+        stdout.write("\n")
+    elif verb == "erase":
+        store.delete(_lookup_key(read_text(stdin)))
+    else:
+        raise InputError(f"unknown verb: {verb}")

@@ -1,0 +1,47 @@
+"""Credentials at rest: secrets in the OS keyring, usernames in the index.
+
+One keyring entry per registry key (service "quay-cred-helper", username the
+key) holding {"username", "secret"} as JSON, so the pair is replaced in one
+keyring write. The index is updated after the keyring, so a crash in between
+leaves a credential that `get` finds and `list` does not show, never the reverse.
+"""
+
+import json
+
+from quay_cred_helper.backend import Keyring
+from quay_cred_helper.errors import KeyringError, NotFound
+from quay_cred_helper.index import Index
+
+SERVICE = "quay-cred-helper"
+
+
+class KeyringStore:
+    def __init__(self, index=None, keyring=None):
+        self.index = index or Index()
+        self.keyring = keyring or Keyring()
+
+    def add(self, key, server, username, secret):
+        value = json.dumps({"username": username, "secret": secret})
+        self.keyring.set(SERVICE, key, value)
+        self.index.put(key, server, username, secret)
+
+    def get(self, key):
+        value = self.keyring.get(SERVICE, key)
+        if value is None:
+            raise NotFound()
+        try:
+            entry = json.loads(value)
+            return entry["username"], entry["secret"]
+        except (ValueError, KeyError, TypeError):
+            raise KeyringError(f"keyring entry for {key} is not ours or is damaged: store it again") from None
+
+    def delete(self, key):
+        existed = self.keyring.delete(SERVICE, key)
+        in_index = self.index.get(key) is not None
+        if in_index:
+            self.index.remove(key)
+        if not (existed or in_index):
+            raise NotFound()
+
+    def list(self):
+        return {e.get("server") or key: e["username"] for key, e in self.index.entries().items()}

@@ -1,0 +1,143 @@
+"""The demonstration: run by scripts/demo inside `dbus-run-session`.
+
+Everything happens in a temporary home: a gnome-keyring Secret Service on the
+private D-Bus session, a real registry (Debian's docker-registry) whose tokens
+come from a Quay-compatible /v2/auth on 127.0.0.1, and real clients going
+through docker-credential-quay.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.conftest import ROBOTS, USERS  # noqa: E402
+from tests.real_registry import DockerRegistry, oci_layout  # noqa: E402
+
+BIN = os.path.dirname(sys.executable)
+
+
+def step(title):
+    print(f"\n== {title}", flush=True)
+
+
+def run(argv, env, stdin=None, check=True, show=None):
+    print(f"$ {show or shlex.join(argv)}", flush=True)
+    r = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True, timeout=120)
+    for line in (r.stdout + r.stderr).splitlines():
+        print(f"  {line}")
+    if check and r.returncode != 0:
+        raise SystemExit(f"demo: {argv[0]} failed with exit status {r.returncode}")
+    return r
+
+
+def isolated_env(root):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "DOCKER_", "REGISTRY_AUTH", "QUAY_CRED"))}
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        path = os.path.join(root, name.lower())
+        os.makedirs(path, mode=0o700)
+        env[name] = path
+    env["PATH"] = BIN + os.pathsep + env["PATH"]
+    env.pop("PYTHON_KEYRING_BACKEND", None)
+    return env
+
+
+def regular_files(root):
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                yield path
+
+
+def main():
+    if "DBUS_SESSION_BUS_ADDRESS" not in os.environ:
+        raise SystemExit("demo: run it through scripts/demo (it needs a private D-Bus session)")
+    with tempfile.TemporaryDirectory(prefix="quay-cred-helper-demo-") as root:
+        env = isolated_env(root)
+
+        step("A throwaway Secret Service (gnome-keyring) on a private D-Bus session")
+        subprocess.run(
+            ["gnome-keyring-daemon", "--unlock", "--components=secrets"],
+            input="demo",
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        print(f"  XDG_DATA_HOME={env['XDG_DATA_HOME']}")
+
+        step("A real registry (docker-registry) trusting a Quay-compatible /v2/auth, both on 127.0.0.1")
+        with DockerRegistry(root, USERS, ROBOTS, public_namespaces={"library"}) as registry:
+            host = registry.host
+            print(f"  registry {host}, token realm {registry.quay.url}/v2/auth")
+
+            step("Log in: the password goes to the keyring")
+            run(["quay-cred-helper", "login", host, "-u", "alice", "--password-stdin"], env, "alice-password\n")
+            run(["quay-cred-helper", "list"], env)
+
+            step("Point the clients at the helper (credHelpers)")
+            docker_config = os.path.join(env["HOME"], ".docker", "config.json")
+            os.makedirs(os.path.dirname(docker_config))
+            with open(docker_config, "w") as f:
+                json.dump({"credHelpers": {host: "quay"}}, f, indent=2)
+            env["REGISTRY_AUTH_FILE"] = docker_config
+            run(["cat", docker_config], env)
+
+            step("skopeo pushes and pulls through docker-credential-quay")
+            layout = os.path.join(root, "image")
+            oci_layout(layout)
+            run(
+                [
+                    "skopeo",
+                    "copy",
+                    "-q",
+                    "--dest-tls-verify=false",
+                    f"oci:{layout}:latest",
+                    f"docker://{host}/org/demo:1.0",
+                ],
+                env,
+            )
+            run(
+                [
+                    "skopeo",
+                    "inspect",
+                    "--tls-verify=false",
+                    "--format",
+                    "{{.Name}}@{{.Digest}}",
+                    f"docker://{host}/org/demo:1.0",
+                ],
+                env,
+            )
+
+            step("What the client sees: the helper protocol")
+            run(["docker-credential-quay", "list"], env, "")
+            get = run(["docker-credential-quay", "get"], env, host, show=f"echo {host} | docker-credential-quay get")
+            secret = json.loads(get.stdout)["Secret"]
+
+            step("No secret in any file of the demo home")
+            leaks = [path for path in regular_files(root) if secret.encode() in Path(path).read_bytes()]
+            print(f"  files holding the password in plaintext (gnome-keyring's own file is encrypted): {len(leaks)}")
+            if leaks:
+                raise SystemExit(f"demo: secret found in {leaks}")
+
+            step("Log out")
+            run(["quay-cred-helper", "logout", host], env)
+            run(
+                ["docker-credential-quay", "get"],
+                env,
+                host,
+                check=False,
+                show=f"echo {host} | docker-credential-quay get",
+            )
+    print("\ndemo: done")
+
+
+if __name__ == "__main__":
+    main()

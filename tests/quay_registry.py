@@ -1,0 +1,355 @@
+"""A local registry that answers like Red Hat Quay's Python endpoints.
+
+Serves on 127.0.0.1 over plain HTTP (or HTTPS with a given certificate):
+
+* `GET /v2/`: 401 with a Bearer challenge, 200 with a valid token.
+* `GET /v2/auth`: Quay's token endpoint (GET only, Basic auth only, the
+  scope grammar, downscoping with HTTP 200, `{"token"}` only, RS256 JWTs
+  living 3600 s, robots' JWTs accepted back as their password, failed-login
+  throttling with 429 and Retry-After).
+
+It counts requests per path and can be told to misbehave on cue (`faults`).
+The signing key comes with a self-signed certificate so that a real
+registry (Debian's docker-registry, `auth: token`) can trust its tokens.
+"""
+
+import base64
+import collections
+import datetime
+import http.server
+import json
+import re
+import threading
+import time
+import urllib.parse
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+TOKEN_LIFETIME = 3600
+ISSUER = "quay"
+_SCOPE = re.compile(r"repository:([a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)+):(pull|push|pull,push|push,pull|\*)")
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SigningKey:
+    """An RSA key and a self-signed certificate for it (created once per process)."""
+
+    _shared = None
+
+    def __init__(self):
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "quay-test-token-signer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
+        self.cert_der_b64 = base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()
+
+    @classmethod
+    def shared(cls):
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def sign(self, claims):
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [self.cert_der_b64]}
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{b64url(signature)}"
+
+    def verify(self, token):
+        """Return the claims of a token we signed, or None."""
+        try:
+            head, payload, signature = token.split(".")
+            self.key.public_key().verify(
+                b64url_decode(signature), f"{head}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+            return json.loads(b64url_decode(payload))
+        except Exception:
+            return None
+
+
+class Account:
+    def __init__(self, password, namespaces):
+        self.password = password
+        self.namespaces = set(namespaces)
+        self.failures = 0
+        self.last_failure = 0.0
+
+
+class QuayRegistry:
+    """The server. Use as a context manager; `.host` is `127.0.0.1:PORT`."""
+
+    def __init__(
+        self, users=None, robots=None, public_namespaces=(), anonymous=True, server_hostname=None, ssl_context=None
+    ):
+        self.accounts = {}
+        for name, (password, namespaces) in (users or {}).items():
+            self.accounts[name] = Account(password, namespaces)
+        for name, token in (robots or {}).items():
+            self.accounts[name] = Account(token, [name.split("+", 1)[0]])
+        self.public_namespaces = set(public_namespaces)
+        self.anonymous = anonymous
+        self.key = SigningKey.shared()
+        self.requests = collections.Counter()
+        self.auth_log = []  # (username or None, scopes) per /v2/auth request
+        self.created = set()  # repositories created by a push scope
+        self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
+        self.lock = threading.Lock()
+        self._server_hostname = server_hostname
+        self._ssl_context = ssl_context
+        self._httpd = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def __enter__(self):
+        handler = type("Handler", (_Handler,), {"registry": self})
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        if self._ssl_context:
+            self._httpd.socket = self._ssl_context.wrap_socket(self._httpd.socket, server_side=True)
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def port(self):
+        return self._httpd.server_address[1]
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def scheme(self):
+        return "https" if self._ssl_context else "http"
+
+    @property
+    def url(self):
+        return f"{self.scheme}://{self.host}"
+
+    @property
+    def server_hostname(self):
+        """Quay's SERVER_HOSTNAME: the service name, and the `aud` of its tokens."""
+        return self._server_hostname or self.host
+
+    def count(self, path):
+        return self.requests[path]
+
+    # -- token logic ----------------------------------------------------------
+
+    def issue(self, subject, service, access, context=None):
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "aud": service,
+            "nbf": now,
+            "iat": now,
+            "exp": now + TOKEN_LIFETIME,
+            "sub": subject,
+            "access": access,
+            "context": context or {"version": 2, "entity_kind": "anonymous" if subject is None else "user"},
+        }
+        return self.key.sign(claims)
+
+    def check_password(self, username, password):
+        """None if accepted, else Quay's message."""
+        account = self.accounts.get(username)
+        robot = "+" in username
+        if account is None:
+            return f"Could not find robot with username: {username}" if robot else "Invalid Username or Password"
+        if password == account.password:
+            return None
+        if robot:
+            claims = self.key.verify(password)
+            if (
+                claims
+                and claims.get("sub") == username
+                and claims.get("aud") == self.server_hostname
+                and claims.get("exp", 0) > time.time()
+            ):
+                return None
+            return f"Could not find robot with username: {username} and supplied password."
+        return "Invalid Username or Password"
+
+    def allowed_actions(self, username, name, wanted):
+        namespace = name.split("/", 1)[0]
+        account = self.accounts.get(username) if username else None
+        if account and namespace in account.namespaces:
+            if "push" in wanted and name not in self.created:
+                self.created.add(name)  # as on Quay: a push scope creates the repository
+            return [a for a in ("pull", "push", "*") if a in wanted]
+        if namespace in self.public_namespaces and "pull" in wanted:
+            return ["pull"]
+        return []
+
+
+def _parse_scope_actions(actions):
+    return ["pull", "push", "*"] if actions == "*" else actions.split(",")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    registry = None
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status, body=b"", content_type="application/json", headers=()):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def errors(self, status, code, message, headers=()):
+        self.send(status, {"errors": [{"code": code, "message": message, "detail": {}}]}, headers=headers)
+
+    def challenge(self, scope=None):
+        reg = self.registry
+        value = f'Bearer realm="{reg.url}/v2/auth",service="{reg.server_hostname}"'
+        if scope:
+            value += f',scope="{scope}"'
+        return ("WWW-Authenticate", value)
+
+    def bearer_claims(self):
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return None
+        claims = self.registry.key.verify(auth[7:])
+        if not claims or claims.get("exp", 0) < time.time() or claims.get("aud") != self.registry.server_hostname:
+            return None
+        return claims
+
+    # -- dispatch ---------------------------------------------------------------
+
+    def do_GET(self):
+        path = urllib.parse.urlsplit(self.path).path
+        reg = self.registry
+        with reg.lock:
+            reg.requests[path] += 1
+            fault = reg.faults.popleft() if reg.faults and path == "/v2/auth" else None
+        if fault and self.apply_fault(fault):
+            return
+        if path == "/v2/auth":
+            return self.token()
+        if path == "/v2/" or path == "/v2":
+            if self.bearer_claims() is None:
+                return self.errors(
+                    401,
+                    "UNAUTHORIZED",
+                    "access to the requested resource is not authorized",
+                    headers=[self.challenge()],
+                )
+            return self.send(200, {})
+        return self.errors(404, "NOT_FOUND", "not found")
+
+    do_HEAD = do_GET
+
+    def do_POST(self):
+        path = urllib.parse.urlsplit(self.path).path
+        with self.registry.lock:
+            self.registry.requests[path] += 1
+        if path == "/v2/auth":
+            # Quay's /v2/auth is GET only: no OAuth2 password or refresh grant.
+            return self.send(
+                405, {"errors": [{"code": "UNSUPPORTED", "message": "The operation is unsupported.", "detail": {}}]}
+            )
+        return self.errors(404, "NOT_FOUND", "not found")
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def apply_fault(self, fault):
+        kind = fault[0]
+        if kind == "status":
+            self.errors(fault[1], "UNAVAILABLE", "service unavailable")
+            return True
+        if kind == "retry-after":
+            self.send(429, b"Too many login attempts", "text/html", headers=[("Retry-After", str(fault[1]))])
+            return True
+        if kind == "slow":
+            time.sleep(fault[1])
+            return False
+        if kind == "malformed":
+            self.send(200, b'{"token": ')
+            return True
+        if kind == "notjwt":
+            self.send(200, {"token": "not-a-jwt"})
+            return True
+        raise ValueError(f"unknown fault {fault!r}")
+
+    def token(self):
+        reg = self.registry
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True)
+        service = (query.get("service") or [""])[0]
+        scopes = query.get("scope", [])
+        auth = self.headers.get("Authorization", "")
+        username = None
+        if auth:
+            if not auth.startswith("Basic "):
+                return self.errors(401, "UNAUTHORIZED", "Invalid Username or Password")
+            try:
+                username, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            except Exception:
+                return self.errors(401, "UNAUTHORIZED", "Invalid Username or Password")
+            account = reg.accounts.get(username)
+            with reg.lock:
+                if account and account.failures:
+                    wait = account.last_failure + 0.5 * (2**account.failures - 1) - time.time()
+                    if wait > 0:
+                        # Quay's login throttling: any attempt, right password or not.
+                        return self.send(
+                            429, b"Too many login attempts", "text/html", headers=[("Retry-After", str(int(wait)))]
+                        )
+                problem = reg.check_password(username, password)
+                if account:
+                    if problem:
+                        account.failures += 1
+                        account.last_failure = time.time()
+                    else:
+                        account.failures = 0
+            if problem:
+                reg.auth_log.append((username, scopes, 401))
+                return self.errors(401, "UNAUTHORIZED", problem)
+        elif not reg.anonymous:
+            return self.send(401, {"error": "Anonymous access is not allowed"})
+        access = []
+        for scope in scopes:
+            match = _SCOPE.fullmatch(scope)
+            if not match:
+                return self.errors(400, "INVALID_REQUEST", f"Unable to parse scope: {scope}")
+            name, actions = match.group(1), _parse_scope_actions(match.group(2))
+            granted = reg.allowed_actions(username, name, actions)
+            if granted:
+                access.append({"type": "repository", "name": name, "actions": granted})
+        reg.auth_log.append((username, scopes, 200))
+        kind = "robot" if username and "+" in username else ("user" if username else "anonymous")
+        token = reg.issue(username, service, access, {"version": 2, "entity_kind": kind})
+        self.send(200, {"token": token})
