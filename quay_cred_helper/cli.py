@@ -37,15 +37,19 @@ def _read_username(args):
 
 
 def _store():
-    from quay_cred_helper.store import KeyringStore
+    from quay_cred_helper.robots import open_store
 
-    return KeyringStore()
+    return open_store()
 
 
 def cmd_login(args):
     key = registry_key(args.registry)
     username = _read_username(args)
     password = _read_password(args)
+    if not args.no_verify:
+        from quay_cred_helper.tokens import verify
+
+        verify(key, username, password)  # one token request; a refusal stores nothing
     _store().add(key, args.registry, username, password)
     print(f"Login Succeeded: {username} at {key}", file=sys.stderr)
     return 0
@@ -77,6 +81,59 @@ def cmd_list(args):
     return 0
 
 
+def _split_reference(text):
+    """`registry[/ns/repo]` -> (key, repository or None)."""
+    registry, _, repository = text.partition("/")
+    return registry_key(registry), repository.strip("/") or None
+
+
+def cmd_token(args):
+    from quay_cred_helper.index import Index
+    from quay_cred_helper.tokens import ANONYMOUS, Tokens
+
+    key, repository = _split_reference(args.reference)
+    scopes = list(args.scope)
+    if repository:
+        # Pull only unless asked: on Quay a push scope creates a missing repository.
+        scopes.append(f"repository:{repository}:{'pull,push' if args.push else 'pull'}")
+    elif args.push:
+        raise InputError("--push needs a repository: REGISTRY/NAMESPACE/REPOSITORY")
+    entry = Index().get(key)
+
+    def credentials():
+        from quay_cred_helper.errors import NotFound
+        from quay_cred_helper.store import KeyringStore
+
+        try:
+            return KeyringStore().get(key)
+        except NotFound:
+            return None
+
+    identity = entry.get("identity") if entry else ANONYMOUS
+    token = Tokens().get(key, identity, scopes, credentials=credentials if entry else None)
+    if token is None:
+        raise HelperError(f"{key} needs no token: it answered /v2/ without authentication")
+    if args.json:
+        import time
+
+        json.dump(
+            {
+                "registry": key,
+                "token": token.token,
+                "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(token.expires_at)),
+                "expires_in": int(token.expires_at - time.time()),
+                "scopes": sorted(set(scopes)),
+                "access": token.access,
+            },
+            sys.stdout,
+            indent=2,
+        )
+        print()
+    else:
+        print(token.token)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="quay-cred-helper",
@@ -90,6 +147,7 @@ def build_parser():
     p.add_argument("registry", help="registry host, e.g. quay.example.com")
     p.add_argument("-u", "--username", help="user, robot (org+name), $app or $oauthtoken")
     p.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
+    p.add_argument("--no-verify", action="store_true", help="store without checking the credentials at /v2/auth")
     p.set_defaults(func=cmd_login)
 
     p = sub.add_parser("logout", help="remove a registry's credentials")
@@ -99,6 +157,13 @@ def build_parser():
     p = sub.add_parser("list", help="registries with stored credentials")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("token", help="print a bearer token (for curl and scripts)")
+    p.add_argument("reference", metavar="REGISTRY[/NS/REPO]", help="registry, or a repository to get a pull token for")
+    p.add_argument("--push", action="store_true", help="ask for pull,push (creates a missing repository on Quay)")
+    p.add_argument("--scope", action="append", default=[], help="an extra scope, e.g. repository:ns/repo:pull")
+    p.add_argument("--json", action="store_true", help="print the token with its expiry and granted access")
+    p.set_defaults(func=cmd_token)
     return parser
 
 

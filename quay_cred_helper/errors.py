@@ -22,3 +22,11 @@ class NotFound(HelperError):
 
 class KeyringError(HelperError):
     """The keyring backend is missing, locked, refused or not answering."""
+
+
+class RegistryError(HelperError):
+    """The registry or its token endpoint refused us or answered nonsense."""
+
+
+class Unreachable(RegistryError):
+    """The registry could not be reached (connection, DNS, timeout, 5xx after retries)."""

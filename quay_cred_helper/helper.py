@@ -13,12 +13,6 @@ from quay_cred_helper.protocol import VERBS, serve
 USAGE = "Usage: docker-credential-quay <store|get|erase|list|version>"
 
 
-def make_store():
-    from quay_cred_helper.store import KeyringStore
-
-    return KeyringStore()
-
-
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
     verb = args[0] if args else ""
@@ -32,7 +26,9 @@ def main(argv=None):
         print(USAGE)
         return 1
     try:
-        serve(make_store(), verb, sys.stdin.buffer, sys.stdout)
+        from quay_cred_helper.robots import open_store
+
+        serve(open_store(), verb, sys.stdin.buffer, sys.stdout)
     except HelperError as exc:
         print(exc)
         return 1

@@ -1,0 +1,247 @@
+"""Talking to a registry's token endpoint: discovery, /v2/auth, errors.
+
+Everything here that touches the network takes an httpx.Client, so tests run
+the real flow against a local registry and use a mock transport only for
+faults a live server cannot produce on cue.
+"""
+
+import json
+import random
+import ssl
+import time
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+import httpx
+
+from quay_cred_helper import challenge, claims, config
+from quay_cred_helper.errors import RegistryError, Unreachable
+from quay_cred_helper.names import hostname, is_loopback
+
+MAX_BODY = 1 << 20  # a token response is a few KiB; refuse anything over 1 MiB
+DEFAULT_LIFETIME = 60.0  # seconds, when neither expires_in nor a JWT exp says
+MAX_RETRY_AFTER = 10.0  # seconds we are willing to wait on a 429 or 503
+RETRY_STATUSES = {429, 502, 503, 504}
+
+
+class Token(NamedTuple):
+    token: str
+    issued_at: float
+    expires_at: float
+    access: list
+
+
+def make_client(key, settings):
+    """An httpx client for one registry: its CA bundle, timeouts, no redirects."""
+    context = ssl.create_default_context(cafile=settings.ca_bundle or None)
+    if not settings.ca_bundle and not context.get_ca_certs() and not context.cert_store_stats()["x509_ca"]:
+        # No system trust store (some macOS Pythons): fall back to certifi, which httpx ships with.
+        import certifi
+
+        context.load_verify_locations(certifi.where())
+    timeout = httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
+    # Redirects are never followed: Authorization must not travel to another origin.
+    return httpx.Client(verify=context, timeout=timeout, follow_redirects=False, trust_env=True)
+
+
+def _is_tls_refusal(exc):
+    """The server does not speak TLS at all (a plain-http registry)."""
+    text = str(exc)
+    return "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "packet length too long" in text
+
+
+def _is_tls_verification(exc):
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc)
+
+
+class Session:
+    """Requests to one registry with its settings, bounded retries and error mapping."""
+
+    def __init__(self, client, key, settings=None, sleep=time.sleep):
+        self.client = client
+        self.key = key
+        self.settings = settings or config.load(key)
+        self.sleep = sleep
+
+    def send(self, url, params=None, auth=None):
+        """GET with retries on connection errors, 429 and 502-504; never on 401. Returns (response, body)."""
+        attempts = self.settings.retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                with self.client.stream("GET", url, params=params, auth=auth) as response:
+                    body = _read_capped(response, self.key)
+            except httpx.TimeoutException:
+                if last:
+                    raise Unreachable(
+                        f"{self.key} did not answer within {self.settings.timeout:g} s (timeout; "
+                        f"raise it with timeout = N under [{self.key}] in {config.config_path()})"
+                    ) from None
+            except httpx.ConnectError as exc:
+                if _is_tls_verification(exc):
+                    raise RegistryError(
+                        f"TLS verification failed for {self.key}: set ca_bundle = /path/to/ca.pem under "
+                        f"[{self.key}] in {config.config_path()} (or SSL_CERT_FILE)"
+                    ) from None
+                if _is_tls_refusal(exc):
+                    raise
+                if last:
+                    raise Unreachable(_connect_message(self.key, exc)) from None
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                if last:
+                    raise Unreachable(f"{self.key} closed the connection before answering") from None
+            else:
+                if response.status_code not in RETRY_STATUSES or last:
+                    return response, body
+                delay = _retry_after(response)
+                if delay is not None:
+                    self.sleep(delay)
+                    continue
+            self.sleep(min(4.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
+        raise AssertionError("unreachable")  # the loop always returns or raises on the last attempt
+
+    def discover(self):
+        """Ask /v2/ how to authenticate: {"base", "realm", "service"}; realm None if none is needed."""
+        schemes = ["https"]
+        if is_loopback(self.key) or self.settings.insecure_http:
+            schemes.append("http")  # like docker: a local registry may speak plain http
+        for scheme in schemes:
+            base = f"{scheme}://{self.key}"
+            try:
+                response, body = self.send(base + "/v2/")
+            except httpx.ConnectError:
+                if scheme == schemes[-1]:
+                    raise RegistryError(
+                        f"{self.key} does not speak TLS: set insecure_http = true under "
+                        f"[{self.key}] in {config.config_path()} if it is meant to"
+                    ) from None
+                continue
+            if response.status_code == 200:
+                return {"base": base, "realm": None, "service": None}
+            if response.status_code == 401:
+                params = challenge.bearer(response.headers.get_list("www-authenticate"))
+                if params is None:
+                    raise RegistryError(f"{self.key} did not offer Bearer token authentication on /v2/")
+                return {"base": base, "realm": params["realm"], "service": params.get("service", "")}
+            raise _error(response, _json(body), self.key)
+        raise AssertionError("unreachable")
+
+    def check_realm(self, realm):
+        """Credentials go only to an https realm on the registry's own host (unless configured)."""
+        parts = urlsplit(realm)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise RegistryError(f"{self.key} sent an unusable token realm: {realm[:200]}")
+        if parts.scheme == "http" and not (is_loopback(self.key) or self.settings.insecure_http):
+            raise RegistryError(
+                f"refusing to send credentials over plain http to {parts.hostname}: set insecure_http = true "
+                f"under [{self.key}] in {config.config_path()} if you accept that"
+            )
+        host = parts.hostname.lower()
+        if host != hostname(self.key) and host not in self.settings.realm_hosts:
+            raise RegistryError(
+                f"refusing to send credentials to {host}: the token realm is not on {hostname(self.key)}; "
+                f"add realm_hosts = {host} under [{self.key}] in {config.config_path()} if you trust it"
+            )
+
+    def fetch_token(self, found, username=None, secret=None, scopes=()):
+        """GET the realm with Basic auth (or none) and the scopes; one scope parameter each."""
+        auth = None
+        if username is not None:
+            self.check_realm(found["realm"])
+            auth = (username, secret)
+        params = [("service", found["service"])] if found.get("service") else []
+        params += [("scope", scope) for scope in scopes]
+        response, body = self.send(found["realm"], params=params, auth=auth)
+        data = _json(body)
+        if response.status_code != 200:
+            raise _error(response, data, self.key)
+        token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"{self.key} answered /v2/auth without a token")
+        now = time.time()
+        payload = claims.payload(token)
+        expires_in = data.get("expires_in")
+        if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
+            expires_at = now + expires_in
+        else:
+            # Quay sends no expires_in: its JWTs live one hour, read exp from the payload.
+            expires_at = claims.number(payload, "exp") or now + DEFAULT_LIFETIME
+        access = payload.get("access") if payload and isinstance(payload.get("access"), list) else []
+        return Token(token, now, expires_at, access)
+
+
+def _read_capped(response, key):
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise RegistryError(f"{key} sent a response over {MAX_BODY // 1024} KiB: refused")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(body):
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _retry_after(response):
+    value = response.headers.get("retry-after", "").strip()
+    if not value.isdigit():
+        return None
+    return min(float(value), MAX_RETRY_AFTER)
+
+
+def _connect_message(key, exc):
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return f"cannot resolve {hostname(key)}: check the registry name and DNS"
+    if "refused" in text.lower():
+        return f"cannot connect to {key}: connection refused"
+    return f"cannot connect to {key}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
+
+
+def _server_message(data):
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            code, message = errors[0].get("code"), errors[0].get("message")
+            return (str(code) if code else None), (str(message)[:300] if message else None)
+        if isinstance(data.get("error"), str):
+            return None, data["error"][:300]
+    return None, None
+
+
+def _error(response, data, key):
+    """One actionable line for a refused token request."""
+    status = response.status_code
+    code, message = _server_message(data)
+    if status == 401:
+        if message == "Anonymous access is not allowed":
+            return RegistryError(f"{key}: anonymous access is not allowed: log in first (quay-cred-helper login {key})")
+        reason = message or "unauthorized"
+        hint = "check the username and password or token (quay-cred-helper login)"
+        if "unencrypted password" in reason.lower():
+            hint = "use an encrypted password (Quay: Account Settings > Generate Encrypted Password)"
+        elif "robot" in reason.lower():
+            hint = "check the robot's name and token in Quay (Robot Accounts)"
+        return RegistryError(f"{key} refused the credentials: {reason}: {hint}")
+    if status == 429:
+        wait = response.headers.get("retry-after", "?")
+        return RegistryError(
+            f"{key} is throttling logins after failed attempts (Too many login attempts; retry after {wait} s): "
+            "check the password before trying again, each failure doubles the lockout"
+        )
+    if status == 405:
+        return RegistryError(f"{key} does not accept this token request (405 {code or 'UNSUPPORTED'})")
+    if status == 400:
+        return RegistryError(
+            f"{key} rejected the token request: {code or 'INVALID_REQUEST'}: {message or 'bad request'}"
+        )
+    if status >= 500:
+        return Unreachable(f"{key} is failing: HTTP {status}{': ' + message if message else ''}")
+    if 300 <= status < 400:
+        return RegistryError(f"{key} redirected the token request (HTTP {status}): not followed")
+    return RegistryError(f"{key} answered HTTP {status}{': ' + message if message else ''}")
