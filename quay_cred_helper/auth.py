@@ -68,6 +68,7 @@ class Session:
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            response = None
             try:
                 with self.client.stream("GET", url, params=params, auth=auth) as response:
                     body = _read_capped(response, self.key)
@@ -93,11 +94,9 @@ class Session:
             else:
                 if response.status_code not in RETRY_STATUSES or last:
                     return response, body
-                delay = _retry_after(response)
-                if delay is not None:
-                    self.sleep(delay)
-                    continue
-            self.sleep(min(4.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
+            # Exponential backoff with jitter, or longer if the server's Retry-After says so.
+            backoff = min(4.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2)
+            self.sleep(max(backoff, _retry_after(response) if response is not None else 0.0))
         raise AssertionError("unreachable")  # the loop always returns or raises on the last attempt
 
     def discover(self):
@@ -189,9 +188,7 @@ def _json(body):
 
 def _retry_after(response):
     value = response.headers.get("retry-after", "").strip()
-    if not value.isdigit():
-        return None
-    return min(float(value), MAX_RETRY_AFTER)
+    return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else 0.0
 
 
 def _connect_message(key, exc):

@@ -15,6 +15,7 @@ registry (Debian's docker-registry, `auth: token`) can trust its tokens.
 
 import base64
 import collections
+import contextlib
 import datetime
 import http.server
 import json
@@ -111,7 +112,7 @@ class QuayRegistry:
         self.anonymous = anonymous
         self.key = SigningKey.shared()
         self.requests = collections.Counter()
-        self.auth_log = []  # (username or None, scopes) per /v2/auth request
+        self.auth_log = []  # {"user", "scopes", "status", "credential"} per /v2/auth request
         self.created = set()  # repositories created by a push scope
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
         self.lock = threading.Lock()
@@ -157,6 +158,10 @@ class QuayRegistry:
 
     def count(self, path):
         return self.requests[path]
+
+    def log_auth(self, user, scopes, status, credential):
+        with self.lock:
+            self.auth_log.append({"user": user, "scopes": scopes, "status": status, "credential": credential})
 
     # -- token logic ----------------------------------------------------------
 
@@ -216,6 +221,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def handle(self):
+        # A client that gave up (a timeout test) is nothing to report.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            super().handle()
 
     def send(self, status, body=b"", content_type="application/json", headers=()):
         if isinstance(body, (dict, list)):
@@ -303,6 +313,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if kind == "notjwt":
             self.send(200, {"token": "not-a-jwt"})
             return True
+        if kind == "token":  # any JSON body, e.g. a JWT without exp
+            self.send(200, fault[1])
+            return True
+        if kind == "huge":  # 10 MB of JSON-looking bytes
+            size = 10 * 1024 * 1024
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            chunk = b" " * 65536
+            try:
+                for _ in range(size // len(chunk)):
+                    self.wfile.write(chunk)
+            except OSError:
+                pass  # the client gave up, as it should
+            return True
+        if kind == "reset":  # headers, part of the body, then the connection drops
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"token": "ab')
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return True
         raise ValueError(f"unknown fault {fault!r}")
 
     def token(self):
@@ -311,7 +347,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         service = (query.get("service") or [""])[0]
         scopes = query.get("scope", [])
         auth = self.headers.get("Authorization", "")
-        username = None
+        username = credential = None
         if auth:
             if not auth.startswith("Basic "):
                 return self.errors(401, "UNAUTHORIZED", "Invalid Username or Password")
@@ -335,8 +371,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         account.last_failure = time.time()
                     else:
                         account.failures = 0
+            credential = "jwt" if reg.key.verify(password) else "password"
             if problem:
-                reg.auth_log.append((username, scopes, 401))
+                reg.log_auth(username, scopes, 401, credential)
                 return self.errors(401, "UNAUTHORIZED", problem)
         elif not reg.anonymous:
             return self.send(401, {"error": "Anonymous access is not allowed"})
@@ -349,7 +386,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             granted = reg.allowed_actions(username, name, actions)
             if granted:
                 access.append({"type": "repository", "name": name, "actions": granted})
-        reg.auth_log.append((username, scopes, 200))
+        reg.log_auth(username, scopes, 200, credential)
         kind = "robot" if username and "+" in username else ("user" if username else "anonymous")
         token = reg.issue(username, service, access, {"version": 2, "entity_kind": kind})
         self.send(200, {"token": token})

@@ -103,7 +103,7 @@ def test_skopeo_through_the_helper(secret_keyring, docker_registry, tmp_path):
     r = sh(["skopeo", "inspect", "--tls-verify=false", private], env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["Name"] == f"{docker_registry.host}/org/app"
-    users = {user for user, _, status in docker_registry.quay.auth_log if status == 200}
+    users = {entry["user"] for entry in docker_registry.quay.auth_log if entry["status"] == 200}
     assert "alice" in users
 
     # Erased: public pulls still work anonymously, private ones are refused.
@@ -133,3 +133,26 @@ def test_docker_py_store(secret_keyring, monkeypatch):
     with pytest.raises(CredentialsNotFound):
         store.get("quay.example.com")
     assert store.list() == {}
+
+
+@needs("skopeo")
+def test_skopeo_with_a_robot_uses_only_the_one_hour_jwt(file_keyring, docker_registry, tmp_path):
+    env = dict(file_keyring, REGISTRY_AUTH_FILE=str(tmp_path / "auth.json"))
+    write_helpers_config(env["REGISTRY_AUTH_FILE"], docker_registry.host)
+    layout = tmp_path / "image"
+    oci_layout(str(layout))
+    robot, token = next(iter(ROBOTS.items()))
+    payload = json.dumps({"ServerURL": docker_registry.host, "Username": robot, "Secret": token})
+    assert helper(env, "store", payload).returncode == 0
+
+    ref = f"docker://{docker_registry.host}/org/robot-app:1"
+    r = sh(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:latest", ref], env)
+    assert r.returncode == 0, r.stderr
+    r = sh(["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}}", ref], env)
+    assert (r.returncode, r.stdout.strip()) == (0, f"{docker_registry.host}/org/robot-app"), r.stderr
+
+    quay = docker_registry.quay
+    by_skopeo = [e for e in quay.auth_log if e["scopes"]]  # the helper's own exchange asks no scope
+    assert by_skopeo and all(e["user"] == robot and e["status"] == 200 for e in by_skopeo)
+    assert {e["credential"] for e in by_skopeo} == {"jwt"}  # the robot token never left the helper
+    assert [e["credential"] for e in quay.auth_log if not e["scopes"]] == ["password"]  # one exchange, cached
