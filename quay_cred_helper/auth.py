@@ -63,15 +63,15 @@ class Session:
         self.settings = settings or config.load(key)
         self.sleep = sleep
 
-    def send(self, url, params=None, auth=None):
+    def send(self, url, params=None, auth=None, headers=None, limit=MAX_BODY):
         """GET with retries on connection errors, 429 and 502-504; never on 401. Returns (response, body)."""
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             response = None
             try:
-                with self.client.stream("GET", url, params=params, auth=auth) as response:
-                    body = _read_capped(response, self.key)
+                with self.client.stream("GET", url, params=params, auth=auth, headers=headers) as response:
+                    body = _read_capped(response, self.key, limit)
             except httpx.TimeoutException:
                 if last:
                     raise Unreachable(
@@ -122,7 +122,7 @@ class Session:
                 if params is None:
                     raise RegistryError(f"{self.key} did not offer Bearer token authentication on /v2/")
                 return {"base": base, "realm": params["realm"], "service": params.get("service", "")}
-            raise _error(response, _json(body), self.key)
+            raise _error(response, json_body(body), self.key)
         raise AssertionError("unreachable")
 
     def check_realm(self, realm):
@@ -151,7 +151,7 @@ class Session:
         params = [("service", found["service"])] if found.get("service") else []
         params += [("scope", scope) for scope in scopes]
         response, body = self.send(found["realm"], params=params, auth=auth)
-        data = _json(body)
+        data = json_body(body)
         if response.status_code != 200:
             raise _error(response, data, self.key)
         token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
@@ -169,17 +169,17 @@ class Session:
         return Token(token, now, expires_at, access)
 
 
-def _read_capped(response, key):
+def _read_capped(response, key, limit):
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise RegistryError(f"{key} sent a response over {MAX_BODY // 1024} KiB: refused")
+        if size > limit:
+            raise RegistryError(f"{key} sent a response over {limit // 1024} KiB: refused")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _json(body):
+def json_body(body):
     try:
         return json.loads(body)
     except ValueError:
@@ -200,7 +200,8 @@ def _connect_message(key, exc):
     return f"cannot connect to {key}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
 
 
-def _server_message(data):
+def server_error(data):
+    """(code, message) of a registry's error body, either may be None."""
     if isinstance(data, dict):
         errors = data.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
@@ -214,7 +215,7 @@ def _server_message(data):
 def _error(response, data, key):
     """One actionable line for a refused token request."""
     status = response.status_code
-    code, message = _server_message(data)
+    code, message = server_error(data)
     if status == 401:
         if message == "Anonymous access is not allowed":
             return RegistryError(f"{key}: anonymous access is not allowed: log in first (quay-cred-helper login {key})")

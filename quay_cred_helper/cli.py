@@ -88,8 +88,8 @@ def _split_reference(text):
 
 
 def cmd_token(args):
-    from quay_cred_helper.index import Index
-    from quay_cred_helper.tokens import ANONYMOUS, Tokens
+    from quay_cred_helper.store import credentials_for
+    from quay_cred_helper.tokens import Tokens
 
     key, repository = _split_reference(args.reference)
     scopes = list(args.scope)
@@ -98,19 +98,8 @@ def cmd_token(args):
         scopes.append(f"repository:{repository}:{'pull,push' if args.push else 'pull'}")
     elif args.push:
         raise InputError("--push needs a repository: REGISTRY/NAMESPACE/REPOSITORY")
-    entry = Index().get(key)
-
-    def credentials():
-        from quay_cred_helper.errors import NotFound
-        from quay_cred_helper.store import KeyringStore
-
-        try:
-            return KeyringStore().get(key)
-        except NotFound:
-            return None
-
-    identity = entry.get("identity") if entry else ANONYMOUS
-    token = Tokens().get(key, identity, scopes, credentials=credentials if entry else None)
+    identity, credentials = credentials_for(key)
+    token = Tokens().get(key, identity, scopes, credentials=credentials)
     if token is None:
         raise HelperError(f"{key} needs no token: it answered /v2/ without authentication")
     if args.json:
@@ -131,6 +120,57 @@ def cmd_token(args):
         print()
     else:
         print(token.token)
+    return 0
+
+
+FIELDS = ("digest", "artifactType", "mediaType", "size", "created")
+
+
+def _field(descriptor, name):
+    if name == "created":
+        return descriptor.get("annotations", {}).get("org.opencontainers.image.created", "")
+    value = descriptor.get(name, "")
+    return str(value)
+
+
+def _rows(descriptors, depth=0):
+    for descriptor in descriptors:
+        yield depth, descriptor
+        yield from _rows(descriptor.get("referrers", []), depth + 1)
+
+
+def _print_table(descriptors):
+    rows = [
+        ["  " * depth + ("└─ " if depth else "") + _field(d, "digest")] + [_field(d, f) or "-" for f in FIELDS[1:]]
+        for depth, d in _rows(descriptors)
+    ]
+    header = ["DIGEST", "ARTIFACT TYPE", "MEDIA TYPE", "SIZE", "CREATED"]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    for row in [header] + rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def cmd_referrers(args):
+    from quay_cred_helper.names import parse_reference
+    from quay_cred_helper.referrers import INDEX, Repository, walk
+
+    key, name, tag, digest = parse_reference(args.reference)
+    repository = Repository(key, name)
+    try:
+        digest = digest or repository.resolve(tag)
+        descriptors, how = walk(repository, digest, args.artifact_type, args.depth if args.tree else 1)
+    finally:
+        repository.close()
+    if how == "tag-schema":
+        print(f"quay-cred-helper: {key} has no referrers API: read the tag {digest.replace(':', '-')}", file=sys.stderr)
+    if args.json:
+        json.dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": descriptors}, sys.stdout, indent=2)
+        print()
+    elif args.format:
+        for _, descriptor in _rows(descriptors):
+            print(_field(descriptor, args.format))
+    else:
+        _print_table(descriptors)
     return 0
 
 
@@ -164,6 +204,16 @@ def build_parser():
     p.add_argument("--scope", action="append", default=[], help="an extra scope, e.g. repository:ns/repo:pull")
     p.add_argument("--json", action="store_true", help="print the token with its expiry and granted access")
     p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("referrers", help="list the OCI referrers (signatures, SBOMs, ...) of a manifest")
+    p.add_argument("reference", metavar="REGISTRY/NS/REPO@DIGEST|:TAG")
+    p.add_argument("--artifact-type", action="append", default=[], metavar="TYPE", help="only this artifact type")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the referrers index (after filtering)")
+    output.add_argument("--format", choices=FIELDS, help="print one field per line, e.g. digest")
+    p.add_argument("--tree", action="store_true", help="also list referrers of referrers")
+    p.add_argument("--depth", type=int, default=3, choices=range(1, 11), metavar="N", help="--tree depth (1-10)")
+    p.set_defaults(func=cmd_referrers)
     return parser
 
 

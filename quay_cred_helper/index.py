@@ -11,6 +11,7 @@ import os
 from quay_cred_helper import files, paths
 
 VERSION = 1
+ANONYMOUS = "anonymous"  # the identity of token requests made without credentials
 
 
 def identity(username, secret, salt):

@@ -52,3 +52,39 @@ def is_loopback(key):
 def is_robot(username):
     """Quay robot accounts are named `namespace+name`."""
     return "+" in username and not username.startswith(("$", "<"))
+
+
+_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+
+
+def parse_reference(text):
+    """`REGISTRY/NS/REPO@sha256:HEX` or `REGISTRY/NS/REPO:TAG` -> (key, repository, tag, digest)."""
+    usage = "expected REGISTRY/NAMESPACE/REPOSITORY@sha256:DIGEST or REGISTRY/NAMESPACE/REPOSITORY:TAG"
+    text = text.strip()
+    if text.startswith("docker://"):
+        text = text[len("docker://") :]
+    registry, _, rest = text.partition("/")
+    if not rest:
+        raise InputError(f"{usage}, got {text[:200]!r}")
+    key = registry_key(registry)
+    name, at, digest = rest.partition("@")
+    tag = None
+    if at:
+        if not DIGEST.fullmatch(digest):
+            raise InputError(f"invalid digest: {digest[:200]!r}")
+        digest_or_none = digest
+    else:
+        digest_or_none = None
+        slash = name.rfind("/")
+        colon = name.rfind(":")
+        if colon > slash:
+            name, tag = name[:colon], name[colon + 1 :]
+            if not _TAG.fullmatch(tag):
+                raise InputError(f"invalid tag: {tag[:200]!r}")
+        else:
+            tag = "latest"
+    if not _REPOSITORY.fullmatch(name):
+        raise InputError(f"invalid repository name: {name[:200]!r}")
+    return key, name, tag, digest_or_none

@@ -10,7 +10,7 @@ import json
 
 from quay_cred_helper.backend import Keyring
 from quay_cred_helper.errors import KeyringError, NotFound
-from quay_cred_helper.index import Index
+from quay_cred_helper.index import ANONYMOUS, Index
 
 SERVICE = "quay-cred-helper"
 
@@ -45,3 +45,19 @@ class KeyringStore:
 
     def list(self):
         return {e.get("server") or key: e["username"] for key, e in self.index.entries().items()}
+
+
+def credentials_for(key):
+    """(identity, credentials) for a token request: the index's fingerprint, and a
+    callable reading the keyring only on a token-cache miss; anonymous if none stored."""
+    entry = Index().get(key)
+    if not entry:
+        return ANONYMOUS, None
+
+    def credentials():
+        try:
+            return KeyringStore().get(key)
+        except NotFound:
+            return None
+
+    return entry.get("identity") or ANONYMOUS, credentials

@@ -9,8 +9,7 @@ the cache, so N of them make one request.
 from quay_cred_helper import config
 from quay_cred_helper.auth import Session, Token, make_client
 from quay_cred_helper.cache import open_cache
-
-ANONYMOUS = "anonymous"
+from quay_cred_helper.index import ANONYMOUS
 
 
 class Tokens:
@@ -18,19 +17,20 @@ class Tokens:
         self.cache = cache if cache is not None else open_cache()
         self.client = client  # tests pass one with a mock transport; else one per registry
 
-    def get(self, key, identity=ANONYMOUS, scopes=(), credentials=None):
+    def get(self, key, identity=ANONYMOUS, scopes=(), credentials=None, refresh=False):
         """A fresh Token, or None when the registry needs none (200 on /v2/).
 
         `credentials` is called, only on a cache miss, for (username, secret);
-        None (or no callable) asks anonymously.
+        None (or no callable) asks anonymously. `refresh` skips the cache (a
+        token the registry just refused), but still stores the new token.
         """
         scopes = sorted(set(scopes))
-        hit = self._cached(key, identity, scopes)
+        hit = None if refresh else self._cached(key, identity, scopes)
         if hit:
             return hit
         with self.cache.lock(key, identity, scopes):
             # Another process may have fetched it while we waited for the lock.
-            hit = self._cached(key, identity, scopes)
+            hit = None if refresh else self._cached(key, identity, scopes)
             if hit:
                 return hit
             username, secret = (credentials() if credentials else None) or (None, None)
@@ -43,15 +43,20 @@ class Tokens:
         hit = self.cache.load(key, identity, scopes)
         return Token(hit["token"], hit["issued_at"], hit["expires_at"], hit.get("access") or []) if hit else None
 
+    def challenge(self, session):
+        """How the registry wants to be authenticated: remembered, else asked at /v2/."""
+        found = self.cache.load_challenge(session.key)
+        if found is None:
+            found = session.discover()
+            self.cache.save_challenge(session.key, found)
+        return found
+
     def _fetch(self, key, username, secret, scopes):
         settings = config.load(key)
         client = self.client or make_client(key, settings)
         try:
             session = Session(client, key, settings)
-            found = self.cache.load_challenge(key)
-            if found is None:
-                found = session.discover()
-                self.cache.save_challenge(key, found)
+            found = self.challenge(session)
             if found["realm"] is None:
                 return None
             try:

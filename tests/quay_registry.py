@@ -17,6 +17,7 @@ import base64
 import collections
 import contextlib
 import datetime
+import hashlib
 import http.server
 import json
 import re
@@ -31,6 +32,7 @@ from cryptography.x509.oid import NameOID
 
 TOKEN_LIFETIME = 3600
 ISSUER = "quay"
+_REPO_PATH = re.compile(r"/v2/(?P<name>[a-z0-9._/-]+?)/(?P<kind>manifests|blobs|referrers)/(?P<ref>.+)")
 _SCOPE = re.compile(r"repository:([a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)+):(pull|push|pull,push|push,pull|\*)")
 
 
@@ -114,6 +116,12 @@ class QuayRegistry:
         self.requests = collections.Counter()
         self.auth_log = []  # {"user", "scopes", "status", "credential"} per /v2/auth request
         self.created = set()  # repositories created by a push scope
+        self.manifests = {}  # repository -> {digest: (media type, bytes)}
+        self.tags = {}  # repository -> {tag: digest}
+        self.blobs = {}  # repository -> {digest: bytes}
+        self.referrers_api = True  # Quay's FEATURE_REFERRERS_API
+        self.apply_filters = True  # answer artifactType filters (and say so with OCI-Filters-Applied)
+        self.page_size = None  # Quay never paginates; set to behave like a registry that does
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
         self.lock = threading.Lock()
         self._server_hostname = server_hostname
@@ -279,7 +287,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     headers=[self.challenge()],
                 )
             return self.send(200, {})
-        return self.errors(404, "NOT_FOUND", "not found")
+        return self.repository_request(path)
 
     do_HEAD = do_GET
 
@@ -289,12 +297,104 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.registry.requests[path] += 1
         if path == "/v2/auth":
             # Quay's /v2/auth is GET only: no OAuth2 password or refresh grant.
-            return self.send(
-                405, {"errors": [{"code": "UNSUPPORTED", "message": "The operation is unsupported.", "detail": {}}]}
-            )
-        return self.errors(404, "NOT_FOUND", "not found")
+            body = {"errors": [{"code": "UNSUPPORTED", "message": "The operation is unsupported.", "detail": {}}]}
+            return self.send(405, body)
+        return self.repository_request(path)
 
-    do_PUT = do_PATCH = do_DELETE = do_POST
+    do_PUT = do_POST
+
+    # -- repositories: manifests, blobs, referrers -------------------------------------------
+
+    def repository_request(self, path):
+        match = _REPO_PATH.fullmatch(path)
+        if not match:
+            return self.errors(404, "NOT_FOUND", "not found")
+        reg = self.registry
+        name, kind, ref = match.group("name"), match.group("kind"), match.group("ref")
+        action = "pull" if self.command in ("GET", "HEAD") else "push"
+        claims = self.bearer_claims()
+        granted = {
+            a
+            for entry in (claims or {}).get("access", [])
+            if entry.get("name") == name
+            for a in entry.get("actions", [])
+        }
+        if action not in granted and "*" not in granted:
+            scope = f"repository:{name}:{action}"
+            return self.errors(
+                401,
+                "UNAUTHORIZED",
+                "access to the requested resource is not authorized",
+                headers=[self.challenge(scope)],
+            )
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        with reg.lock:
+            if kind == "blobs" and ref == "uploads/":
+                return self.send(202, b"", headers=[("Location", f"/v2/{name}/blobs/uploads/{time.time_ns()}")])
+            if kind == "blobs" and ref.startswith("uploads/"):
+                digest = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("digest", [""])[0]
+                if digest != "sha256:" + hashlib.sha256(body).hexdigest():
+                    return self.errors(400, "DIGEST_INVALID", "provided digest did not match uploaded content")
+                reg.blobs.setdefault(name, {})[digest] = body
+                return self.send(201, b"", headers=[("Docker-Content-Digest", digest)])
+            if kind == "blobs":
+                data = reg.blobs.get(name, {}).get(ref)
+                if data is None:
+                    return self.errors(404, "BLOB_UNKNOWN", "blob unknown to registry")
+                return self.send(200, data, "application/octet-stream", headers=[("Docker-Content-Digest", ref)])
+            if kind == "manifests" and self.command == "PUT":
+                digest = "sha256:" + hashlib.sha256(body).hexdigest()
+                media_type = self.headers.get("Content-Type", "")
+                reg.manifests.setdefault(name, {})[digest] = (media_type, body)
+                if not ref.startswith("sha256:"):
+                    reg.tags.setdefault(name, {})[ref] = digest
+                return self.send(201, b"", headers=[("Docker-Content-Digest", digest)])
+            if name not in reg.manifests:
+                return self.errors(404, "NAME_UNKNOWN", "repository not found")
+            if kind == "manifests":
+                digest = ref if ref.startswith("sha256:") else reg.tags.get(name, {}).get(ref)
+                stored = reg.manifests[name].get(digest)
+                if stored is None:
+                    return self.errors(404, "MANIFEST_UNKNOWN", "manifest unknown")
+                return self.send(200, stored[1], stored[0], headers=[("Docker-Content-Digest", digest)])
+            return self.referrers(name, ref)
+
+    def referrers(self, name, digest):
+        reg = self.registry
+        if not reg.referrers_api:
+            return self.send(404, {"error": "Not Found"})
+        if digest not in reg.manifests[name]:
+            return self.errors(400, "MANIFEST_INVALID", "manifest invalid")
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        wanted = query.get("artifactType", [])
+        found = []
+        for child, (media_type, body) in sorted(reg.manifests[name].items()):
+            manifest = json.loads(body)
+            if (manifest.get("subject") or {}).get("digest") != digest:
+                continue
+            descriptor = {
+                "mediaType": media_type,
+                "digest": child,
+                "size": len(body),
+                "artifactType": manifest.get("artifactType") or manifest.get("config", {}).get("mediaType"),
+            }
+            if manifest.get("annotations"):
+                descriptor["annotations"] = manifest["annotations"]
+            if not wanted or not reg.apply_filters or descriptor["artifactType"] in wanted:
+                found.append(descriptor)
+        headers = [("OCI-Filters-Applied", "artifactType")] if wanted and reg.apply_filters else []
+        if reg.page_size:
+            after = query.get("last", [""])[0]
+            found = [d for d in found if d["digest"] > after]
+            if len(found) > reg.page_size:
+                found = found[: reg.page_size]
+                link = f"/v2/{name}/referrers/{digest}?last={found[-1]['digest']}"
+                if wanted:
+                    link += "&" + urllib.parse.urlencode([("artifactType", t) for t in wanted])
+                headers.append(("Link", f'<{link}>; rel="next"'))
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": found}
+        return self.send(200, index, "application/vnd.oci.image.index.v1+json", headers=headers)
 
     def apply_fault(self, fault):
         kind = fault[0]

@@ -1,0 +1,219 @@
+"""quay-cred-helper referrers: the referrers API, its tag-schema fallback, pagination and errors."""
+
+import json
+
+import pytest
+
+from tests.artifacts import ATTESTATION, SBOM, SIGNATURE, push_demo
+from tests.conftest import cli
+from tests.real_registry import free_port
+
+
+@pytest.fixture
+def demo(quay, file_keyring):
+    pushed = push_demo(quay.url, "org/app", "alice", "alice-password")
+    cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
+    return pushed
+
+
+def referrers(env, *args):
+    r = cli(env, "referrers", *args)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def test_table_by_tag_and_by_digest(quay, file_keyring, demo):
+    code, out, err = referrers(file_keyring, f"{quay.host}/org/app:1.0")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["DIGEST", "ARTIFACT", "TYPE", "MEDIA", "TYPE", "SIZE", "CREATED"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {demo["signature"]["digest"], demo["sbom"]["digest"]}
+    assert rows[demo["sbom"]["digest"]][1:] == [
+        SBOM,
+        "application/vnd.oci.image.manifest.v1+json",
+        str(demo["sbom"]["size"]),
+        "2026-11-01T10:05:00Z",
+    ]
+    assert referrers(file_keyring, f"{quay.host}/org/app@{demo['image']['digest']}")[1] == out
+
+
+def test_json_is_the_index(quay, file_keyring, demo):
+    code, out, _ = referrers(file_keyring, f"{quay.host}/org/app@{demo['image']['digest']}", "--json")
+    index = json.loads(out)
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert sorted(index["manifests"], key=lambda d: d["digest"]) == sorted(
+        [demo["signature"], demo["sbom"]], key=lambda d: d["digest"]
+    )
+
+
+def test_filter_on_the_server_and_on_the_client(quay, file_keyring, demo):
+    ref = f"{quay.host}/org/app:1.0"
+    assert referrers(file_keyring, ref, "--artifact-type", SIGNATURE, "--format", "digest")[1].split() == [
+        demo["signature"]["digest"]
+    ]
+    quay.apply_filters = False  # no OCI-Filters-Applied: we filter ourselves
+    assert referrers(file_keyring, ref, "--artifact-type", SBOM, "--format", "digest")[1].split() == [
+        demo["sbom"]["digest"]
+    ]
+    assert referrers(file_keyring, ref, "--artifact-type", "application/none")[1].splitlines()[1:] == []
+
+
+def test_tree(quay, file_keyring, demo):
+    code, out, _ = referrers(file_keyring, f"{quay.host}/org/app:1.0", "--tree", "--json")
+    index = json.loads(out)
+    by_digest = {d["digest"]: d for d in index["manifests"]}
+    assert [d["artifactType"] for d in by_digest[demo["sbom"]["digest"]]["referrers"]] == [ATTESTATION]
+    assert by_digest[demo["signature"]["digest"]]["referrers"] == []
+    code, out, _ = referrers(file_keyring, f"{quay.host}/org/app:1.0", "--tree")
+    assert f"└─ {demo['attestation']['digest']}" in out
+    code, out, _ = referrers(file_keyring, f"{quay.host}/org/app:1.0", "--tree", "--format", "artifactType")
+    assert sorted(out.split()) == sorted([SIGNATURE, SBOM, ATTESTATION])
+
+
+def test_pull_scope_only_and_cached(quay, file_keyring, demo):
+    before = len(quay.auth_log)
+    referrers(file_keyring, f"{quay.host}/org/app:1.0")
+    referrers(file_keyring, f"{quay.host}/org/app:1.0")
+    asked = quay.auth_log[before:]
+    assert [e["scopes"] for e in asked] == [["repository:org/app:pull"]]
+
+
+def test_fallback_to_the_tag_schema_when_the_feature_is_off(quay, file_keyring):
+    pushed = push_demo(quay.url, "org/app", "alice", "alice-password", tag_schema=True)
+    cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
+    quay.referrers_api = False
+    code, out, err = referrers(file_keyring, f"{quay.host}/org/app:1.0", "--format", "digest")
+    assert code == 0
+    assert sorted(out.split()) == sorted([pushed["signature"]["digest"], pushed["sbom"]["digest"]])
+    assert "has no referrers API: read the tag sha256-" in err
+
+
+def test_fallback_against_a_real_registry(file_keyring, tmp_path):
+    from tests.conftest import ROBOTS, USERS
+    from tests.real_registry import DockerRegistry
+
+    with DockerRegistry(tmp_path, USERS, ROBOTS) as registry:
+        pushed = push_demo(f"http://{registry.host}", "org/app", "alice", "alice-password", tag_schema=True)
+        cli(file_keyring, "login", registry.host, "-u", "alice", "--password-stdin", stdin="alice-password")
+        code, out, err = referrers(file_keyring, f"{registry.host}/org/app:1.0", "--artifact-type", SBOM, "--json")
+        assert code == 0, err
+        assert [d["digest"] for d in json.loads(out)["manifests"]] == [pushed["sbom"]["digest"]]
+        code, out, err = referrers(file_keyring, f"{registry.host}/org/app:1.0", "--tree", "--format", "digest")
+        assert code == 0 and len(out.split()) == 3
+        # An image nobody signed: no tag, an empty list, exit 0.
+        code, out, err = referrers(file_keyring, f"{registry.host}/org/app@{pushed['signature']['digest']}")
+        assert (code, out.splitlines()[1:]) == (0, [])
+        code, out, err = referrers(file_keyring, f"{registry.host}/org/app@sha256:{'0' * 64}")
+        assert code == 1 and err.strip().endswith(f"unknown manifest sha256:{'0' * 64} in {registry.host}/org/app")
+
+
+def test_pagination(quay, file_keyring, demo):
+    quay.page_size = 1
+    code, out, _ = referrers(file_keyring, f"{quay.host}/org/app:1.0", "--format", "digest")
+    assert sorted(out.split()) == sorted([demo["signature"]["digest"], demo["sbom"]["digest"]])
+    assert quay.count(f"/v2/org/app/referrers/{demo['image']['digest']}") == 2
+
+
+def test_no_referrers_is_an_empty_table(quay, file_keyring, demo):
+    code, out, _ = referrers(file_keyring, f"{quay.host}/org/app@{demo['signature']['digest']}")
+    assert (code, out.splitlines()) == (0, ["DIGEST  ARTIFACT TYPE  MEDIA TYPE  SIZE  CREATED"])
+
+
+@pytest.mark.parametrize(
+    "reference, message",
+    [
+        ("/org/missing:1.0", "unknown repository {host}/org/missing"),
+        ("/org/app@sha256:" + "1" * 64, "unknown manifest sha256:" + "1" * 64 + " in {host}/org/app"),
+        ("/org/app:nope", "unknown manifest tag nope in {host}/org/app"),
+        ("/org/app", "unknown manifest tag latest in {host}/org/app"),
+        ("/org/app@sha256:xyz", "invalid digest: 'sha256:xyz'"),
+        ("/Org/App:1", "invalid repository name: 'Org/App'"),
+    ],
+)
+def test_errors(quay, file_keyring, demo, reference, message):
+    code, out, err = referrers(file_keyring, quay.host + reference)
+    assert code == 1 and out == ""
+    assert err == f"quay-cred-helper: {message.format(host=quay.host)}\n"
+
+
+def test_no_access(quay, file_keyring, demo):
+    cli(file_keyring, "logout", quay.host)
+    code, _, err = referrers(file_keyring, f"{quay.host}/org/app:1.0")  # anonymous: org/app is private
+    assert code == 1
+    assert err.strip() == (
+        f"quay-cred-helper: no access to {quay.host}/org/app: log in with an account that can "
+        f"pull it (quay-cred-helper login {quay.host})"
+    )
+
+
+def test_registry_down(file_keyring):
+    host = f"127.0.0.1:{free_port()}"
+    code, _, err = referrers(file_keyring, f"{host}/org/app:1.0")
+    assert (code, err.strip()) == (1, f"quay-cred-helper: cannot connect to {host}: connection refused")
+
+
+# -- what a live server cannot do on cue -------------------------------------------------------
+
+
+def mock_repository(handler, monkeypatch, tmp_path):
+    import httpx
+
+    from quay_cred_helper.cache import NullCache
+    from quay_cred_helper.referrers import Repository
+    from quay_cred_helper.tokens import Tokens
+
+    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(tmp_path / "config.ini"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return Repository("quay.example.com", "org/app", client=client, tokens=Tokens(cache=NullCache(), client=client))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"{}", b'{"manifests": [{"digest": 1}]}', b'{"manifests": "x"}', b"[]"],
+)
+def test_malformed_index(monkeypatch, tmp_path, body):
+    import httpx
+
+    from quay_cred_helper.errors import RegistryError
+
+    repository = mock_repository(lambda r: httpx.Response(200, content=body), monkeypatch, tmp_path)
+    with pytest.raises(RegistryError, match="sent a malformed referrers index"):
+        repository.referrers("sha256:" + "a" * 64)
+
+
+def test_next_link_to_another_origin_is_refused(monkeypatch, tmp_path):
+    import httpx
+
+    from quay_cred_helper.errors import RegistryError
+
+    def handler(request):
+        return httpx.Response(
+            200, json={"manifests": []}, headers={"Link": '<https://elsewhere.example/v2/x>; rel="next"'}
+        )
+
+    repository = mock_repository(handler, monkeypatch, tmp_path)
+    with pytest.raises(RegistryError, match="next-page link to another origin: elsewhere.example"):
+        repository.referrers("sha256:" + "a" * 64)
+
+
+def test_endless_pagination_is_bounded(monkeypatch, tmp_path, capsys):
+    import httpx
+
+    from quay_cred_helper.referrers import MAX_PAGES
+
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        item = {"mediaType": "m", "digest": f"sha256:{len(calls):064x}", "size": 1}
+        return httpx.Response(
+            200,
+            json={"manifests": [item]},
+            headers={"Link": f'</v2/org/app/referrers/x?page={len(calls)}>; rel="next"'},
+        )
+
+    repository = mock_repository(handler, monkeypatch, tmp_path)
+    descriptors, how = repository.referrers("sha256:" + "a" * 64)
+    assert len(descriptors) == MAX_PAGES and len(calls) == MAX_PAGES + 1  # +1: the /v2/ ping
+    assert "stopped after" in capsys.readouterr().err
