@@ -8,18 +8,23 @@ through docker-credential-quay.
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tests.artifacts import SBOM, push_demo  # noqa: E402
 from tests.conftest import ROBOTS, USERS  # noqa: E402
+from tests.quay_registry import QuayRegistry, b64url_decode  # noqa: E402
 from tests.real_registry import DockerRegistry, oci_layout  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
+_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")  # shown shortened: a demo need not print whole tokens
 
 
 def step(title):
@@ -30,7 +35,7 @@ def run(argv, env, stdin=None, check=True, show=None):
     print(f"$ {show or shlex.join(argv)}", flush=True)
     r = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True, timeout=120)
     for line in (r.stdout + r.stderr).splitlines():
-        print(f"  {line}")
+        print(f"  {_JWT.sub(lambda m: m.group()[:20] + '...', line)}")
     if check and r.returncode != 0:
         raise SystemExit(f"demo: {argv[0]} failed with exit status {r.returncode}")
     return r
@@ -53,6 +58,11 @@ def regular_files(root):
             path = os.path.join(directory, name)
             if os.path.isfile(path) and not os.path.islink(path):
                 yield path
+
+
+def jwt_summary(token):
+    claims = json.loads(b64url_decode(token.split(".")[1]))
+    return f"JWT sub={claims['sub']} aud={claims['aud']} lifetime={claims['exp'] - claims['iat']} s"
 
 
 def main():
@@ -78,7 +88,9 @@ def main():
             host = registry.host
             print(f"  registry {host}, token realm {registry.quay.url}/v2/auth")
 
-            step("Log in: the password goes to the keyring")
+            step("Log in: verified with one token request, then the password goes to the keyring")
+            run(["quay-cred-helper", "login", host, "-u", "alice", "--password-stdin"], env, "wrong\n", check=False)
+            time.sleep(0.6)  # Quay throttles logins right after a failure
             run(["quay-cred-helper", "login", host, "-u", "alice", "--password-stdin"], env, "alice-password\n")
             run(["quay-cred-helper", "list"], env)
 
@@ -93,49 +105,80 @@ def main():
             step("skopeo pushes and pulls through docker-credential-quay")
             layout = os.path.join(root, "image")
             oci_layout(layout)
-            run(
-                [
-                    "skopeo",
-                    "copy",
-                    "-q",
-                    "--dest-tls-verify=false",
-                    f"oci:{layout}:latest",
-                    f"docker://{host}/org/demo:1.0",
-                ],
-                env,
-            )
-            run(
-                [
-                    "skopeo",
-                    "inspect",
-                    "--tls-verify=false",
-                    "--format",
-                    "{{.Name}}@{{.Digest}}",
-                    f"docker://{host}/org/demo:1.0",
-                ],
-                env,
-            )
-
-            step("What the client sees: the helper protocol")
+            image = f"docker://{host}/org/demo:1.0"
+            run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:latest", image], env)
+            run(["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}}@{{.Digest}}", image], env)
             run(["docker-credential-quay", "list"], env, "")
             get = run(["docker-credential-quay", "get"], env, host, show=f"echo {host} | docker-credential-quay get")
             secret = json.loads(get.stdout)["Secret"]
 
+            step("A bearer token for curl, instead of base64 by hand")
+            token = run(["quay-cred-helper", "token", f"{host}/org/demo"], env, show=None).stdout.strip()
+            print(f"  -> {jwt_summary(token)}")
+            run(
+                [
+                    "curl",
+                    "-sS",
+                    "-H",
+                    f"Authorization: Bearer {token}",
+                    "-H",
+                    "Accept: application/vnd.oci.image.manifest.v1+json",
+                    f"http://{host}/v2/org/demo/tags/list",
+                ],
+                env,
+                show=f'curl -H "Authorization: Bearer $(quay-cred-helper token {host}/org/demo)" '
+                f"http://{host}/v2/org/demo/tags/list",
+            )
+
+            step("A robot account: clients get a one-hour JWT, never the robot token")
+            robot, robot_token = next(iter(ROBOTS.items()))
+            run(
+                ["quay-cred-helper", "login", host, "-u", robot, "--password-stdin"],
+                env,
+                robot_token,
+                show=f"echo $ROBOT_TOKEN | quay-cred-helper login {host} -u {robot} --password-stdin",
+            )
+            got = run(["docker-credential-quay", "get"], env, host, show=f"echo {host} | docker-credential-quay get")
+            print(f"  -> Secret is a {jwt_summary(json.loads(got.stdout)['Secret'])}")
+            run(["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}}@{{.Digest}}", image], env)
+            used = {e["credential"] for e in registry.quay.auth_log if e["user"] == robot and e["scopes"]}
+            print(f"  the registry saw the robot authenticate with: {sorted(used)}")
+
+            step("Referrers: a signature and an SBOM (this registry has no referrers API: tag-schema fallback)")
+            pushed = push_demo(f"http://{host}", "org/demo", "alice", "alice-password", tag="2.0", tag_schema=True)
+            run(["quay-cred-helper", "referrers", f"{host}/org/demo:2.0"], env)
+
             step("No secret in any file of the demo home")
-            leaks = [path for path in regular_files(root) if secret.encode() in Path(path).read_bytes()]
-            print(f"  files holding the password in plaintext (gnome-keyring's own file is encrypted): {len(leaks)}")
+            leaks = [
+                path
+                for path in regular_files(root)
+                if any(s.encode() in Path(path).read_bytes() for s in (secret, robot_token))
+            ]
+            print(f"  files holding a password or robot token in plaintext: {len(leaks)}")
             if leaks:
                 raise SystemExit(f"demo: secret found in {leaks}")
 
-            step("Log out")
-            run(["quay-cred-helper", "logout", host], env)
+        step("Referrers through the API, on the Quay-compatible registry (with --tree)")
+        with QuayRegistry(users=USERS, robots=ROBOTS) as quay:
+            pushed = push_demo(quay.url, "org/demo", "alice", "alice-password")
+            run(["quay-cred-helper", "login", quay.host, "-u", "alice", "--password-stdin"], env, "alice-password")
+            run(["quay-cred-helper", "referrers", "--tree", f"{quay.host}/org/demo@{pushed['image']['digest']}"], env)
             run(
-                ["docker-credential-quay", "get"],
+                [
+                    "quay-cred-helper",
+                    "referrers",
+                    "--artifact-type",
+                    SBOM,
+                    "--format",
+                    "digest",
+                    f"{quay.host}/org/demo:1.0",
+                ],
                 env,
-                host,
-                check=False,
-                show=f"echo {host} | docker-credential-quay get",
             )
+
+        step("Log out")
+        run(["quay-cred-helper", "logout", host], env)
+        run(["docker-credential-quay", "get"], env, host, check=False, show=f"echo {host} | docker-credential-quay get")
     print("\ndemo: done")
 
 
