@@ -7,7 +7,6 @@ unlock prompt, and give up on a backend that does not answer in time.
 """
 
 import os
-import threading
 
 from quay_cred_helper.errors import KeyringError
 
@@ -51,6 +50,55 @@ def _no_unlock_prompts():
     secretstorage.Item.unlock = stay_locked
 
 
+SECRET_SERVICE = "keyring.backends.SecretService.Keyring"
+
+
+def _selection_inputs():
+    """What keyring's backend choice depends on, besides the machine: env and config files."""
+    from quay_cred_helper import paths
+
+    home = os.path.expanduser("~")
+    stamps = []
+    for root, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share")):
+        path = os.path.join(os.environ.get(root) or os.path.join(home, default), "python_keyring", "keyringrc.cfg")
+        try:
+            stamps.append(os.stat(path).st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+    return {
+        "env": os.environ.get("PYTHON_KEYRING_BACKEND", ""),
+        "keyringrc": stamps,
+        "file": os.path.join(paths.cache_dir(), "backend.json"),
+    }
+
+
+def _remember(backend):
+    """Note which backend keyring chose, so the next `get` can read without importing keyring."""
+    from quay_cred_helper import files
+
+    inputs = _selection_inputs()
+    record = {"backend": name(backend), "env": inputs["env"], "keyringrc": inputs["keyringrc"]}
+    try:
+        if files.read_json(inputs["file"]) != record:
+            files.private_dir(os.path.dirname(inputs["file"]))
+            files.write_json(inputs["file"], record)
+    except OSError:
+        pass  # only an optimisation
+
+
+def remembered_secret_service():
+    """True when keyring chose the Secret Service last time, under the same env and config."""
+    from quay_cred_helper import files
+
+    inputs = _selection_inputs()
+    record = files.read_json(inputs["file"])
+    return bool(record) and record == {
+        "backend": SECRET_SERVICE,
+        "env": inputs["env"],
+        "keyringrc": inputs["keyringrc"],
+    }
+
+
 def _resolve():
     import keyring
 
@@ -74,6 +122,7 @@ def _resolve():
     backend = safe[0]
     if type(backend).__module__ == "keyring.backends.SecretService":
         _no_unlock_prompts()
+    _remember(backend)
     return backend
 
 
@@ -104,6 +153,12 @@ class Keyring:
         return self._backend
 
     def get(self, service, username):
+        if self._backend is None and remembered_secret_service():
+            from quay_cred_helper import secretservice
+
+            value = secretservice.read(service, username)
+            if value is not None:
+                return value
         backend = self.backend()
         return self._call(backend.get_password, service, username)
 
@@ -120,6 +175,8 @@ class Keyring:
         return True
 
     def _call(self, fn, *args):
+        import threading  # not at module level: `list` and cached `get` never get here
+
         result = {}
 
         def run():

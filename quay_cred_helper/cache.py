@@ -6,11 +6,7 @@ so a cold call makes one request instead of two. Files that are corrupt or
 of another version are ignored and overwritten, never fatal.
 """
 
-import contextlib
-import hashlib
-import json
 import os
-import shutil
 import time
 
 from quay_cred_helper import files, paths
@@ -41,8 +37,14 @@ class TokenCache:
         return os.path.join(self.root, key.replace(":", "_").replace("[", "").replace("]", ""))
 
     def _path(self, key, identity, scopes):
-        digest = hashlib.sha256(json.dumps([identity, sorted(scopes)]).encode()).hexdigest()[:40]
-        return os.path.join(self._dir(key), digest + ".json")
+        # identity is already a hex fingerprint (or "anonymous"); scopes, when
+        # any, are hashed. The common case, no scope, needs no hashlib at all.
+        name = identity if identity.isalnum() else ""
+        if scopes or not name:
+            import hashlib
+
+            name += "-" + hashlib.sha256("\n".join([identity, *sorted(scopes)]).encode()).hexdigest()[:24]
+        return os.path.join(self._dir(key), name + ".json")
 
     def load(self, key, identity, scopes):
         """The cached entry while fresh, else None."""
@@ -65,12 +67,10 @@ class TokenCache:
         files.write_json(self._path(key, identity, scopes), entry)
         return directory
 
-    @contextlib.contextmanager
     def lock(self, key, identity, scopes):
         """Single flight: one process per token fetches; the others wait, then re-read."""
         files.private_dir(self._dir(key))
-        with files.locked(self._path(key, identity, scopes)[: -len(".json")] + ".lock"):
-            yield
+        return files.Lock(self._path(key, identity, scopes)[: -len(".json")] + ".lock")
 
     def load_challenge(self, key):
         entry = files.read_json(os.path.join(self._dir(key), "challenge.json"))
@@ -83,11 +83,15 @@ class TokenCache:
         files.write_json(os.path.join(self._dir(key), "challenge.json"), dict(challenge, version=VERSION))
 
     def forget_challenge(self, key):
+        import contextlib
+
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(self._dir(key), "challenge.json"))
 
     def drop(self, key):
         """Forget every token and the challenge of a registry (logout, erase, new credentials)."""
+        import shutil
+
         shutil.rmtree(self._dir(key), ignore_errors=True)
 
 
@@ -100,9 +104,8 @@ class NullCache:
     def save(self, *args, **kwargs):
         return None
 
-    @contextlib.contextmanager
     def lock(self, key, identity, scopes):
-        yield
+        return _NoLock()
 
     def load_challenge(self, key):
         return None
@@ -115,6 +118,14 @@ class NullCache:
 
     def drop(self, key):
         TokenCache().drop(key)  # still forget tokens cached before caching was turned off
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
 
 
 def open_cache():

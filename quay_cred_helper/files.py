@@ -2,19 +2,13 @@
 
 Everything we write (index, token cache, config) goes through here so a crash
 at any instant leaves either the old file or the new one, never a mix, and no
-file is ever readable by other users whatever the umask.
+file is ever readable by other users whatever the umask. Reads are on the hot
+path, so the modules only writes need (tempfile, json) are imported there.
 """
 
-import contextlib
-import json
 import os
-import tempfile
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-    import msvcrt
+from quay_cred_helper import fastjson
 
 
 def private_dir(path):
@@ -27,8 +21,10 @@ def private_dir(path):
 
 def write_atomic(path, data, mode=0o600):
     """Replace `path` with `data` (bytes): temp file, fsync, rename."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
+    import contextlib
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".part")
     try:
         # mkstemp already creates 0600; chmod only matters for other modes.
         if mode != 0o600:
@@ -45,28 +41,44 @@ def write_atomic(path, data, mode=0o600):
 
 
 def write_json(path, obj, mode=0o600):
+    import json
+
     write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n", mode)
 
 
 def read_json(path):
-    """Return the parsed JSON object in `path`, or None if missing or unreadable."""
+    """Return the JSON object in `path`, or None if missing, unreadable or not an object."""
     try:
         with open(path, "rb") as f:
-            obj = json.loads(f.read())
+            obj = fastjson.loads(f.read().decode("utf-8"))
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None
 
 
-@contextlib.contextmanager
-def locked(path):
-    """Hold an exclusive lock on `path` (a sidecar lock file) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if fcntl:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        else:
-            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+class Lock:
+    """An exclusive lock on `path` (a sidecar lock file) for a `with` block."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(self.fd, msvcrt.LK_LOCK, 1)
+            else:
+                import fcntl  # here, not at the top: reads never lock
+
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing the descriptor releases the lock
+        self.fd = None

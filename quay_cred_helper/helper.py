@@ -7,9 +7,8 @@ protocol itself lives in protocol.py; what `get` does for robots in robots.py.
 import sys
 
 from quay_cred_helper import __version__
-from quay_cred_helper.errors import HelperError
-from quay_cred_helper.protocol import VERBS, serve
 
+VERBS = ("store", "get", "erase", "list")  # here, not from protocol: `version` must not import it
 USAGE = "Usage: docker-credential-quay <store|get|erase|list|version>"
 
 
@@ -25,6 +24,9 @@ def main(argv=None):
     if verb not in VERBS:
         print(USAGE)
         return 1
+    from quay_cred_helper.errors import HelperError
+    from quay_cred_helper.protocol import serve
+
     try:
         from quay_cred_helper.robots import open_store
 

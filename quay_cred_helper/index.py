@@ -5,7 +5,6 @@ build), and a robot's cached token must be found without it either, so the
 non-secret half of each credential is kept here, in a 0600 JSON file.
 """
 
-import hashlib
 import os
 
 from quay_cred_helper import files, paths
@@ -21,6 +20,8 @@ def identity(username, secret, salt):
     is computed when storing, so reading the cache needs no keyring; the slow
     hash keeps a stolen index from being a cheap password oracle.
     """
+    import hashlib  # only when storing: about 2 ms of OpenSSL loading
+
     material = username.encode() + b"\0" + secret.encode()
     return hashlib.pbkdf2_hmac("sha256", material, bytes.fromhex(salt), 50_000).hex()[:32]
 
@@ -58,7 +59,7 @@ class Index:
     def _update(self, change):
         files.private_dir(os.path.dirname(self.path))
         # Read-modify-write under a lock: concurrent stores must not lose entries.
-        with files.locked(self.path + ".lock"):
+        with files.Lock(self.path + ".lock"):
             entries = self.entries()
             change(entries)
             files.write_json(self.path, {"version": VERSION, "registries": entries})

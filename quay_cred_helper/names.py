@@ -1,18 +1,35 @@
 """Registry names: every form a client sends for one registry maps to one key."""
 
-import re
-
 from quay_cred_helper.errors import InputError
 
 DOCKER_HUB = "docker.io"
 # Docker sends Hub as https://index.docker.io/v1/, podman as docker.io.
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
-_HOST = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
-    r"|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?"
-)
-_LOOPBACK_HOSTS = frozenset({"localhost"})
-_IPV4_LOOPBACK = re.compile(r"127(?:\.[0-9]{1,3}){3}")
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_IPV6_CHARS = frozenset("0123456789abcdef:.")
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+
+
+def _valid_host(host):
+    """`name[:port]` or `[ipv6][:port]`, already lower-cased.
+
+    Checked by hand, not with `re`: importing re costs as much as the whole
+    interpreter start, and every `get` goes through here.
+    """
+    if host.startswith("["):
+        name, bracket, port = host[1:].partition("]")
+        if not bracket or not name or not set(name) <= _IPV6_CHARS:
+            return False
+    else:
+        name, _, port = host.partition(":")
+        port = ":" + port if _ else ""
+        for label in name.split("."):
+            if not label or not set(label) <= _LABEL_CHARS or label[0] == "-" or label[-1] == "-":
+                return False
+    if not port:
+        return True
+    digits = port[1:]
+    return port[0] == ":" and 0 < len(digits) <= 5 and digits.isascii() and digits.isdigit()
 
 
 def registry_key(server):
@@ -31,7 +48,7 @@ def registry_key(server):
             raise InputError(f"unsupported scheme in server URL: {scheme}")
         text = rest
     host = text.split("/", 1)[0].lower()
-    if not _HOST.fullmatch(host):
+    if not _valid_host(host):
         raise InputError(f"invalid registry name: {server.strip()[:200]!r}")
     return DOCKER_HUB if host in _HUB_ALIASES else host
 
@@ -46,7 +63,10 @@ def hostname(key):
 def is_loopback(key):
     """True for registries on this machine (127.0.0.0/8, ::1, localhost)."""
     host = hostname(key)
-    return host in _LOOPBACK_HOSTS or host == "::1" or _IPV4_LOOPBACK.fullmatch(host) is not None
+    if host in _LOOPBACK_HOSTS:
+        return True
+    octets = host.split(".")
+    return len(octets) == 4 and octets[0] == "127" and all(o.isascii() and o.isdigit() and len(o) <= 3 for o in octets)
 
 
 def is_robot(username):
@@ -54,9 +74,16 @@ def is_robot(username):
     return "+" in username and not username.startswith(("$", "<"))
 
 
-_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+# Reference grammar (OCI distribution spec); only `referrers` needs it, so `re` is imported there.
+_REPOSITORY = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}"
+
+
+def is_digest(text):
+    import re
+
+    return re.fullmatch(_DIGEST, text) is not None
 
 
 def parse_reference(text):
@@ -71,8 +98,10 @@ def parse_reference(text):
     key = registry_key(registry)
     name, at, digest = rest.partition("@")
     tag = None
+    import re
+
     if at:
-        if not DIGEST.fullmatch(digest):
+        if not is_digest(digest):
             raise InputError(f"invalid digest: {digest[:200]!r}")
         digest_or_none = digest
     else:
@@ -81,10 +110,10 @@ def parse_reference(text):
         colon = name.rfind(":")
         if colon > slash:
             name, tag = name[:colon], name[colon + 1 :]
-            if not _TAG.fullmatch(tag):
+            if not re.fullmatch(_TAG, tag):
                 raise InputError(f"invalid tag: {tag[:200]!r}")
         else:
             tag = "latest"
-    if not _REPOSITORY.fullmatch(name):
+    if not re.fullmatch(_REPOSITORY, name):
         raise InputError(f"invalid repository name: {name[:200]!r}")
     return key, name, tag, digest_or_none

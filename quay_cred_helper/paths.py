@@ -1,22 +1,36 @@
-"""Where our files live: the platform's user config, cache and log directories."""
+"""Where our files live: the platform's user config, cache and log directories.
+
+platformdirs decides. On Linux its answer is the XDG rule below, which we
+compute ourselves on the hot path because importing platformdirs costs about
+twice the interpreter's own start-up; a test checks both agree.
+"""
 
 import os
+import sys
 
 APP = "quay-cred-helper"
 
 
+def _xdg(variable, default):
+    path = os.environ.get(variable, "").strip()
+    return os.path.join(path or os.path.expanduser(default), APP)
+
+
 def _dirs():
-    # Imported here: platformdirs is cheap, but `version` should not pay for it.
     import platformdirs
 
     return platformdirs.PlatformDirs(APP, appauthor=False)
 
 
 def config_dir():
+    if sys.platform.startswith("linux"):
+        return _xdg("XDG_CONFIG_HOME", "~/.config")
     return _dirs().user_config_dir
 
 
 def cache_dir():
+    if sys.platform.startswith("linux"):
+        return _xdg("XDG_CACHE_HOME", "~/.cache")
     return _dirs().user_cache_dir
 
 

@@ -7,14 +7,11 @@ methods: add(key, server, username, secret), get(key) -> (username, secret),
 delete(key), list() -> {server: username}; get and delete raise NotFound.
 """
 
-import json
-
+from quay_cred_helper import fastjson
 from quay_cred_helper.errors import InputError, NotFound
 from quay_cred_helper.names import registry_key
 
 MAX_INPUT = 1 << 20  # 1 MiB: a credential is a few KiB at most, even a JWT
-
-VERBS = ("store", "get", "erase", "list")
 
 
 def read_text(stdin):
@@ -30,9 +27,9 @@ def read_text(stdin):
 def parse_credentials(text):
     """Parse store's JSON object; returns (server, username, secret)."""
     try:
-        obj = json.loads(text)
+        obj = fastjson.loads(text)
     except ValueError as exc:
-        raise InputError(f"invalid JSON on stdin: {exc.msg} at position {exc.pos}") from None
+        raise InputError(f"invalid JSON on stdin: {exc}") from None
     if not isinstance(obj, dict):
         raise InputError("invalid credentials: expected a JSON object with ServerURL, Username and Secret")
     fields = []
@@ -62,16 +59,14 @@ def _lookup_key(server):
 def serve(store, verb, stdin, stdout):
     if verb == "list":
         # Never read stdin here: docker-py sends none, and it may be a terminal.
-        json.dump(store.list(), stdout)
-        stdout.write("\n")
+        stdout.write(fastjson.dumps_strings(store.list()) + "\n")
     elif verb == "store":
         server, username, secret = parse_credentials(read_text(stdin))
         store.add(registry_key(server), server, username, secret)
     elif verb == "get":
         server = read_text(stdin).strip()
         username, secret = store.get(_lookup_key(server))
-        json.dump({"ServerURL": server, "Username": username, "Secret": secret}, stdout)
-        stdout.write("\n")
+        stdout.write(fastjson.dumps_strings({"ServerURL": server, "Username": username, "Secret": secret}) + "\n")
     elif verb == "erase":
         store.delete(_lookup_key(read_text(stdin)))
     else:

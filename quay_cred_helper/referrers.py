@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 from quay_cred_helper import config
 from quay_cred_helper.auth import Session, json_body, make_client, server_error
 from quay_cred_helper.errors import RegistryError
-from quay_cred_helper.names import DIGEST
+from quay_cred_helper.names import is_digest
 from quay_cred_helper.store import credentials_for
 from quay_cred_helper.tokens import Tokens
 
@@ -82,7 +82,7 @@ class Repository:
         if response.status_code != 200:
             raise self._refused(response, body, f"tag {tag}")
         digest = response.headers.get("docker-content-digest", "")
-        return digest if DIGEST.fullmatch(digest) else "sha256:" + hashlib.sha256(body).hexdigest()
+        return digest if is_digest(digest) else "sha256:" + hashlib.sha256(body).hexdigest()
 
     def referrers(self, digest, artifact_types=()):
         """(descriptors, how) where how is "api" or "tag-schema"."""

@@ -6,8 +6,7 @@ keyring write. The index is updated after the keyring, so a crash in between
 leaves a credential that `get` finds and `list` does not show, never the reverse.
 """
 
-import json
-
+from quay_cred_helper import fastjson
 from quay_cred_helper.backend import Keyring
 from quay_cred_helper.errors import KeyringError, NotFound
 from quay_cred_helper.index import ANONYMOUS, Index
@@ -21,7 +20,7 @@ class KeyringStore:
         self.keyring = keyring or Keyring()
 
     def add(self, key, server, username, secret):
-        value = json.dumps({"username": username, "secret": secret})
+        value = fastjson.dumps_strings({"username": username, "secret": secret})
         self.keyring.set(SERVICE, key, value)
         self.index.put(key, server, username, secret)
 
@@ -30,7 +29,7 @@ class KeyringStore:
         if value is None:
             raise NotFound()
         try:
-            entry = json.loads(value)
+            entry = fastjson.loads(value)
             return entry["username"], entry["secret"]
         except (ValueError, KeyError, TypeError):
             raise KeyringError(f"keyring entry for {key} is not ours or is damaged: store it again") from None

@@ -1,0 +1,140 @@
+"""What keeps the helper fast: what each hot path imports, the launcher, and the shortcuts' fidelity."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quay_cred_helper import fastjson, paths
+from tests.conftest import CLI, HELPER, ROBOT, ROBOT_TOKEN, helper
+
+HEAVY = {"httpx", "httpcore", "keyring", "secretstorage", "cryptography", "platformdirs", "re", "json", "hashlib"}
+
+
+def imported(env, verb, stdin=b""):
+    """Top-level modules the installed launcher imports for one call (python -X importtime)."""
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", HELPER, verb], input=stdin, env=env, capture_output=True, timeout=30
+    )
+    names = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in r.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
+    return r, names
+
+
+def test_version_and_list_import_nothing_heavy(file_keyring):
+    for verb in ("version", "list"):
+        r, names = imported(file_keyring, verb)
+        assert r.returncode == 0
+        assert not names & HEAVY, (verb, names & HEAVY)
+
+
+def test_cached_robot_get_imports_nothing_heavy(file_keyring, quay):
+    helper(file_keyring, "store", json.dumps({"ServerURL": quay.host, "Username": ROBOT, "Secret": ROBOT_TOKEN}))
+    assert helper(file_keyring, "get", quay.host).returncode == 0  # fills the cache
+    r, names = imported(file_keyring, "get", quay.host.encode())
+    assert r.returncode == 0 and json.loads(r.stdout)["Username"] == ROBOT
+    assert not names & HEAVY, names & HEAVY
+
+
+def test_user_get_from_secret_service_reads_without_keyring(secret_keyring):
+    payload = json.dumps({"ServerURL": "quay.example.com", "Username": "alice", "Secret": "fast-path-secret"})
+    assert helper(secret_keyring, "store", payload).returncode == 0
+    r, names = imported(secret_keyring, "get", b"quay.example.com")
+    assert json.loads(r.stdout)["Secret"] == "fast-path-secret"
+    assert "jeepney" in names and not names & {"keyring", "secretstorage", "cryptography", "httpx"}
+
+
+def test_shortcut_is_dropped_when_keyrings_choice_may_differ(secret_keyring):
+    payload = json.dumps({"ServerURL": "quay.example.com", "Username": "alice", "Secret": "s"})
+    assert helper(secret_keyring, "store", payload).returncode == 0
+    # Another backend chosen: the Secret Service shortcut must not answer for it.
+    env = dict(secret_keyring, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    r = helper(env, "get", "quay.example.com")
+    assert r.returncode == 1 and r.stdout.startswith(b"no keyring backend available")
+    # A keyringrc.cfg appearing changes keyring's choice too.
+    config = Path(secret_keyring["XDG_CONFIG_HOME"], "python_keyring", "keyringrc.cfg")
+    config.parent.mkdir()
+    config.write_text("[backend]\ndefault-keyring=keyring.backends.fail.Keyring\n")
+    r = helper(secret_keyring, "get", "quay.example.com")
+    assert r.returncode == 1 and r.stdout.startswith(b"no keyring backend available")
+
+
+def test_launchers_are_plain():
+    lines = Path(HELPER).read_text().splitlines()
+    assert lines[0].startswith("#!") and "python" in lines[0]
+    code = [line for line in lines if line.strip() and not line.startswith("#")]
+    assert code == ["import sys", "from quay_cred_helper.helper import main", "sys.exit(main())"]
+    assert "importlib.metadata" not in Path(CLI).read_text()  # a legacy install would use it
+
+
+@pytest.mark.parametrize(
+    "xdg",
+    [
+        {},
+        {"XDG_CONFIG_HOME": "/tmp/cfg", "XDG_CACHE_HOME": "/tmp/cache"},
+        {"XDG_CONFIG_HOME": "  ", "XDG_CACHE_HOME": ""},
+    ],
+)
+def test_paths_agree_with_platformdirs(monkeypatch, xdg):
+    import platformdirs
+
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in xdg.items():
+        monkeypatch.setenv(name, value)
+    dirs = platformdirs.PlatformDirs(paths.APP, appauthor=False)
+    assert paths.config_dir() == dirs.user_config_dir
+    assert paths.cache_dir() == dirs.user_cache_dir
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_fastjson_reads_what_json_writes(value):
+    for text in (json.dumps(value), json.dumps(value, indent=2, ensure_ascii=False)):
+        assert fastjson.loads(text) == json.loads(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from('{}[]",:0123456789.eE+-truefalsn \\u\t\nx\x00é'), max_size=40))
+def test_fastjson_accepts_and_refuses_exactly_like_json(text):
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            fastjson.loads(text)
+    else:
+        result = fastjson.loads(text)
+        assert result == expected or (result != result and expected != expected)  # NaN
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), st.text()))
+def test_fastjson_writes_what_json_writes(mapping):
+    assert fastjson.dumps_strings(mapping) == json.dumps(mapping)
+
+
+def test_python_dash_m_helper_entry_is_the_same_main():
+    env = dict(os.environ)
+    r = subprocess.run([HELPER, "version"], capture_output=True, text=True, env=env)
+    r2 = subprocess.run(
+        [sys.executable, "-c", "from quay_cred_helper.helper import main; main(['version'])"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.stdout == r2.stdout
