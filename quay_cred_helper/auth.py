@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from quay_cred_helper import challenge, claims, config
+from quay_cred_helper import challenge, claims, config, log
 from quay_cred_helper.errors import RegistryError, Unreachable
 from quay_cred_helper.names import hostname, is_loopback
 
@@ -62,6 +62,7 @@ class Session:
         self.key = key
         self.settings = settings or config.load(key)
         self.sleep = sleep
+        self.last_headers = None  # of the last response: doctor reads the server's Date from it
 
     def send(self, url, params=None, auth=None, headers=None, limit=MAX_BODY):
         """GET with retries on connection errors, 429 and 502-504; never on 401. Returns (response, body)."""
@@ -92,6 +93,8 @@ class Session:
                 if last:
                     raise Unreachable(f"{self.key} closed the connection before answering") from None
             else:
+                log.debug("GET %s -> %s (%d bytes)", url, response.status_code, len(body))
+                self.last_headers = response.headers
                 if response.status_code not in RETRY_STATUSES or last:
                     return response, body
             # Exponential backoff with jitter, or longer if the server's Retry-After says so.
@@ -147,6 +150,7 @@ class Session:
         auth = None
         if username is not None:
             self.check_realm(found["realm"])
+            log.secret(secret)
             auth = (username, secret)
         params = [("service", found["service"])] if found.get("service") else []
         params += [("scope", scope) for scope in scopes]

@@ -123,6 +123,9 @@ def _resolve():
     if type(backend).__module__ == "keyring.backends.SecretService":
         _no_unlock_prompts()
     _remember(backend)
+    from quay_cred_helper import log
+
+    log.debug("keyring backend: %s", name(backend))
     return backend
 
 

@@ -46,6 +46,9 @@ def cmd_login(args):
     key = registry_key(args.registry)
     username = _read_username(args)
     password = _read_password(args)
+    from quay_cred_helper import log
+
+    log.secret(password)
     if not args.no_verify:
         from quay_cred_helper.tokens import verify
 
@@ -174,12 +177,65 @@ def cmd_referrers(args):
     return 0
 
 
+def cmd_configure(args):
+    from quay_cred_helper import configure
+
+    keys = [registry_key(registry) for registry in args.registries]
+    everything = args.all or not (args.docker or args.podman or args.registries_conf)
+    migrate = None
+    if args.migrate and args.dry_run:
+        migrate = lambda *credential: None  # noqa: E731 - the diff shows what would move
+    elif args.migrate:
+        from quay_cred_helper.store import KeyringStore
+
+        store = _store()
+
+        def migrate(key, server, username, secret):
+            store.add(key, server, username, secret)
+            # Only delete the plaintext once the keyring gives the same credential back.
+            if KeyringStore().get(key) != (username, secret):
+                raise HelperError(f"the keyring did not give back the credential for {key}: nothing was changed")
+
+    changes = []
+    if args.docker or everything:
+        changes.append(configure.plan_json(configure.docker_config_path(), keys, True, args.remove, migrate))
+    if args.podman or everything:
+        change = configure.plan_json(configure.podman_auth_path(), keys, False, args.remove, migrate)
+        if change.changed and not args.remove:
+            change.notes.append(
+                f"`podman logout --all` rewrites {change.path} without credHelpers: "
+                "then run configure again, or use --registries-conf"
+            )
+        changes.append(change)
+    if args.registries_conf:
+        changes.append(configure.plan_drop_in(args.remove))
+    problem = configure.helper_on_path()
+    if problem:
+        print(f"quay-cred-helper: warning: {problem}", file=sys.stderr)
+    configure.report(changes, args.dry_run)
+    return 0
+
+
+def cmd_doctor(args):
+    from quay_cred_helper import doctor
+
+    report = doctor.run([registry_key(r) for r in args.registries])
+    if args.json:
+        json.dump({"ok": not report.failed, "checks": report.checks}, sys.stdout, indent=2)
+        print()
+    else:
+        for line in report.lines():
+            print(line)
+    return 1 if report.failed else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="quay-cred-helper",
         description="Keep Quay registry credentials in the OS keyring and hand out bearer tokens.",
     )
     parser.add_argument("--version", action="version", version=f"quay-cred-helper {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log what happens to stderr (secrets redacted)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -214,11 +270,39 @@ def build_parser():
     p.add_argument("--tree", action="store_true", help="also list referrers of referrers")
     p.add_argument("--depth", type=int, default=3, choices=range(1, 11), metavar="N", help="--tree depth (1-10)")
     p.set_defaults(func=cmd_referrers)
+
+    p = sub.add_parser("configure", help="point docker, podman, skopeo and buildah at the helper")
+    p.add_argument("registries", nargs="+", metavar="REGISTRY")
+    p.add_argument("--docker", action="store_true", help="credHelpers in $DOCKER_CONFIG/config.json")
+    p.add_argument("--podman", action="store_true", help="credHelpers in the auth file podman reads first")
+    p.add_argument(
+        "--registries-conf",
+        action="store_true",
+        help="a registries.conf.d drop-in with credential-helpers (survives podman logout --all)",
+    )
+    p.add_argument("--all", action="store_true", help="docker and podman (the default)")
+    p.add_argument("--remove", action="store_true", help="undo: remove only entries naming this helper")
+    p.add_argument(
+        "--migrate", action="store_true", help="move plaintext credentials of these registries into the keyring"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print a unified diff, write nothing")
+    p.set_defaults(func=cmd_configure)
+
+    p = sub.add_parser("doctor", help="check the keyring, client configs and registries; say how to fix")
+    p.add_argument("registries", nargs="*", metavar="REGISTRY", help="default: every registry with credentials")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from quay_cred_helper import log
+
+    if args.debug:
+        log.enable(to_stderr=True)
+    else:
+        log.enable_from_environment()
     try:
         return args.func(args)
     except HelperError as exc:

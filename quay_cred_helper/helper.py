@@ -24,20 +24,25 @@ def main(argv=None):
     if verb not in VERBS:
         print(USAGE)
         return 1
+    from quay_cred_helper import log
     from quay_cred_helper.errors import HelperError
     from quay_cred_helper.protocol import serve
+
+    log.enable_from_environment()
 
     try:
         from quay_cred_helper.robots import open_store
 
         serve(open_store(), verb, sys.stdin.buffer, sys.stdout)
     except HelperError as exc:
+        log.debug("%s failed: %s", verb, exc)
         print(exc)
         return 1
     except KeyboardInterrupt:
         print("interrupted")
         return 1
     except Exception as exc:  # one line for the client, never a traceback with locals
+        log.debug("%s: internal error %s", verb, type(exc).__name__)
         print(f"internal error: {type(exc).__name__}")
         return 1
     return 0

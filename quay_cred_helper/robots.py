@@ -9,7 +9,7 @@ Users, `$app`, `$oauthtoken` and `<token>` entries get their stored secret.
 
 import sys
 
-from quay_cred_helper import config
+from quay_cred_helper import config, log
 from quay_cred_helper.errors import Unreachable
 from quay_cred_helper.index import identity
 from quay_cred_helper.names import is_robot
@@ -41,8 +41,10 @@ class HelperStore:
             exchange = config.load(key).robot_exchange
             hit = self.cache.load(key, entry.get("identity"), []) if exchange else None
             if hit:
+                log.debug("robot JWT for %s from the cache", key)
                 return entry["username"], hit["token"]
         username, secret = self.inner.get(key)
+        log.secret(secret)
         if not is_robot(username):
             return username, secret
         if exchange is None:
@@ -59,6 +61,7 @@ class HelperStore:
             token = Tokens(self.cache).get(key, fingerprint, credentials=lambda: (username, secret))
         except Unreachable as exc:
             # The client will try the robot token itself; it may reach the registry yet.
+            log.debug("robot exchange for %s failed: %s", key, exc)
             print(f"docker-credential-quay: {exc}; returning the stored robot token", file=sys.stderr)
             return username, secret
         return username, token.token if token else secret

@@ -6,7 +6,7 @@ gets an old token. Concurrent cold calls for one key take a lock and re-read
 the cache, so N of them make one request.
 """
 
-from quay_cred_helper import config
+from quay_cred_helper import config, log
 from quay_cred_helper.auth import Session, Token, make_client
 from quay_cred_helper.cache import open_cache
 from quay_cred_helper.index import ANONYMOUS
@@ -27,6 +27,7 @@ class Tokens:
         scopes = sorted(set(scopes))
         hit = None if refresh else self._cached(key, identity, scopes)
         if hit:
+            log.debug("token for %s %s from the cache", key, scopes)
             return hit
         with self.cache.lock(key, identity, scopes):
             # Another process may have fetched it while we waited for the lock.

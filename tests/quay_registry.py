@@ -122,6 +122,7 @@ class QuayRegistry:
         self.referrers_api = True  # Quay's FEATURE_REFERRERS_API
         self.apply_filters = True  # answer artifactType filters (and say so with OCI-Filters-Applied)
         self.page_size = None  # Quay never paginates; set to behave like a registry that does
+        self.date_offset = 0  # seconds added to the Date header: a registry with a wrong clock
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
         self.lock = threading.Lock()
         self._server_hostname = server_hostname
@@ -230,6 +231,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def date_time_string(self, timestamp=None):
+        return super().date_time_string(time.time() + self.registry.date_offset)
+
     def handle(self):
         # A client that gave up (a timeout test) is nothing to report.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -311,6 +315,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self.errors(404, "NOT_FOUND", "not found")
         reg = self.registry
         name, kind, ref = match.group("name"), match.group("kind"), match.group("ref")
+        if kind == "referrers" and not reg.referrers_api:
+            return self.send(404, {"error": "Not Found"})  # Quay registers no such route without the feature
         action = "pull" if self.command in ("GET", "HEAD") else "push"
         claims = self.bearer_claims()
         granted = {

@@ -1,0 +1,69 @@
+"""Debug logging: off unless asked, never on stdout, never a secret.
+
+`quay-cred-helper --debug` logs to stderr; the helper, which clients run with
+no flags, logs when QUAY_CRED_HELPER_LOG=debug, to a 0600 file in the user
+log dir (rotated at 1 MiB, three old files kept), or to stderr with
+QUAY_CRED_HELPER_LOG_FILE=-. When logging is off, `debug()` costs one
+attribute check and imports nothing: it is called on hot paths.
+"""
+
+import os
+import sys
+
+LOG_ENV = "QUAY_CRED_HELPER_LOG"
+LOG_FILE_ENV = "QUAY_CRED_HELPER_LOG_FILE"
+MAX_BYTES = 1 << 20
+BACKUPS = 3
+
+_logger = None
+_secrets = set()
+
+
+def secret(value):
+    """Register a value that must never appear in a log line."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text):
+    for value in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(value, "[secret]")
+    if "Basic " in text or "Bearer " in text or "eyJ" in text:
+        import re
+
+        text = re.sub(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9._~+/=-]+", r"\1 [redacted]", text)
+        text = re.sub(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*", "[jwt]", text)
+    return text
+
+
+def enable(to_stderr=False):
+    """Start logging at debug level: to stderr, or to the rotated file."""
+    global _logger
+    import logging
+    import logging.handlers
+
+    logger = logging.getLogger("quay_cred_helper")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    target = os.environ.get(LOG_FILE_ENV, "")
+    if to_stderr or target == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        from quay_cred_helper import files, paths
+
+        path = target or os.path.join(files.private_dir(paths.log_dir()), "quay-cred-helper.log")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # created private
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(message)s"))
+    logger.addHandler(handler)
+    _logger = logger
+
+
+def enable_from_environment():
+    if os.environ.get(LOG_ENV, "").lower() == "debug":
+        enable()
+
+
+def debug(message, *args):
+    if _logger is not None:
+        _logger.debug(redact(message % args if args else message))

@@ -1,0 +1,100 @@
+"""quay-cred-helper doctor against live local registries, healthy and not."""
+
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+
+from tests.conftest import cli
+from tests.real_registry import free_port
+
+
+def doctor(env, *args):
+    start = time.monotonic()
+    r = cli(env, "doctor", "--json", *args, timeout=60)
+    return r.returncode, json.loads(r.stdout), time.monotonic() - start
+
+
+def by_check(report):
+    return {c["check"]: c for c in report["checks"]}
+
+
+def test_healthy(file_keyring, quay):
+    cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
+    cli(file_keyring, "configure", quay.host)
+    code, report, _ = doctor(file_keyring)
+    checks = by_check(report)
+    assert code == 0 and report["ok"]
+    assert checks["keyring"]["status"] == "WARN"  # the file backend is plaintext, allowed by opt-in
+    for name in ("clients", "reachable", "auth", "credentials", "referrers API", "clock"):
+        assert checks[f"{quay.host} {name}"]["status"] == "OK", checks[f"{quay.host} {name}"]
+    assert checks[f"{quay.host} credentials"]["detail"] == "alice accepted"
+
+
+def test_rejected_credentials_fail_once(file_keyring, quay):
+    cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", "--no-verify", stdin="wrong")
+    code, report, _ = doctor(file_keyring, quay.host)
+    check = by_check(report)[f"{quay.host} credentials"]
+    assert code == 1 and check["status"] == "FAIL" and "Invalid Username or Password" in check["detail"]
+    assert [e["status"] for e in quay.auth_log] == [401]  # one attempt, never retried
+
+
+def test_clock_skew_and_missing_referrers_api_warn(file_keyring, quay):
+    quay.date_offset = -120
+    quay.referrers_api = False
+    code, report, _ = doctor(file_keyring, quay.host)
+    checks = by_check(report)
+    clock = checks[f"{quay.host} clock"]
+    assert clock["status"] == "WARN" and re.search(r"is \+1(19|20|21) s off", clock["detail"]), clock
+    assert checks[f"{quay.host} referrers API"]["status"] == "WARN"
+    assert checks[f"{quay.host} credentials"]["status"] == "WARN"  # none stored
+    assert code == 0
+
+
+def test_registry_down_fails_fast(file_keyring):
+    host = f"127.0.0.1:{free_port()}"
+    code, report, elapsed = doctor(file_keyring, host)
+    assert code == 1 and by_check(report)[f"{host} reachable"]["status"] == "FAIL"
+    assert elapsed < 10
+
+
+def test_registry_that_never_answers_fails_within_10_seconds(file_keyring):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    host = f"127.0.0.1:{server.getsockname()[1]}"
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        code, report, elapsed = doctor(file_keyring, host)
+        assert code == 1 and "did not answer" in by_check(report)[f"{host} reachable"]["detail"]
+        assert elapsed < 10
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_missing_keyring_fails(home):
+    home["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    code, report, _ = doctor(home)
+    assert code == 1 and by_check(report)["keyring"]["status"] == "FAIL"
+
+
+def test_text_output(file_keyring):
+    r = cli(file_keyring, "doctor")
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].startswith("WARN  keyring: keyrings.alt.file.PlaintextKeyring")
+    assert lines[1].startswith("      fix: ")
