@@ -94,13 +94,10 @@ def main():
             run(["quay-cred-helper", "login", host, "-u", "alice", "--password-stdin"], env, "alice-password\n")
             run(["quay-cred-helper", "list"], env)
 
-            step("Point the clients at the helper (credHelpers)")
-            docker_config = os.path.join(env["HOME"], ".docker", "config.json")
-            os.makedirs(os.path.dirname(docker_config))
-            with open(docker_config, "w") as f:
-                json.dump({"credHelpers": {host: "quay"}}, f, indent=2)
-            env["REGISTRY_AUTH_FILE"] = docker_config
-            run(["cat", docker_config], env)
+            step("Point the clients at the helper: configure (a dry run first)")
+            env["REGISTRY_AUTH_FILE"] = os.path.join(env["XDG_CONFIG_HOME"], "containers", "auth.json")
+            run(["quay-cred-helper", "configure", host, "--dry-run"], env)
+            run(["quay-cred-helper", "configure", host], env)
 
             step("skopeo pushes and pulls through docker-credential-quay")
             layout = os.path.join(root, "image")
@@ -147,6 +144,9 @@ def main():
             step("Referrers: a signature and an SBOM (this registry has no referrers API: tag-schema fallback)")
             pushed = push_demo(f"http://{host}", "org/demo", "alice", "alice-password", tag="2.0", tag_schema=True)
             run(["quay-cred-helper", "referrers", f"{host}/org/demo:2.0"], env)
+
+            step("doctor: keyring, client configs, registry, credentials")
+            run(["quay-cred-helper", "doctor", host], env, check=False)
 
             step("No secret in any file of the demo home")
             leaks = [
