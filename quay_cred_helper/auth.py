@@ -92,6 +92,8 @@ class Session:
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
                 if last:
                     raise Unreachable(f"{self.key} closed the connection before answering") from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:  # anything else httpx can raise: not retried
+                raise RegistryError(f"request to {self.key} failed: {type(exc).__name__}") from None
             else:
                 log.debug("GET %s -> %s (%d bytes)", url, response.status_code, len(body))
                 self.last_headers = response.headers

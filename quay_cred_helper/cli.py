@@ -311,3 +311,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("quay-cred-helper: interrupted", file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug: one line, no traceback (its text could hold a secret)
+        import traceback
+
+        # Where it happened, for --debug: the frames, not the message, which could quote a secret.
+        log.debug("internal error %s at\n%s", type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
+        print(f"quay-cred-helper: internal error: {type(exc).__name__} (run with --debug for details)", file=sys.stderr)
+        return 1

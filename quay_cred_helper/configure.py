@@ -79,7 +79,7 @@ class Change:
 def _read(path):
     """(text or None, mode) of a file."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", newline="") as f:  # exactly as on disk, for the diff and .bak
             text = f.read()
         return text, os.stat(path).st_mode & 0o777
     except FileNotFoundError:
@@ -119,7 +119,8 @@ def _credential_key(key, docker):
 def _plaintext_entries(data, key):
     """The auths entries of `data` that hold a credential for registry `key`."""
     found = []
-    for name, entry in (data.get("auths") or {}).items():
+    auths = data.get("auths")
+    for name, entry in auths.items() if isinstance(auths, dict) else ():
         try:
             same = registry_key(name) == key
         except HelperError:

@@ -12,8 +12,18 @@ from quay_cred_helper import fastjson
 
 
 def private_dir(path):
-    """Create `path` (and parents) as 0700 and return it."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    """Create `path` and any missing parents as 0700, whatever the umask, and return it."""
+    missing = []
+    head = path
+    while head and not os.path.isdir(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue  # another process made it first
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     if os.name == "posix" and os.stat(path).st_mode & 0o077:
         os.chmod(path, 0o700)
     return path

@@ -43,23 +43,26 @@ class Index:
     def get(self, key):
         return self.entries().get(key)
 
-    def put(self, key, server, username, secret):
+    @staticmethod
+    def entry(server, username, secret):
         salt = os.urandom(16).hex()
-        entry = {
-            "server": server,
-            "username": username,
-            "salt": salt,
-            "identity": identity(username, secret, salt),
-        }
-        self._update(lambda entries: entries.__setitem__(key, entry))
+        return {"server": server, "username": username, "salt": salt, "identity": identity(username, secret, salt)}
+
+    def lock(self):
+        """Held around every change, and around the keyring write that goes with it, so that
+        concurrent stores and erases can neither lose an entry nor leave index and keyring apart."""
+        files.private_dir(os.path.dirname(self.path))
+        return files.Lock(self.path + ".lock")
+
+    def put(self, key, entry):
+        """Call with lock() held."""
+        self._write(dict(self.entries(), **{key: entry}))
 
     def remove(self, key):
-        self._update(lambda entries: entries.pop(key, None))
+        """Call with lock() held."""
+        entries = self.entries()
+        entries.pop(key, None)
+        self._write(entries)
 
-    def _update(self, change):
-        files.private_dir(os.path.dirname(self.path))
-        # Read-modify-write under a lock: concurrent stores must not lose entries.
-        with files.Lock(self.path + ".lock"):
-            entries = self.entries()
-            change(entries)
-            files.write_json(self.path, {"version": VERSION, "registries": entries})
+    def _write(self, entries):
+        files.write_json(self.path, {"version": VERSION, "registries": entries})

@@ -21,7 +21,7 @@ _secrets = set()
 
 def secret(value):
     """Register a value that must never appear in a log line."""
-    if value and len(value) >= 4:
+    if isinstance(value, str) and len(value) >= 4:
         _secrets.add(value)
 
 

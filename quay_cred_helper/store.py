@@ -2,11 +2,12 @@
 
 One keyring entry per registry key (service "quay-cred-helper", username the
 key) holding {"username", "secret"} as JSON, so the pair is replaced in one
-keyring write. The index is updated after the keyring, so a crash in between
-leaves a credential that `get` finds and `list` does not show, never the reverse.
+keyring write. The index changes after the keyring on store and before it on
+erase, so a crash in between leaves at worst a credential that `get` finds
+and `list` does not show, never an index entry without a secret.
 """
 
-from quay_cred_helper import fastjson
+from quay_cred_helper import fastjson, log
 from quay_cred_helper.backend import Keyring
 from quay_cred_helper.errors import KeyringError, NotFound
 from quay_cred_helper.index import ANONYMOUS, Index
@@ -21,8 +22,10 @@ class KeyringStore:
 
     def add(self, key, server, username, secret):
         value = fastjson.dumps_strings({"username": username, "secret": secret})
-        self.keyring.set(SERVICE, key, value)
-        self.index.put(key, server, username, secret)
+        entry = self.index.entry(server, username, secret)  # the slow hash, outside the lock
+        with self.index.lock():
+            self.keyring.set(SERVICE, key, value)
+            self.index.put(key, entry)
 
     def get(self, key):
         value = self.keyring.get(SERVICE, key)
@@ -30,15 +33,17 @@ class KeyringStore:
             raise NotFound()
         try:
             entry = fastjson.loads(value)
+            log.secret(entry["secret"])
             return entry["username"], entry["secret"]
         except (ValueError, KeyError, TypeError):
             raise KeyringError(f"keyring entry for {key} is not ours or is damaged: store it again") from None
 
     def delete(self, key):
-        existed = self.keyring.delete(SERVICE, key)
-        in_index = self.index.get(key) is not None
-        if in_index:
-            self.index.remove(key)
+        with self.index.lock():
+            in_index = self.index.get(key) is not None
+            if in_index:
+                self.index.remove(key)
+            existed = self.keyring.delete(SERVICE, key)
         if not (existed or in_index):
             raise NotFound()
 

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -151,3 +152,72 @@ def cli(env, *args, stdin=b"", timeout=30):
     if isinstance(stdin, str):
         stdin = stdin.encode()
     return run([CLI, *args], env, stdin, timeout)
+
+
+# -- secrets must never show up in any process's argv or environment ---------------------------
+
+SECRETS = ["alice-password", ROBOT_TOKEN, "s3cret", "fast-path-secret", "migrated-password", "py-secret"]
+
+
+class ProcWatcher:
+    """Scans every process's argv and environment for known secrets while the tests run."""
+
+    def __init__(self, secrets):
+        self.needles = [s.encode() for s in secrets]
+        self.hits = []
+        self.scans = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(0.02):
+            self.scan()
+
+    def scan(self):
+        self.scans += 1
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            for part in ("cmdline", "environ"):
+                try:
+                    with open(f"/proc/{entry}/{part}", "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                for needle in self.needles:
+                    if needle in data:
+                        self.hits.append((entry, part, data.split(b"\0")[0][:100]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_watcher():
+    if not os.path.isdir("/proc"):
+        yield None
+        return
+    watcher = ProcWatcher(SECRETS)
+    watcher.thread.start()
+    yield watcher
+    watcher.stop.set()
+    watcher.thread.join()
+    print(
+        f"\nsecret watcher: {watcher.scans} scans of every process's argv and environment, "
+        f"{len(watcher.hits)} secrets found"
+    )
+    assert not watcher.hits, watcher.hits[:5]
+
+
+# -- how many generated cases the property tests ran -----------------------------------------
+
+GENERATED = {"cases": 0}
+FAULTS = {"kills sent": 0, "processes killed mid-run": 0, "concurrent operations": 0}
+
+
+def count_case():
+    GENERATED["cases"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if GENERATED["cases"]:
+        terminalreporter.write_line(f"property tests: {GENERATED['cases']} generated cases")
+    if FAULTS["kills sent"] or FAULTS["concurrent operations"]:
+        terminalreporter.write_line("fault tests: " + ", ".join(f"{v} {k}" for k, v in FAULTS.items()))

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quay_cred_helper import fastjson, paths
-from tests.conftest import CLI, HELPER, ROBOT, ROBOT_TOKEN, helper
+from tests.conftest import CLI, HELPER, ROBOT, ROBOT_TOKEN, count_case, helper
 
 HEAVY = {"httpx", "httpcore", "keyring", "secretstorage", "cryptography", "platformdirs", "re", "json", "hashlib"}
 
@@ -105,6 +105,7 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_fastjson_reads_what_json_writes(value):
+    count_case()
     for text in (json.dumps(value), json.dumps(value, indent=2, ensure_ascii=False)):
         assert fastjson.loads(text) == json.loads(text)
 
@@ -112,6 +113,7 @@ def test_fastjson_reads_what_json_writes(value):
 @settings(max_examples=500, deadline=None)
 @given(st.text(alphabet=st.sampled_from('{}[]",:0123456789.eE+-truefalsn \\u\t\nx\x00é'), max_size=40))
 def test_fastjson_accepts_and_refuses_exactly_like_json(text):
+    count_case()
     try:
         expected = json.loads(text)
     except ValueError:
@@ -125,6 +127,7 @@ def test_fastjson_accepts_and_refuses_exactly_like_json(text):
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(), st.text()))
 def test_fastjson_writes_what_json_writes(mapping):
+    count_case()
     assert fastjson.dumps_strings(mapping) == json.dumps(mapping)
 
 
