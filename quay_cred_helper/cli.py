@@ -73,6 +73,10 @@ def cmd_list(args):
     from quay_cred_helper.index import Index
 
     rows = sorted((key, e["username"]) for key, e in Index().entries().items())
+    if args.quiet:
+        for key, _ in rows:
+            print(key)
+        return 0
     if args.json:
         json.dump([{"registry": k, "username": u} for k, u in rows], sys.stdout, indent=2)
         print()
@@ -229,6 +233,13 @@ def cmd_doctor(args):
     return 1 if report.failed else 0
 
 
+def cmd_completion(args):
+    from quay_cred_helper.completion import SHELLS
+
+    sys.stdout.write(SHELLS[args.shell](build_parser()))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="quay-cred-helper",
@@ -246,12 +257,14 @@ def build_parser():
     p.add_argument("--no-verify", action="store_true", help="store without checking the credentials at /v2/auth")
     p.set_defaults(func=cmd_login)
 
-    p = sub.add_parser("logout", help="remove a registry's credentials")
+    p = sub.add_parser("logout", help="remove the credentials of a registry")
     p.add_argument("registry")
     p.set_defaults(func=cmd_logout)
 
     p = sub.add_parser("list", help="registries with stored credentials")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("-q", "--quiet", action="store_true", help="print registry names only")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("token", help="print a bearer token (for curl and scripts)")
@@ -292,6 +305,10 @@ def build_parser():
     p.add_argument("registries", nargs="*", metavar="REGISTRY", help="default: every registry with credentials")
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("completion", help="print a shell completion script")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
+    p.set_defaults(func=cmd_completion)
     return parser
 
 
