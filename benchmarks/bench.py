@@ -23,12 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import ROBOT, ROBOT_TOKEN, ROBOTS, USERS  # noqa: E402
+from tests.conftest import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
 from tests.quay_registry import QuayRegistry  # noqa: E402
 
-BIN = os.path.dirname(sys.executable)
-HELPER = os.path.join(BIN, "docker-credential-quay")
-CLI = os.path.join(BIN, "quay-cred-helper")
 NETNS = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
 ECR_REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 ECR_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"  # AWS's documented example key: no account behind it
@@ -48,16 +45,6 @@ def peak_rss_mb(argv, env, stdin=b""):
     # our own memory as its peak, since the high-water mark survives exec.
     result = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], input=stdin, env=env, capture_output=True, timeout=60)
     return int(result.stderr.decode().strip().splitlines()[-1]) / 1024
-
-
-def isolated_env(root):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "DOCKER_", "QUAY_CRED", "PYTHON_KEYRING"))}
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        path = os.path.join(root, name.lower())
-        os.makedirs(path, mode=0o700)
-        env[name] = path
-    env["PATH"] = BIN + os.pathsep + env["PATH"]
-    return env
 
 
 def ecr_env(root):

@@ -35,26 +35,18 @@ class HelperStore:
         return self.inner.list()
 
     def get(self, key):
-        entry = self.index.get(key)
-        exchange = None
-        if entry and is_robot(entry["username"]):
-            exchange = config.load(key).robot_exchange
-            hit = self.cache.load(key, entry.get("identity"), []) if exchange else None
+        entry = self.index.get(key) or {}
+        fingerprint = entry.get("identity") if isinstance(entry.get("identity"), str) else None
+        if fingerprint and is_robot(entry["username"]) and config.load(key).robot_exchange:
+            hit = self.cache.load(key, fingerprint, [])
             if hit:
                 log.debug("robot JWT for %s from the cache", key)
                 return entry["username"], hit["token"]
         username, secret = self.inner.get(key)
-        log.secret(secret)
-        if not is_robot(username):
+        if not is_robot(username) or not config.load(key).robot_exchange:
             return username, secret
-        if exchange is None:
-            exchange = config.load(key).robot_exchange
-        if not exchange:
-            return username, secret
-        if entry and entry["username"] == username and entry.get("identity"):
-            fingerprint = entry["identity"]
-        else:
-            fingerprint = identity(username, secret, _NO_SALT)
+        if entry.get("username") != username or not fingerprint:
+            fingerprint = identity(username, secret, _NO_SALT)  # the index entry is missing or stale
         from quay_cred_helper.tokens import Tokens  # httpx: only on a cache miss
 
         try:

@@ -19,11 +19,10 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.artifacts import SBOM, push_demo  # noqa: E402
-from tests.conftest import ROBOTS, USERS  # noqa: E402
+from tests.conftest import ROBOTS, USERS, isolated_env  # noqa: E402
 from tests.quay_registry import QuayRegistry, b64url_decode  # noqa: E402
 from tests.real_registry import DockerRegistry, oci_layout  # noqa: E402
 
-BIN = os.path.dirname(sys.executable)
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")  # shown shortened: a demo need not print whole tokens
 
 
@@ -39,17 +38,6 @@ def run(argv, env, stdin=None, check=True, show=None):
     if check and r.returncode != 0:
         raise SystemExit(f"demo: {argv[0]} failed with exit status {r.returncode}")
     return r
-
-
-def isolated_env(root):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "DOCKER_", "REGISTRY_AUTH", "QUAY_CRED"))}
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        path = os.path.join(root, name.lower())
-        os.makedirs(path, mode=0o700)
-        env[name] = path
-    env["PATH"] = BIN + os.pathsep + env["PATH"]
-    env.pop("PYTHON_KEYRING_BACKEND", None)
-    return env
 
 
 def regular_files(root):

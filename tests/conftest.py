@@ -28,18 +28,23 @@ def needs(*programs):
     return pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"not installed: {missing}")
 
 
+def isolated_env(root):
+    """Environment for subprocesses: fresh HOME and XDG dirs under `root`, our bin first on PATH,
+    none of the caller's docker, registry, keyring or quay-cred-helper settings."""
+    prefixes = ("XDG_", "DOCKER_", "REGISTRY_AUTH", "QUAY_CRED", "PYTHON_KEYRING")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        path = os.path.join(root, name.lower())
+        os.makedirs(path, mode=0o700)
+        env[name] = path
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    env["DOCKER_CONFIG"] = os.path.join(env["HOME"], ".docker")
+    return env
+
+
 @pytest.fixture
 def home(tmp_path):
-    """Environment for subprocesses: fresh HOME and XDG dirs, our bin first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "DOCKER_", "REGISTRY_AUTH", "QUAY_CRED"))}
-    env.pop("PYTHON_KEYRING_BACKEND", None)
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        path = tmp_path / name.lower()
-        path.mkdir(mode=0o700)
-        env[name] = str(path)
-    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
-    env["DOCKER_CONFIG"] = str(tmp_path / "home" / ".docker")
-    return env
+    return isolated_env(str(tmp_path))
 
 
 @pytest.fixture
@@ -156,6 +161,8 @@ def cli(env, *args, stdin=b"", timeout=30):
 
 # -- secrets must never show up in any process's argv or environment ---------------------------
 
+WATCHED = {}
+
 SECRETS = ["alice-password", ROBOT_TOKEN, "s3cret", "fast-path-secret", "migrated-password", "py-secret"]
 
 
@@ -199,10 +206,7 @@ def secret_watcher():
     yield watcher
     watcher.stop.set()
     watcher.thread.join()
-    print(
-        f"\nsecret watcher: {watcher.scans} scans of every process's argv and environment, "
-        f"{len(watcher.hits)} secrets found"
-    )
+    WATCHED.update(scans=watcher.scans, hits=len(watcher.hits))
     assert not watcher.hits, watcher.hits[:5]
 
 
@@ -219,5 +223,10 @@ def count_case():
 def pytest_terminal_summary(terminalreporter):
     if GENERATED["cases"]:
         terminalreporter.write_line(f"property tests: {GENERATED['cases']} generated cases")
+    if WATCHED:
+        terminalreporter.write_line(
+            f"secret watcher: {WATCHED['scans']} scans of every process's argv and environment, "
+            f"{WATCHED['hits']} secrets found"
+        )
     if FAULTS["kills sent"] or FAULTS["concurrent operations"]:
         terminalreporter.write_line("fault tests: " + ", ".join(f"{v} {k}" for k, v in FAULTS.items()))

@@ -173,6 +173,20 @@ def test_429_without_retry_after_backs_off_and_recovers(quay, tmp_path, monkeypa
     assert time.monotonic() - start_time < 5
 
 
+def test_500_is_reported_not_retried(quay, tmp_path, monkeypatch):
+    from quay_cred_helper.cache import NullCache
+    from quay_cred_helper.errors import Unreachable
+    from quay_cred_helper.tokens import Tokens
+
+    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(tmp_path / "none.ini"))
+    quay.faults.append(("status", 500))
+    with pytest.raises(Unreachable, match=r"is failing: HTTP 500: service unavailable"):
+        Tokens(cache=NullCache()).get(quay.host, credentials=lambda: ("alice", "alice-password"))
+    assert quay.count("/v2/auth") == 1
+    # The next call goes through: the fault was a burst.
+    assert Tokens(cache=NullCache()).get(quay.host, credentials=lambda: ("alice", "alice-password"))
+
+
 def test_jwt_without_exp_lives_60_seconds(quay, tmp_path, monkeypatch):
     from quay_cred_helper.cache import NullCache
     from quay_cred_helper.tokens import Tokens

@@ -152,6 +152,14 @@ def test_rpm_builds_with_its_check_and_lists_everything(tmp_path):
         assert path in files, path
     assert any(f.startswith("/usr/share/man/man1/quay-cred-helper.1") for f in files)
     assert any(f.startswith("/usr/share/man/man1/docker-credential-quay.1") for f in files)
+    wrapper = subprocess.run(
+        f"rpm2cpio {rpm} | cpio -i --quiet --to-stdout ./usr/bin/quay-cred-helper",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "from quay_cred_helper.cli import main" in wrapper and "importlib.metadata" not in wrapper
     requires = sh(["rpm", "-qp", "--requires", str(rpm)]).stdout
     assert "python3-keyring >= 23.9" in requires and "python3-httpx >= 0.23" in requires
 
@@ -171,6 +179,8 @@ def test_deb_installs_and_works_on_debians_python(tmp_path, secret_service, quay
         env = secret_service.apply(dict(home, PATH="/usr/bin:/bin"))
         helper_bin = "/usr/bin/docker-credential-quay"
         assert Path(helper_bin).read_text().startswith("#!/usr/bin/python3\n")
+        cli_wrapper = Path("/usr/bin/quay-cred-helper").read_text()
+        assert "from quay_cred_helper.cli import main" in cli_wrapper and "importlib.metadata" not in cli_wrapper
         assert sh([helper_bin, "version"], env=env).stdout.strip().endswith(__version__)
         assert sh(["/usr/bin/quay-cred-helper", "--version"], env=env).stdout.strip().endswith(__version__)
 
