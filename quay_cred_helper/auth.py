@@ -9,7 +9,6 @@ import json
 import random
 import ssl
 import time
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,13 +21,6 @@ MAX_BODY = 1 << 20  # a token response is a few KiB; refuse anything over 1 MiB
 DEFAULT_LIFETIME = 60.0  # seconds, when neither expires_in nor a JWT exp says
 MAX_RETRY_AFTER = 10.0  # seconds we are willing to wait on a 429 or 503
 RETRY_STATUSES = {429, 502, 503, 504}
-
-
-class Token(NamedTuple):
-    token: str
-    issued_at: float
-    expires_at: float
-    access: list
 
 
 def make_client(key, settings):
@@ -172,7 +164,7 @@ class Session:
             # Quay sends no expires_in: its JWTs live one hour, read exp from the payload.
             expires_at = claims.number(payload, "exp") or now + DEFAULT_LIFETIME
         access = payload.get("access") if payload and isinstance(payload.get("access"), list) else []
-        return Token(token, now, expires_at, access)
+        return claims.Token(token, now, expires_at, access)
 
 
 def _read_capped(response, key, limit):

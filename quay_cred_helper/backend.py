@@ -99,6 +99,19 @@ def remembered_secret_service():
     }
 
 
+def _load_modules():
+    # Importing keyring (and secretstorage, cryptography behind it) is CPU work
+    # that can take seconds on a loaded machine; it cannot hang, so it happens
+    # before the deadline starts. Backend detection, which talks to D-Bus, runs
+    # under the deadline.
+    import contextlib
+
+    import keyring  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import secretstorage  # noqa: F401
+
+
 def _resolve():
     import keyring
 
@@ -152,6 +165,7 @@ class Keyring:
 
     def backend(self):
         if self._backend is None:
+            _load_modules()
             self._backend = self._call(_resolve)
         return self._backend
 

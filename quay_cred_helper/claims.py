@@ -1,7 +1,15 @@
-"""Reading a JWT's payload (not verifying it: the registry does that)."""
+"""Bearer tokens as we keep them, and reading a JWT's payload (not verifying it: the registry does that)."""
 
 import base64
 import json
+from typing import NamedTuple
+
+
+class Token(NamedTuple):
+    token: str
+    issued_at: float
+    expires_at: float
+    access: list
 
 
 def payload(token):

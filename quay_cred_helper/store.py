@@ -23,6 +23,7 @@ class KeyringStore:
     def add(self, key, server, username, secret):
         value = fastjson.dumps_strings({"username": username, "secret": secret})
         entry = self.index.entry(server, username, secret)  # the slow hash, outside the lock
+        self.keyring.backend()  # and loading keyring: only the write itself happens under the lock
         with self.index.lock():
             self.keyring.set(SERVICE, key, value)
             self.index.put(key, entry)
@@ -39,6 +40,7 @@ class KeyringStore:
             raise KeyringError(f"keyring entry for {key} is not ours or is damaged: store it again") from None
 
     def delete(self, key):
+        self.keyring.backend()
         with self.index.lock():
             in_index = self.index.get(key) is not None
             if in_index:

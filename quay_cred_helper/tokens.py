@@ -7,8 +7,8 @@ the cache, so N of them make one request.
 """
 
 from quay_cred_helper import config, log
-from quay_cred_helper.auth import Session, Token, make_client
 from quay_cred_helper.cache import open_cache
+from quay_cred_helper.claims import Token
 from quay_cred_helper.index import ANONYMOUS
 
 
@@ -53,6 +53,8 @@ class Tokens:
         return found
 
     def _fetch(self, key, username, secret, scopes):
+        from quay_cred_helper.auth import Session, make_client  # httpx: only when a request is due
+
         settings = config.load(key)
         client = self.client or make_client(key, settings)
         try:

@@ -141,3 +141,23 @@ def test_python_dash_m_helper_entry_is_the_same_main():
         env=env,
     )
     assert r.stdout == r2.stdout
+
+
+def test_warm_token_needs_neither_httpx_nor_keyring(file_keyring, quay):
+    from tests.conftest import cli
+
+    cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
+    first = cli(file_keyring, "token", f"{quay.host}/org/app").stdout
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", CLI, "token", f"{quay.host}/org/app"],
+        env=file_keyring,
+        capture_output=True,
+        timeout=30,
+    )
+    names = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in r.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
+    assert r.stdout == first
+    assert not names & {"httpx", "httpcore", "keyring", "secretstorage", "jeepney"}, names
