@@ -98,9 +98,7 @@ class Session:
 
     def discover(self):
         """Ask /v2/ how to authenticate: {"base", "realm", "service"}; realm None if none is needed."""
-        schemes = ["https"]
-        if is_loopback(self.key) or self.settings.insecure_http:
-            schemes.append("http")  # like docker: a local registry may speak plain http
+        schemes = ["https", "http"] if self.plain_http_allowed() else ["https"]
         for scheme in schemes:
             base = f"{scheme}://{self.key}"
             try:
@@ -122,12 +120,16 @@ class Session:
             raise _error(response, json_body(body), self.key)
         raise AssertionError("unreachable")
 
+    def plain_http_allowed(self):
+        # Like docker: a registry on this machine may speak plain http; elsewhere only by opt-in.
+        return is_loopback(self.key) or self.settings.insecure_http
+
     def check_realm(self, realm):
         """Credentials go only to an https realm on the registry's own host (unless configured)."""
         parts = urlsplit(realm)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise RegistryError(f"{self.key} sent an unusable token realm: {realm[:200]}")
-        if parts.scheme == "http" and not (is_loopback(self.key) or self.settings.insecure_http):
+        if parts.scheme == "http" and not self.plain_http_allowed():
             raise RegistryError(
                 f"refusing to send credentials over plain http to {parts.hostname}: set insecure_http = true "
                 f"under [{self.key}] in {config.config_path()} if you accept that"

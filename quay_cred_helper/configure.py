@@ -111,7 +111,7 @@ def _indent(text):
     return "\t"  # as docker and podman write it
 
 
-def _credential_key(key, docker):
+def credential_key(key, docker):
     # docker looks Docker Hub up as its index URL; podman as docker.io.
     return "https://index.docker.io/v1/" if docker and key == DOCKER_HUB else key
 
@@ -141,7 +141,7 @@ def plan_json(path, keys, docker, remove=False, migrate=None):
         )
     helpers = data.get("credHelpers")
     for key in keys:
-        name = _credential_key(key, docker)
+        name = credential_key(key, docker)
         if remove:
             if helpers and helpers.get(name) == HELPER:
                 del helpers[name]

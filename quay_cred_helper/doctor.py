@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from quay_cred_helper import config, configure, files, paths
 from quay_cred_helper.errors import HelperError
+from quay_cred_helper.names import is_loopback
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 PROBE_DIGEST = "sha256:" + "0" * 64
@@ -106,20 +107,20 @@ def check_files(report):
 def _routes(key):
     """Which client configs send `key` to this helper."""
     found = []
-    for label, path, name in (
-        ("docker", configure.docker_config_path(), "https://index.docker.io/v1/" if key == "docker.io" else key),
-        ("podman", configure.podman_auth_path(), key),
+    for label, path, docker in (
+        ("docker", configure.docker_config_path(), True),
+        ("podman", configure.podman_auth_path(), False),
     ):
         data = files.read_json(path) or {}
         helpers = data.get("credHelpers")
-        if isinstance(helpers, dict) and helpers.get(name) == configure.HELPER:
+        if isinstance(helpers, dict) and helpers.get(configure.credential_key(key, docker)) == configure.HELPER:
             found.append(f"{label} ({path})")
     if os.path.exists(configure.registries_conf_drop_in()):
         found.append(f"registries.conf ({configure.registries_conf_drop_in()})")
     return found
 
 
-def check_registry(report, key, client_factory=None):
+def check_registry(report, key):
     from quay_cred_helper.auth import Session, make_client
     from quay_cred_helper.cache import NullCache
     from quay_cred_helper.index import Index
@@ -140,7 +141,7 @@ def check_registry(report, key, client_factory=None):
         min(settings.connect_timeout, 2.5),
         0,
     )
-    client = client_factory() if client_factory else make_client(key, settings)
+    client = make_client(key, settings)
     try:
         session = Session(client, key, settings)
         try:
@@ -151,11 +152,7 @@ def check_registry(report, key, client_factory=None):
         scheme = urlsplit(found["base"]).scheme
         tls = "TLS verified" if scheme == "https" else "plain http"
         report.add(
-            "OK"
-            if scheme == "https"
-            or found["base"].startswith("http://127.")
-            or found["base"].startswith("http://localhost")
-            else "WARN",
+            "OK" if scheme == "https" or is_loopback(key) else "WARN",
             f"{key} reachable",
             f"{found['base']} ({tls})",
         )
