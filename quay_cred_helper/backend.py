@@ -53,8 +53,9 @@ def _no_unlock_prompts():
 SECRET_SERVICE = "keyring.backends.SecretService.Keyring"
 
 
-def _selection_inputs():
-    """What keyring's backend choice depends on, besides the machine: env and config files."""
+def _selection(backend_name):
+    """(file, record): where the choice is remembered, and the record of choosing `backend_name`
+    under what keyring's choice depends on besides the machine (its env variable and config files)."""
     from quay_cred_helper import paths
 
     home = os.path.expanduser("~")
@@ -65,23 +66,19 @@ def _selection_inputs():
             stamps.append(os.stat(path).st_mtime_ns)
         except OSError:
             stamps.append(None)
-    return {
-        "env": os.environ.get("PYTHON_KEYRING_BACKEND", ""),
-        "keyringrc": stamps,
-        "file": os.path.join(paths.cache_dir(), "backend.json"),
-    }
+    record = {"backend": backend_name, "env": os.environ.get("PYTHON_KEYRING_BACKEND", ""), "keyringrc": stamps}
+    return os.path.join(paths.cache_dir(), "backend.json"), record
 
 
 def _remember(backend):
     """Note which backend keyring chose, so the next `get` can read without importing keyring."""
     from quay_cred_helper import files
 
-    inputs = _selection_inputs()
-    record = {"backend": name(backend), "env": inputs["env"], "keyringrc": inputs["keyringrc"]}
+    path, record = _selection(name(backend))
     try:
-        if files.read_json(inputs["file"]) != record:
-            files.private_dir(os.path.dirname(inputs["file"]))
-            files.write_json(inputs["file"], record)
+        if files.read_json(path) != record:
+            files.private_dir(os.path.dirname(path))
+            files.write_json(path, record)
     except OSError:
         pass  # only an optimisation
 
@@ -90,13 +87,8 @@ def remembered_secret_service():
     """True when keyring chose the Secret Service last time, under the same env and config."""
     from quay_cred_helper import files
 
-    inputs = _selection_inputs()
-    record = files.read_json(inputs["file"])
-    return bool(record) and record == {
-        "backend": SECRET_SERVICE,
-        "env": inputs["env"],
-        "keyringrc": inputs["keyringrc"],
-    }
+    path, record = _selection(SECRET_SERVICE)
+    return files.read_json(path) == record
 
 
 def _load_modules():
@@ -157,6 +149,17 @@ def _describe(exc):
     return f"keyring backend failed: {cls}: {first_line}" if first_line else f"keyring backend failed: {cls}"
 
 
+def _get_password(backend, service, username):
+    try:
+        return backend.get_password(service, username)
+    except Exception as exc:
+        # Secret Service: the item was found, then erased by another process before
+        # its secret was read. It is gone: that is "not found", not a keyring failure.
+        if type(exc).__name__ == "ItemNotFoundException":
+            return None
+        raise
+
+
 class Keyring:
     """Runs keyring calls against the resolved backend, each within the deadline."""
 
@@ -177,7 +180,7 @@ class Keyring:
             if value is not None:
                 return value
         backend = self.backend()
-        return self._call(backend.get_password, service, username)
+        return self._call(_get_password, backend, service, username)
 
     def set(self, service, username, password):
         backend = self.backend()

@@ -14,3 +14,12 @@ class Raising(KeyringBackend):
 
     def delete_password(self, service, username):
         raise RuntimeError("backend exploded")
+
+
+class Vanishing(Raising):
+    """A Secret Service item erased between being found and being read."""
+
+    def get_password(self, service, username):
+        from secretstorage.exceptions import ItemNotFoundException
+
+        raise ItemNotFoundException("Item does not exist!")

@@ -161,6 +161,13 @@ def test_backend_that_raises(home):
         assert (r.returncode, r.stdout) == (1, b"keyring backend failed: RuntimeError: backend exploded\n")
 
 
+def test_item_erased_while_being_read_is_not_found(home):
+    home["PYTHON_KEYRING_BACKEND"] = "tests.raising_keyring.Vanishing"
+    home["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    r = helper(home, "get", "quay.example.com")
+    assert (r.returncode, r.stdout) == (1, b"credentials not found in native keychain\n")
+
+
 def test_429_without_retry_after_backs_off_and_recovers(quay, tmp_path, monkeypatch):
     from quay_cred_helper.cache import NullCache
     from quay_cred_helper.tokens import Tokens
