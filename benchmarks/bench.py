@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
 from tests.quay_registry import QuayRegistry  # noqa: E402
+from tests.support import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
 
 NETNS = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
 ECR_REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -22,8 +22,11 @@ def roff(text):
 
 
 def header(name, summary):
-    return [f'.TH {name.upper()} 1 "{DATE}" "quay-cred-helper {__version__}" "User Commands"', ".SH NAME",
-            f"{name} \\- {roff(summary)}"]
+    return [
+        f'.TH {name.upper()} 1 "{DATE}" "quay-cred-helper {__version__}" "User Commands"',
+        ".SH NAME",
+        f"{name} \\- {roff(summary)}",
+    ]
 
 
 def _option_line(action):
@@ -36,8 +39,12 @@ def _option_line(action):
 def quay_cred_helper_page():
     parser = build_parser()
     lines = header("quay-cred-helper", "keep Quay registry credentials in the OS keyring; tokens, referrers")
-    lines += [".SH SYNOPSIS", "\\fBquay\\-cred\\-helper\\fR [\\fB\\-\\-debug\\fR] \\fICOMMAND\\fR [\\fIOPTIONS\\fR]",
-              ".SH DESCRIPTION", roff(parser.description)]
+    lines += [
+        ".SH SYNOPSIS",
+        "\\fBquay\\-cred\\-helper\\fR [\\fB\\-\\-debug\\fR] \\fICOMMAND\\fR [\\fIOPTIONS\\fR]",
+        ".SH DESCRIPTION",
+        roff(parser.description),
+    ]
     lines += [".SH GLOBAL OPTIONS"]
     for action in parser._actions:
         if action.option_strings:
@@ -46,7 +53,7 @@ def quay_cred_helper_page():
     helps = {c.dest: c.help for c in subparsers._choices_actions}
     lines.append(".SH COMMANDS")
     for name, sub in subparsers.choices.items():
-        usage = " ".join(sub.format_usage().split())[len("usage: "):]
+        usage = " ".join(sub.format_usage().split())[len("usage: ") :]
         lines += [".SS " + name, roff(helps[name]) + ".", ".PP", f"\\fB{roff(usage)}\\fR"]
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
@@ -56,8 +63,12 @@ def quay_cred_helper_page():
             else:
                 lines += [".TP", f"\\fI{roff(action.metavar or action.dest.upper())}\\fR", roff(action.help or "")]
     lines.append(".SH CONFIGURATION")
-    lines.append(roff("Per-registry settings in config.ini in the user config directory "
-                      "(~/.config/quay-cred-helper/config.ini on Linux), sections named by registry:"))
+    lines.append(
+        roff(
+            "Per-registry settings in config.ini in the user config directory "
+            "(~/.config/quay-cred-helper/config.ini on Linux), sections named by registry:"
+        )
+    )
     for name, (default, _, meaning) in config.SETTINGS.items():
         lines += [".TP", f"\\fB{roff(name)}\\fR (default: {roff(default or 'none')})", roff(meaning)]
     lines += [".SH SEE ALSO", "\\fBdocker\\-credential\\-quay\\fR(1)", ""]
@@ -70,24 +81,48 @@ def helper_page():
         ".SH SYNOPSIS",
         "\\fBdocker\\-credential\\-quay\\fR \\fBstore\\fR|\\fBget\\fR|\\fBerase\\fR|\\fBlist\\fR|\\fBversion\\fR",
         ".SH DESCRIPTION",
-        roff("Run by docker, podman, skopeo, buildah, oras and docker-py when their configuration names "
-             "\"quay\" for a registry (credHelpers). Secrets live in the OS keyring. For robot accounts, get "
-             "returns a one-hour JWT from the registry's /v2/auth instead of the stored robot token."),
+        roff(
+            "Run by docker, podman, skopeo, buildah, oras and docker-py when their configuration names "
+            '"quay" for a registry (credHelpers). Secrets live in the OS keyring. For robot accounts, get '
+            "returns a one-hour JWT from the registry's /v2/auth instead of the stored robot token."
+        ),
         ".SH COMMANDS",
-        ".TP", "\\fBstore\\fR", roff('reads {"ServerURL", "Username", "Secret"} on stdin and stores it.'),
-        ".TP", "\\fBget\\fR", roff('reads a server name on stdin; prints {"ServerURL", "Username", "Secret"}.'),
-        ".TP", "\\fBerase\\fR", roff("reads a server name on stdin and removes its credentials."),
-        ".TP", "\\fBlist\\fR", roff("prints {server: username} for every stored registry; reads nothing."),
-        ".TP", "\\fBversion\\fR", roff("prints the version (also -v, --version)."),
+        ".TP",
+        "\\fBstore\\fR",
+        roff('reads {"ServerURL", "Username", "Secret"} on stdin and stores it.'),
+        ".TP",
+        "\\fBget\\fR",
+        roff('reads a server name on stdin; prints {"ServerURL", "Username", "Secret"}.'),
+        ".TP",
+        "\\fBerase\\fR",
+        roff("reads a server name on stdin and removes its credentials."),
+        ".TP",
+        "\\fBlist\\fR",
+        roff("prints {server: username} for every stored registry; reads nothing."),
+        ".TP",
+        "\\fBversion\\fR",
+        roff("prints the version (also -v, --version)."),
         ".SH EXIT STATUS",
-        roff("0 on success. 1 on error, with the message on stdout; when nothing is stored the message is "
-             "exactly: credentials not found in native keychain"),
+        roff(
+            "0 on success. 1 on error, with the message on stdout; when nothing is stored the message is "
+            "exactly: credentials not found in native keychain"
+        ),
         ".SH ENVIRONMENT",
-        ".TP", "\\fBQUAY_CRED_HELPER_LOG\\fR", roff("debug: write a debug log (secrets redacted)."),
-        ".TP", "\\fBQUAY_CRED_HELPER_NO_CACHE\\fR", roff("1: do not cache tokens."),
-        ".TP", "\\fBQUAY_CRED_HELPER_ALLOW_PLAINTEXT\\fR", roff("1: accept a plaintext keyring backend."),
-        ".TP", "\\fBPYTHON_KEYRING_BACKEND\\fR", roff("the keyring backend to use."),
-        ".SH SEE ALSO", "\\fBquay\\-cred\\-helper\\fR(1)", "",
+        ".TP",
+        "\\fBQUAY_CRED_HELPER_LOG\\fR",
+        roff("debug: write a debug log (secrets redacted)."),
+        ".TP",
+        "\\fBQUAY_CRED_HELPER_NO_CACHE\\fR",
+        roff("1: do not cache tokens."),
+        ".TP",
+        "\\fBQUAY_CRED_HELPER_ALLOW_PLAINTEXT\\fR",
+        roff("1: accept a plaintext keyring backend."),
+        ".TP",
+        "\\fBPYTHON_KEYRING_BACKEND\\fR",
+        roff("the keyring backend to use."),
+        ".SH SEE ALSO",
+        "\\fBquay\\-cred\\-helper\\fR(1)",
+        "",
     ]
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Per-registry settings: an INI file in the user config dir.
+"""Per-registry settings: an INI file in the user config dir, read once per process.
 
     [DEFAULT]
     timeout = 10
@@ -6,30 +6,28 @@
     [quay.example.com]
     ca_bundle = /etc/pki/quay-ca.pem
 
-Sections are registry keys (`host[:port]`); DEFAULT applies to all.
+Sections are registry keys (`host[:port]`); DEFAULT applies to all. `get`
+reads settings on every call, so this module imports configparser only when
+the file exists, and Settings is a plain class (dataclasses cost more than
+the interpreter's own start).
 """
+
+from __future__ import annotations
 
 import os
 
 from quay_cred_helper import paths
-from quay_cred_helper.errors import HelperError
+from quay_cred_helper.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 CONFIG_ENV = "QUAY_CRED_HELPER_CONFIG"
 NO_CACHE_ENV = "QUAY_CRED_HELPER_NO_CACHE"
 
-# name: (default, parser, meaning) -- the documentation is generated from this table.
-SETTINGS = {
-    "timeout": ("10", float, "seconds to wait for each response from a registry"),
-    "connect_timeout": ("5", float, "seconds to wait for a connection"),
-    "retries": ("2", int, "retries after a connection error, 429, 502, 503 or 504 (never after 401)"),
-    "ca_bundle": ("", str, "PEM file of CA certificates to trust for this registry (default: system store)"),
-    "insecure_http": ("false", "bool", "allow plain http to this registry and its realm even when not on loopback"),
-    "realm_hosts": ("", "list", "other hosts allowed as token realm (credentials are sent there)"),
-    "robot_exchange": ("true", "bool", "`get` hands robots a one-hour JWT instead of the stored robot token"),
-}
 
-
-def _bool(text):
+def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -38,43 +36,93 @@ def _bool(text):
     raise ValueError(f"not a boolean: {text!r}")
 
 
+def _list(text: str) -> list[str]:
+    return [item for item in text.replace(",", " ").split() if item]
+
+
+# name: (default, parser, meaning) -- the documentation is checked against this table.
+SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
+    "timeout": ("10", float, "seconds to wait for each response from a registry"),
+    "connect_timeout": ("5", float, "seconds to wait for a connection"),
+    "retries": ("2", int, "retries after a connection error, 429, 502, 503 or 504 (never after 401)"),
+    "ca_bundle": ("", str, "PEM file of CA certificates to trust for this registry (default: system store)"),
+    "insecure_http": ("false", _bool, "allow plain http to this registry and its realm even when not on loopback"),
+    "realm_hosts": ("", _list, "other hosts allowed as token realm (credentials are sent there)"),
+    "robot_exchange": ("true", _bool, "`get` hands robots a one-hour JWT instead of the stored robot token"),
+}
+
+
 class Settings:
-    def __init__(self, values):
-        for name, (_, kind, _) in SETTINGS.items():
-            raw = values.get(name, SETTINGS[name][0])
-            if kind == "bool":
-                value = _bool(raw)
-            elif kind == "list":
-                value = [item for item in raw.replace(",", " ").split() if item]
-            else:
-                value = kind(raw)
-            setattr(self, name, value)
+    """One registry's settings, typed; build a changed copy with replace()."""
+
+    __slots__ = tuple(SETTINGS)
+    timeout: float
+    connect_timeout: float
+    retries: int
+    ca_bundle: str
+    insecure_http: bool
+    realm_hosts: list[str]
+    robot_exchange: bool
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        values = values or {}
+        for name, (default, parse, _) in SETTINGS.items():
+            setattr(self, name, parse(values.get(name, default)))
+
+    def replace(self, **changes: object) -> Settings:
+        copy = Settings.__new__(Settings)
+        for name in SETTINGS:
+            setattr(copy, name, changes[name] if name in changes else getattr(self, name))
+        return copy
 
 
-def config_path():
+class Config:
+    """The config file, parsed on first use and then kept: `settings(key)` for each registry."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path or config_path()
+        self._sections: dict[str, dict[str, str]] | None = None
+        self._settings: dict[str, Settings] = {}
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        if self._sections is None:
+            self._sections = {}
+            if os.path.exists(self.path):
+                import configparser  # only when there is a file: keeps `get` lean
+
+                parser = configparser.ConfigParser(interpolation=None)
+                try:
+                    with open(self.path, encoding="utf-8") as f:
+                        parser.read_file(f)
+                except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+                    raise self._error(exc) from None
+                self._sections = {name: dict(parser[name]) for name in parser.sections()}
+                self._sections[""] = dict(parser.defaults())
+        return self._sections
+
+    def _error(self, exc: Exception) -> ConfigError:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        return ConfigError(f"cannot use config file {self.path}: {first}")
+
+    def settings(self, key: str) -> Settings:
+        """The settings for one registry key (its section over DEFAULT)."""
+        found = self._settings.get(key)
+        if found is None:
+            sections = self._read()
+            values = sections.get(key, sections.get("", {}))
+            unknown = set(values) - set(SETTINGS)
+            try:
+                if unknown:
+                    raise ValueError(f"unknown setting {sorted(unknown)[0]!r}")
+                found = self._settings[key] = Settings(values)
+            except ValueError as exc:
+                raise self._error(exc) from None
+        return found
+
+
+def config_path() -> str:
     return os.environ.get(CONFIG_ENV) or paths.config_file()
 
 
-def load(key):
-    """The settings for one registry key."""
-    path = config_path()
-    if not os.path.exists(path):
-        return Settings({})
-    import configparser  # only when there is a file: keeps `get` lean
-
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-        values = dict(parser[key]) if parser.has_section(key) else dict(parser.defaults())
-        unknown = set(values) - set(SETTINGS)
-        if unknown:
-            raise ValueError(f"unknown setting {sorted(unknown)[0]!r}")
-        return Settings(values)
-    except (OSError, UnicodeDecodeError, configparser.Error, ValueError) as exc:
-        first = (str(exc).splitlines() or [""])[0][:200]
-        raise HelperError(f"cannot use config file {path}: {first}") from None
-
-
-def cache_enabled():
+def cache_enabled() -> bool:
     return os.environ.get(NO_CACHE_ENV, "") not in ("1", "true", "yes")

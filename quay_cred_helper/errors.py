@@ -1,8 +1,20 @@
-"""Exceptions whose message is the one line a user sees."""
+"""Errors a user sees: one line each, classified by type, carrying their fix.
+
+`str(error)` is the line printed (the problem, then ": " and the fix when
+there is one); doctor and the troubleshooting guide read `problem` and `fix`
+separately. No message ever contains a secret.
+"""
+
+from __future__ import annotations
 
 
 class HelperError(Exception):
-    """An error with a message fit to print as it is (never containing a secret)."""
+    """An error with a message fit to print as it is."""
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        super().__init__(f"{problem}: {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
 
 
 class InputError(HelperError):
@@ -16,17 +28,33 @@ class NotFound(HelperError):
     # and then carry on anonymously; any other text makes their pull fail.
     MESSAGE = "credentials not found in native keychain"
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(self.MESSAGE)
+
+
+class ConfigError(HelperError):
+    """Our own config file cannot be used."""
 
 
 class KeyringError(HelperError):
     """The keyring backend is missing, locked, refused or not answering."""
 
 
+class KeyringLocked(KeyringError):
+    """The keyring is locked and we never prompt."""
+
+
 class RegistryError(HelperError):
     """The registry or its token endpoint refused us or answered nonsense."""
 
 
+class TLSError(RegistryError):
+    """The registry's certificate could not be verified."""
+
+
 class Unreachable(RegistryError):
     """The registry could not be reached (connection, DNS, timeout, 5xx after retries)."""
+
+
+class DeadlineExceeded(Unreachable):
+    """A command's whole budget for talking to a registry ran out."""

@@ -8,6 +8,14 @@ where `_json` is missing (other Python implementations). Writes, which are
 rare, use json itself.
 """
 
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+_make_scanner: Any
 try:
     from _json import encode_basestring_ascii as _quote
     from _json import make_scanner as _make_scanner
@@ -28,7 +36,7 @@ class _Options:
 _WHITESPACE = " \t\n\r"
 
 
-def _json_loads(text):
+def _json_loads(text: str) -> Any:
     # json itself, for other Pythons and for the error path: the C scanner
     # reports some errors through json.decoder, which we have not imported.
     import json
@@ -37,11 +45,11 @@ def _json_loads(text):
         return json.loads(text)
     except RecursionError:
         raise ValueError("nested too deeply") from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at position {exc.pos}") from None
 
 
-def loads(text):
+def loads(text: str) -> Any:
     """Like json.loads for a str; raises ValueError with a one-line message on malformed JSON."""
     if _make_scanner is None:
         return _json_loads(text)
@@ -55,7 +63,7 @@ def loads(text):
     return value
 
 
-def dumps_strings(mapping):
+def dumps_strings(mapping: Mapping[str, str]) -> str:
     """A {str: str} dict as json.dumps writes it (ASCII, ", " and ": " separators)."""
     if _make_scanner is None:
         import json

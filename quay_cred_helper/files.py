@@ -6,12 +6,19 @@ file is ever readable by other users whatever the umask. Reads are on the hot
 path, so the modules only writes need (tempfile, json) are imported there.
 """
 
+from __future__ import annotations
+
 import os
+import sys
 
 from quay_cred_helper import fastjson
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-def private_dir(path):
+
+def private_dir(path: str) -> str:
     """Create `path` and any missing parents as 0700, whatever the umask, and return it."""
     missing = []
     head = path
@@ -29,7 +36,7 @@ def private_dir(path):
     return path
 
 
-def write_atomic(path, data, mode=0o600):
+def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` (bytes): temp file, fsync, rename."""
     import contextlib
     import tempfile
@@ -50,13 +57,13 @@ def write_atomic(path, data, mode=0o600):
         raise
 
 
-def write_json(path, obj, mode=0o600):
+def write_json(path: str, obj: object, mode: int = 0o600) -> None:
     import json
 
     write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n", mode)
 
 
-def read_json(path):
+def read_json(path: str) -> dict[str, Any] | None:
     """Return the JSON object in `path`, or None if missing, unreadable or not an object."""
     try:
         with open(path, "rb") as f:
@@ -69,14 +76,14 @@ def read_json(path):
 class Lock:
     """An exclusive lock on `path` (a sidecar lock file) for a `with` block."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.fd = None
+        self.fd: int | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Lock:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if os.name == "nt":
+            if sys.platform == "win32":
                 import msvcrt
 
                 msvcrt.locking(self.fd, msvcrt.LK_LOCK, 1)
@@ -89,6 +96,7 @@ class Lock:
             raise
         return self
 
-    def __exit__(self, *exc):
-        os.close(self.fd)  # closing the descriptor releases the lock
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the lock
         self.fd = None

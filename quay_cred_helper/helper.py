@@ -1,8 +1,11 @@
 """docker-credential-quay: the executable container clients run.
 
-The only place that touches argv, stdout and exit codes for the helper. The
-protocol itself lives in protocol.py; what `get` does for robots in robots.py.
+The only place that touches argv, stdout and exit codes for the helper: it
+builds the context, hands the store to the protocol (protocol.py), and turns
+errors into the one line clients show.
 """
+
+from __future__ import annotations
 
 import sys
 
@@ -12,7 +15,11 @@ VERBS = ("store", "get", "erase", "list")  # here, not from protocol: `version` 
 USAGE = "Usage: docker-credential-quay <store|get|erase|list|version>"
 
 
-def main(argv=None):
+def _warn(message: str) -> None:
+    print(f"docker-credential-quay: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     verb = args[0] if args else ""
     if verb in ("version", "-v", "--version"):
@@ -24,16 +31,16 @@ def main(argv=None):
     if verb not in VERBS:
         print(USAGE)
         return 1
+    # Below `version`: the protocol and the store are not needed to print a version.
     from quay_cred_helper import log
     from quay_cred_helper.errors import HelperError
-    from quay_cred_helper.protocol import serve
 
     log.enable_from_environment()
-
     try:
-        from quay_cred_helper.robots import open_store
+        from quay_cred_helper.context import Context
+        from quay_cred_helper.protocol import serve
 
-        serve(open_store(), verb, sys.stdin.buffer, sys.stdout)
+        serve(Context(_warn).store, verb, sys.stdin.buffer, sys.stdout)
     except HelperError as exc:
         log.debug("%s failed: %s", verb, exc)
         print(exc)

@@ -7,25 +7,31 @@ QUAY_CRED_HELPER_LOG_FILE=-. When logging is off, `debug()` costs one
 attribute check and imports nothing: it is called on hot paths.
 """
 
+from __future__ import annotations
+
 import os
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
 
 LOG_ENV = "QUAY_CRED_HELPER_LOG"
 LOG_FILE_ENV = "QUAY_CRED_HELPER_LOG_FILE"
 MAX_BYTES = 1 << 20
 BACKUPS = 3
 
-_logger = None
-_secrets = set()
+_logger: logging.Logger | None = None
+_secrets: set[str] = set()
 
 
-def secret(value):
+def secret(value: object) -> None:
     """Register a value that must never appear in a log line."""
     if isinstance(value, str) and len(value) >= 4:
         _secrets.add(value)
 
 
-def redact(text):
+def redact(text: str) -> str:
     for value in sorted(_secrets, key=len, reverse=True):
         text = text.replace(value, "[secret]")
     if "Basic " in text or "Bearer " in text or "eyJ" in text:
@@ -36,7 +42,7 @@ def redact(text):
     return text
 
 
-def enable(to_stderr=False):
+def enable(to_stderr: bool = False) -> None:
     """Start logging at debug level: to stderr, or to the rotated file."""
     global _logger
     import logging
@@ -46,6 +52,7 @@ def enable(to_stderr=False):
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     target = os.environ.get(LOG_FILE_ENV, "")
+    handler: logging.Handler
     if to_stderr or target == "-":
         handler = logging.StreamHandler(sys.stderr)
     else:
@@ -59,11 +66,11 @@ def enable(to_stderr=False):
     _logger = logger
 
 
-def enable_from_environment():
+def enable_from_environment() -> None:
     if os.environ.get(LOG_ENV, "").lower() == "debug":
         enable()
 
 
-def debug(message, *args):
+def debug(message: str, *args: object) -> None:
     if _logger is not None:
         _logger.debug(redact(message % args if args else message))

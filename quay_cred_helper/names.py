@@ -1,5 +1,7 @@
 """Registry names: every form a client sends for one registry maps to one key."""
 
+from __future__ import annotations
+
 from quay_cred_helper.errors import InputError
 
 DOCKER_HUB = "docker.io"
@@ -10,7 +12,7 @@ _IPV6_CHARS = frozenset("0123456789abcdef:.")
 _LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
 
 
-def _valid_host(host):
+def _valid_host(host: str) -> bool:
     """`name[:port]` or `[ipv6][:port]`, already lower-cased.
 
     Checked by hand, not with `re`: importing re costs as much as the whole
@@ -32,7 +34,7 @@ def _valid_host(host):
     return port[0] == ":" and 0 < len(digits) <= 5 and digits.isascii() and digits.isdigit()
 
 
-def registry_key(server):
+def registry_key(server: str) -> str:
     """Return the canonical `host[:port]` for a server URL, host or `host/path`.
 
     Scheme, path, trailing slash and the case of the host are dropped, and the
@@ -53,14 +55,14 @@ def registry_key(server):
     return DOCKER_HUB if host in _HUB_ALIASES else host
 
 
-def hostname(key):
+def hostname(key: str) -> str:
     """The host part of a registry key, without port or IPv6 brackets."""
     if key.startswith("["):
         return key[1 : key.index("]")]
     return key.rsplit(":", 1)[0] if ":" in key else key
 
 
-def is_loopback(key):
+def is_loopback(key: str) -> bool:
     """True for registries on this machine (127.0.0.0/8, ::1, localhost)."""
     host = hostname(key)
     if host in _LOOPBACK_HOSTS:
@@ -69,51 +71,6 @@ def is_loopback(key):
     return len(octets) == 4 and octets[0] == "127" and all(o.isascii() and o.isdigit() and len(o) <= 3 for o in octets)
 
 
-def is_robot(username):
+def is_robot(username: str) -> bool:
     """Quay robot accounts are named `namespace+name`."""
     return "+" in username and not username.startswith(("$", "<"))
-
-
-# Reference grammar (OCI distribution spec); only `referrers` needs it, so `re` is imported there.
-_REPOSITORY = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_DIGEST = r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}"
-
-
-def is_digest(text):
-    import re
-
-    return re.fullmatch(_DIGEST, text) is not None
-
-
-def parse_reference(text):
-    """`REGISTRY/NS/REPO@sha256:HEX` or `REGISTRY/NS/REPO:TAG` -> (key, repository, tag, digest)."""
-    usage = "expected REGISTRY/NAMESPACE/REPOSITORY@sha256:DIGEST or REGISTRY/NAMESPACE/REPOSITORY:TAG"
-    text = text.strip()
-    if text.startswith("docker://"):
-        text = text[len("docker://") :]
-    registry, _, rest = text.partition("/")
-    if not rest:
-        raise InputError(f"{usage}, got {text[:200]!r}")
-    key = registry_key(registry)
-    name, at, digest = rest.partition("@")
-    tag = None
-    import re
-
-    if at:
-        if not is_digest(digest):
-            raise InputError(f"invalid digest: {digest[:200]!r}")
-        digest_or_none = digest
-    else:
-        digest_or_none = None
-        slash = name.rfind("/")
-        colon = name.rfind(":")
-        if colon > slash:
-            name, tag = name[:colon], name[colon + 1 :]
-            if not re.fullmatch(_TAG, tag):
-                raise InputError(f"invalid tag: {tag[:200]!r}")
-        else:
-            tag = "latest"
-    if not re.fullmatch(_REPOSITORY, name):
-        raise InputError(f"invalid repository name: {name[:200]!r}")
-    return key, name, tag, digest_or_none

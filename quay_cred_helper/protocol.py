@@ -2,19 +2,26 @@
 
 `serve(store, verb, stdin, stdout)` reads bytes from stdin, writes text to
 stdout, and raises HelperError whose message the entry point prints on stdout
-(clients show stdout, not stderr) before exiting 1. The store has four
-methods: add(key, server, username, secret), get(key) -> (username, secret),
-delete(key), list() -> {server: username}; get and delete raise NotFound.
+(clients show stdout, not stderr) before exiting 1. The store is any
+contracts.Store.
 """
+
+from __future__ import annotations
 
 from quay_cred_helper import fastjson
 from quay_cred_helper.errors import InputError, NotFound
 from quay_cred_helper.names import registry_key
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, TextIO
+
+    from quay_cred_helper.contracts import Store
+
 MAX_INPUT = 1 << 20  # 1 MiB: a credential is a few KiB at most, even a JWT
 
 
-def read_text(stdin):
+def read_text(stdin: BinaryIO) -> str:
     data = stdin.read(MAX_INPUT + 1)
     if len(data) > MAX_INPUT:
         raise InputError("input too large: more than 1 MiB on stdin")
@@ -24,7 +31,7 @@ def read_text(stdin):
         raise InputError("input is not valid UTF-8") from None
 
 
-def parse_credentials(text):
+def parse_credentials(text: str) -> tuple[str, str, str]:
     """Parse store's JSON object; returns (server, username, secret)."""
     try:
         obj = fastjson.loads(text)
@@ -46,7 +53,7 @@ def parse_credentials(text):
     return server.strip(), username, secret
 
 
-def _lookup_key(server):
+def _lookup_key(server: str) -> str:
     # A name that cannot be a registry can have no credentials stored.
     try:
         return registry_key(server)
@@ -56,7 +63,7 @@ def _lookup_key(server):
         raise NotFound() from None
 
 
-def serve(store, verb, stdin, stdout):
+def serve(store: Store, verb: str, stdin: BinaryIO, stdout: TextIO) -> None:
     if verb == "list":
         # Never read stdin here: docker-py sends none, and it may be a terminal.
         stdout.write(fastjson.dumps_strings(store.list()) + "\n")

@@ -9,7 +9,7 @@ import json
 
 import httpx
 
-from quay_cred_helper.challenge import bearer
+from quay_cred_helper.registry.challenge import bearer
 
 EMPTY = "application/vnd.oci.empty.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -5,41 +5,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from tests.quay_registry import QuayRegistry
-
-BIN = os.path.dirname(sys.executable)
-HELPER = os.path.join(BIN, "docker-credential-quay")
-CLI = os.path.join(BIN, "quay-cred-helper")
-
-USERS = {"alice": ("alice-password", ["alice", "org", "library"])}
-ROBOT = "org+ci"
-ROBOT_TOKEN = "R0B0T" * 12 + "TOKN"  # 64 characters, like Quay's robot tokens
-ROBOTS = {ROBOT: ROBOT_TOKEN}
+from tests.support import FAULTS, GENERATED, ROBOTS, SECRETS, TIER, USERS, isolated_env, missing
 
 
 def needs(*programs):
-    missing = [p for p in programs if not shutil.which(p)]
-    return pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"not installed: {missing}")
-
-
-def isolated_env(root):
-    """Environment for subprocesses: fresh HOME and XDG dirs under `root`, our bin first on PATH,
-    none of the caller's docker, registry, keyring or quay-cred-helper settings."""
-    prefixes = ("XDG_", "DOCKER_", "REGISTRY_AUTH", "QUAY_CRED", "PYTHON_KEYRING")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        path = os.path.join(root, name.lower())
-        os.makedirs(path, mode=0o700)
-        env[name] = path
-    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
-    env["DOCKER_CONFIG"] = os.path.join(env["HOME"], ".docker")
-    return env
+    absent = missing(*programs)
+    return pytest.mark.skipif(bool(absent) and not os.environ.get("CI"), reason=f"not installed: {absent}")
 
 
 @pytest.fixture
@@ -142,37 +119,53 @@ def quay():
         yield registry
 
 
-def run(argv, env, stdin=b"", timeout=30):
-    """Run an installed executable the way a client does."""
-    return subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=timeout)
-
-
-def helper(env, verb, stdin=b"", timeout=30):
-    if isinstance(stdin, str):
-        stdin = stdin.encode()
-    return run([HELPER, verb], env, stdin, timeout)
-
-
-def cli(env, *args, stdin=b"", timeout=30):
-    if isinstance(stdin, str):
-        stdin = stdin.encode()
-    return run([CLI, *args], env, stdin, timeout)
-
-
 # -- secrets must never show up in any process's argv or environment ---------------------------
 
 WATCHED = {}
 
-SECRETS = ["alice-password", ROBOT_TOKEN, "s3cret", "fast-path-secret", "migrated-password", "py-secret"]
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans():
+    """Make this process the subreaper of its descendants: daemons that fork away (gnome-keyring-daemon)
+    stay in our process tree, where the watcher looks."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def descendants(root):
+    """Pids of `root` and every process under it, from /proc/*/stat."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(b")") + 2 :].split()[1])  # the field after the state
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, ()))
+    return found
 
 
 class ProcWatcher:
-    """Scans every process's argv and environment for known secrets while the tests run."""
+    """Scans the argv and environment of this test run's processes for known secrets while the tests run."""
 
     def __init__(self, secrets):
         self.needles = [s.encode() for s in secrets]
         self.hits = []
         self.scans = 0
+        self.processes = set()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -182,18 +175,17 @@ class ProcWatcher:
 
     def scan(self):
         self.scans += 1
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        for pid in descendants(os.getpid()):
+            self.processes.add(pid)
             for part in ("cmdline", "environ"):
                 try:
-                    with open(f"/proc/{entry}/{part}", "rb") as f:
+                    with open(f"/proc/{pid}/{part}", "rb") as f:
                         data = f.read()
                 except OSError:
                     continue
                 for needle in self.needles:
                     if needle in data:
-                        self.hits.append((entry, part, data.split(b"\0")[0][:100]))
+                        self.hits.append((pid, part, data.split(b"\0")[0][:100]))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -201,23 +193,27 @@ def secret_watcher():
     if not os.path.isdir("/proc"):
         yield None
         return
+    adopt_orphans()
     watcher = ProcWatcher(SECRETS)
     watcher.thread.start()
     yield watcher
     watcher.stop.set()
     watcher.thread.join()
-    WATCHED.update(scans=watcher.scans, hits=len(watcher.hits))
+    WATCHED.update(scans=watcher.scans, hits=len(watcher.hits), processes=len(watcher.processes))
     assert not watcher.hits, watcher.hits[:5]
 
 
-# -- how many generated cases the property tests ran -----------------------------------------
-
-GENERATED = {"cases": 0}
-FAULTS = {"kills sent": 0, "processes killed mid-run": 0, "concurrent operations": 0}
+def pytest_configure(config):
+    TIER["full"] = not config.option.markexpr  # scripts/test runs -m "": everything
 
 
-def count_case():
-    GENERATED["cases"] += 1
+SLOW_FIXTURES = {"secret_service", "secret_keyring"}  # a Secret Service: the full suite only
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -225,8 +221,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"property tests: {GENERATED['cases']} generated cases")
     if WATCHED:
         terminalreporter.write_line(
-            f"secret watcher: {WATCHED['scans']} scans of every process's argv and environment, "
-            f"{WATCHED['hits']} secrets found"
+            f"secret watcher: {WATCHED['scans']} scans of the argv and environment of this run's "
+            f"{WATCHED['processes']} processes, {WATCHED['hits']} secrets found"
         )
     if FAULTS["kills sent"] or FAULTS["concurrent operations"]:
         terminalreporter.write_line("fault tests: " + ", ".join(f"{v} {k}" for k, v in FAULTS.items()))

@@ -123,6 +123,7 @@ class QuayRegistry:
         self.apply_filters = True  # answer artifactType filters (and say so with OCI-Filters-Applied)
         self.page_size = None  # Quay never paginates; set to behave like a registry that does
         self.date_offset = 0  # seconds added to the Date header: a registry with a wrong clock
+        self.clock = time.time  # when tokens are issued (tests move it instead of sleeping)
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
         self.lock = threading.Lock()
         self._server_hostname = server_hostname
@@ -175,7 +176,7 @@ class QuayRegistry:
     # -- token logic ----------------------------------------------------------
 
     def issue(self, subject, service, access, context=None):
-        now = int(time.time())
+        now = int(self.clock())
         claims = {
             "iss": ISSUER,
             "aud": service,

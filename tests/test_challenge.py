@@ -1,6 +1,6 @@
 import pytest
 
-from quay_cred_helper.challenge import bearer, parse
+from quay_cred_helper.registry.challenge import bearer, parse
 
 
 def test_quay_challenge():

@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import CLI, ROBOT, ROBOT_TOKEN, cli, helper
 from tests.quay_registry import b64url_decode
+from tests.support import CLI, ROBOT, ROBOT_TOKEN, cli, helper
 
 
 def jwt_claims(token):

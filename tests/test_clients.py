@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROBOTS, USERS, helper, needs
+from tests.conftest import needs
 from tests.real_registry import BINARY, DockerRegistry, oci_layout
+from tests.support import ROBOTS, USERS, helper
+
+pytestmark = pytest.mark.slow  # real clients, packages and builds: the full suite only
 
 
 def sh(argv, env, stdin=None, timeout=120):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli, helper, needs
+from tests.conftest import needs
+from tests.support import cli, helper
 
 ORIGINAL = {"auths": {"quay.example.com": {}}, "credsStore": "desktop", "zzz": {"keep": [1, 2]}, "aaa": True}
 

@@ -7,8 +7,8 @@ import socket
 import threading
 import time
 
-from tests.conftest import cli
 from tests.real_registry import free_port
+from tests.support import cli
 
 
 def doctor(env, *args):

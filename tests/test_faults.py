@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, FAULTS, HELPER, ROBOT, ROBOT_TOKEN, helper
+from tests.support import CLI, FAULTS, HELPER, ROBOT, ROBOT_TOKEN, helper
 
 KILLS = int(os.environ.get("QUAY_CRED_HELPER_KILLS", "200"))
 STRESS_SECONDS = float(os.environ.get("QUAY_CRED_HELPER_STRESS_SECONDS", "30"))
@@ -66,6 +66,7 @@ def leftovers(directory):
     return [p for p in Path(directory).rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
 
 
+@pytest.mark.slow
 def test_sigkill_during_store_and_erase(secret_keyring):
     rng = random.Random(1)
     env = secret_keyring
@@ -84,6 +85,7 @@ def test_sigkill_during_store_and_erase(secret_keyring):
     assert kills == 2 * KILLS
 
 
+@pytest.mark.slow
 def test_sigkill_during_configure(file_keyring):
     rng = random.Random(2)
     env = file_keyring
@@ -102,6 +104,7 @@ def test_sigkill_during_configure(file_keyring):
     assert len(seen) > 1  # some runs did finish their write
 
 
+@pytest.mark.slow
 def test_sigkill_during_token_cache_writes(file_keyring, quay):
     rng = random.Random(3)
     env = file_keyring
@@ -118,6 +121,7 @@ def test_sigkill_during_token_cache_writes(file_keyring, quay):
     assert got["Username"] == ROBOT
 
 
+@pytest.mark.slow
 def test_16_processes_at_once(secret_keyring):
     env = secret_keyring
     deadline = time.monotonic() + STRESS_SECONDS
@@ -169,65 +173,60 @@ def test_item_erased_while_being_read_is_not_found(home):
 
 
 def test_429_without_retry_after_backs_off_and_recovers(quay, tmp_path, monkeypatch):
-    from quay_cred_helper.cache import NullCache
-    from quay_cred_helper.tokens import Tokens
+    from tests.support import tokens
 
-    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(tmp_path / "none.ini"))
     quay.faults.extend([("status", 429), ("status", 429)])
     start_time = time.monotonic()
-    token = Tokens(cache=NullCache()).get(quay.host, credentials=lambda: ("alice", "alice-password"))
+    token = tokens(tmp_path / "none.ini").get(quay.host, credentials=lambda: ("alice", "alice-password"))
     assert token and quay.count("/v2/auth") == 3
     assert time.monotonic() - start_time < 5
 
 
 def test_500_is_reported_not_retried(quay, tmp_path, monkeypatch):
-    from quay_cred_helper.cache import NullCache
     from quay_cred_helper.errors import Unreachable
-    from quay_cred_helper.tokens import Tokens
+    from tests.support import tokens
 
-    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(tmp_path / "none.ini"))
     quay.faults.append(("status", 500))
     with pytest.raises(Unreachable, match=r"is failing: HTTP 500: service unavailable"):
-        Tokens(cache=NullCache()).get(quay.host, credentials=lambda: ("alice", "alice-password"))
+        tokens(tmp_path / "none.ini").get(quay.host, credentials=lambda: ("alice", "alice-password"))
     assert quay.count("/v2/auth") == 1
     # The next call goes through: the fault was a burst.
-    assert Tokens(cache=NullCache()).get(quay.host, credentials=lambda: ("alice", "alice-password"))
+    assert tokens(tmp_path / "none.ini").get(quay.host, credentials=lambda: ("alice", "alice-password"))
 
 
 def test_jwt_without_exp_lives_60_seconds(quay, tmp_path, monkeypatch):
-    from quay_cred_helper.cache import NullCache
-    from quay_cred_helper.tokens import Tokens
+    from tests.support import tokens
 
-    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(tmp_path / "none.ini"))
     payload = base64.urlsafe_b64encode(json.dumps({"sub": "alice"}).encode()).rstrip(b"=").decode()
     quay.faults.append(("token", {"token": f"eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln"}))
-    token = Tokens(cache=NullCache()).get(quay.host, credentials=lambda: ("alice", "alice-password"))
+    token = tokens(tmp_path / "none.ini").get(quay.host, credentials=lambda: ("alice", "alice-password"))
     assert 59 <= token.expires_at - token.issued_at <= 61
 
 
 def test_plain_http_refused_off_loopback_unless_opted_in(tmp_path, monkeypatch):
+    import ssl
+
     import httpx
 
-    from quay_cred_helper.cache import NullCache
     from quay_cred_helper.errors import RegistryError
-    from quay_cred_helper.tokens import Tokens
+    from tests.support import tokens
 
     seen = []
 
     def handler(request):
         seen.append(str(request.url))
         if request.url.scheme == "https":
-            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+            # As httpx raises it: the ssl error of a server that speaks no TLS is the cause.
+            raise httpx.ConnectError("handshake failed") from ssl.SSLError(1, "WRONG_VERSION_NUMBER")
         return httpx.Response(200, json={})
 
     config = tmp_path / "config.ini"
-    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(config))
     client = httpx.Client(transport=httpx.MockTransport(handler))
     with pytest.raises(RegistryError, match="does not speak TLS: set insecure_http = true"):
-        Tokens(cache=NullCache(), client=client).get("quay.example.com")
+        tokens(config, client=client).get("quay.example.com")
     assert seen == ["https://quay.example.com/v2/"]
     config.write_text("[quay.example.com]\ninsecure_http = true\n")
-    assert Tokens(cache=NullCache(), client=client).get("quay.example.com") is None
+    assert tokens(config, client=client).get("quay.example.com") is None
     assert seen[-1] == "http://quay.example.com/v2/"
 
 
@@ -235,8 +234,11 @@ def test_plain_http_refused_off_loopback_unless_opted_in(tmp_path, monkeypatch):
 
 
 def test_exceptions_in_any_layer_print_no_secret(file_keyring, monkeypatch, capsys):
-    from quay_cred_helper import cli, robots, store, tokens
+    from quay_cred_helper import cli
     from quay_cred_helper import helper as helper_module
+    from quay_cred_helper.credentials.keyring_store import KeyringStore
+    from quay_cred_helper.registry.tokens import Tokens
+    from quay_cred_helper.sources import ExchangingStore
 
     secret = "layer-secret-value"
 
@@ -244,10 +246,10 @@ def test_exceptions_in_any_layer_print_no_secret(file_keyring, monkeypatch, caps
         raise RuntimeError(f"boom {secret} Authorization: Basic {base64.b64encode(secret.encode()).decode()}")
 
     for module, name in (
-        (store.KeyringStore, "get"),
-        (store.KeyringStore, "add"),
-        (robots.HelperStore, "get"),
-        (tokens.Tokens, "get"),
+        (KeyringStore, "get"),
+        (KeyringStore, "add"),
+        (ExchangingStore, "get"),
+        (Tokens, "get"),
     ):
         with monkeypatch.context() as patch:
             patch.setattr(module, name, explode)

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _secret_service, helper
+from tests.conftest import _secret_service
+from tests.support import helper
 
 NOT_FOUND = b"credentials not found in native keychain\n"
 
 
-@pytest.fixture(params=["secret-service", "file"])
+@pytest.fixture(params=[pytest.param("secret-service", marks=pytest.mark.slow), "file"])
 def keyring_env(request):
     return request.getfixturevalue("secret_keyring" if request.param == "secret-service" else "file_keyring")
 

@@ -4,7 +4,7 @@ import json
 import stat
 from pathlib import Path
 
-from tests.conftest import ROBOT, ROBOT_TOKEN, cli, helper
+from tests.support import ROBOT, ROBOT_TOKEN, cli, helper
 
 
 def test_helper_logs_to_a_private_file_without_secrets(file_keyring, quay):

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from quay_cred_helper import __version__
-from tests.conftest import ROBOT, ROBOT_TOKEN, needs
+from tests.conftest import needs
+from tests.support import ROBOT, ROBOT_TOKEN
+
+pytestmark = pytest.mark.slow  # real clients, packages and builds: the full suite only
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +49,7 @@ def test_man_pages_match_the_commands(tmp_path):
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_completion_files_match_the_commands(shell):
     from quay_cred_helper.cli import build_parser
-    from quay_cred_helper.completion import SHELLS
+    from quay_cred_helper.commands.completion import SHELLS
 
     committed = (ROOT / "packaging" / "completions" / f"quay-cred-helper.{shell}").read_text()
     assert committed == SHELLS[shell](build_parser()), f"regenerate with quay-cred-helper completion {shell}"
@@ -63,7 +66,7 @@ def complete_bash(env, line):
 
 
 def test_bash_completion_completes(file_keyring):
-    from tests.conftest import helper
+    from tests.support import helper
 
     helper(file_keyring, "store", json.dumps({"ServerURL": "quay.example.com", "Username": "u", "Secret": "s"}))
     assert "referrers" in complete_bash(file_keyring, "quay-cred-helper re")

@@ -14,12 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quay_cred_helper import challenge, claims, config
-from quay_cred_helper.errors import HelperError, InputError, NotFound, RegistryError
-from quay_cred_helper.names import parse_reference, registry_key
+from quay_cred_helper import config
+from quay_cred_helper.errors import HelperError, InputError, RegistryError
+from quay_cred_helper.names import registry_key
 from quay_cred_helper.protocol import serve
-from tests.conftest import count_case
+from quay_cred_helper.registry import challenge, jwt
+from quay_cred_helper.registry.reference import parse_reference
 from tests.memory_store import MemoryStore
+from tests.support import count_case, examples
 
 FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -49,7 +51,7 @@ def one_line(exc):
     assert text and "\n" not in text and "Traceback" not in text, text
 
 
-@settings(FAST, max_examples=2000)
+@settings(FAST, max_examples=examples(2000))
 @given(verb=st.sampled_from(["store", "get", "erase", "list"]), stdin=stdin_bytes)
 def test_helper_stdin(verb, stdin):
     count_case()
@@ -70,7 +72,7 @@ def test_helper_stdin(verb, stdin):
         assert len(store.entries) == len(before) + (0 if len(store.entries) == len(before) else 1)
 
 
-@settings(FAST, max_examples=1000)
+@settings(FAST, max_examples=examples(1000))
 @given(st.text(alphabet=string.printable + "é[]", max_size=60))
 def test_server_names(text):
     count_case()
@@ -83,7 +85,7 @@ def test_server_names(text):
     assert key == key.lower() and "/" not in key
 
 
-@settings(FAST, max_examples=500)
+@settings(FAST, max_examples=examples(500))
 @given(st.text(alphabet=string.ascii_letters + string.digits + "./:@-_+", max_size=80))
 def test_references(text):
     count_case()
@@ -95,7 +97,7 @@ def test_references(text):
     assert (tag is None) != (digest is None)
 
 
-@settings(FAST, max_examples=1500)
+@settings(FAST, max_examples=examples(1500))
 @given(st.text(alphabet='Bearer Basic realm service scope="\\, \t=abc:/', max_size=120))
 def test_www_authenticate(header):
     count_case()
@@ -112,7 +114,7 @@ def jwt_like(payload):
     return f"eyJhbGciOiJSUzI1NiJ9.{encoded}.c2ln"
 
 
-@settings(FAST, max_examples=500)
+@settings(FAST, max_examples=examples(500))
 @given(
     st.one_of(
         st.text(max_size=80),
@@ -122,22 +124,22 @@ def jwt_like(payload):
 )
 def test_jwt_payloads(token):
     count_case()
-    result = claims.payload(token)
+    result = jwt.payload(token)
     assert result is None or isinstance(result, dict)
     if result is not None:
-        value = claims.number(result, "exp")
+        value = jwt.number(result, "exp")
         assert value is None or isinstance(value, float)
 
 
 def token_session(status, body, headers=None):
-    from quay_cred_helper.auth import Session
+    from quay_cred_helper.registry.session import Session
 
     transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body, headers=headers or {}))
     settings_ = config.Settings({"retries": "0"})
     return Session(httpx.Client(transport=transport), "127.0.0.1:5000", settings_, sleep=lambda s: None)
 
 
-@settings(FAST, max_examples=1000)
+@settings(FAST, max_examples=examples(1000))
 @given(
     status=st.sampled_from([200, 200, 200, 400, 401, 403, 404, 405, 429, 500, 503]),
     body=st.one_of(
@@ -157,7 +159,7 @@ def token_session(status, body, headers=None):
 def test_token_responses(status, body):
     count_case()
     session = token_session(status, body)
-    found = {"base": "http://127.0.0.1:5000", "realm": "http://127.0.0.1:5000/v2/auth", "service": "s"}
+    found = challenge.Challenge("http://127.0.0.1:5000", "http://127.0.0.1:5000/v2/auth", "s")
     try:
         token = session.fetch_token(found, "alice", "pw", ["repository:a/b:pull"])
     except RegistryError as exc:
@@ -168,7 +170,7 @@ def test_token_responses(status, body):
     assert token.expires_at > token.issued_at
 
 
-@settings(FAST, max_examples=800)
+@settings(FAST, max_examples=examples(800))
 @given(
     st.one_of(
         st.binary(max_size=100),
@@ -188,7 +190,7 @@ def test_token_responses(status, body):
     )
 )
 def test_referrers_indexes(body):
-    from quay_cred_helper.referrers import _manifests
+    from quay_cred_helper.registry.referrers import _manifests
 
     count_case()
     try:
@@ -204,7 +206,7 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("properties")
 
 
-@settings(FAST, max_examples=800)
+@settings(FAST, max_examples=examples(800))
 @given(
     content=st.one_of(
         st.text(max_size=120),
@@ -216,7 +218,7 @@ def workdir(tmp_path_factory):
     remove=st.booleans(),
 )
 def test_client_config_files(workdir, content, remove):
-    from quay_cred_helper.configure import plan_json
+    from quay_cred_helper.commands.configure import plan_json
 
     count_case()
     path = workdir / "config.json"
@@ -232,23 +234,22 @@ def test_client_config_files(workdir, content, remove):
     assert path.read_bytes() == content.encode()  # planning never writes
 
 
-@settings(FAST, max_examples=800)
+@settings(FAST, max_examples=examples(800))
 @given(st.text(alphabet=string.ascii_letters + string.digits + "[]=:._-# \n\t", max_size=120))
 def test_our_config_file(workdir, monkeypatch, text):
     count_case()
     path = workdir / "config.ini"
     path.write_text(text)
-    monkeypatch.setenv(config.CONFIG_ENV, str(path))
     try:
-        loaded = config.load("quay.example.com")
+        loaded = config.Config(str(path)).settings("quay.example.com")
     except HelperError as exc:
         one_line(exc)
         return
-    assert loaded.timeout == loaded.timeout  # parsed into numbers, not left as text
-    assert isinstance(loaded.robot_exchange, bool)
+    assert isinstance(loaded.timeout, float) and isinstance(loaded.retries, int)  # parsed, not left as text
+    assert isinstance(loaded.robot_exchange, bool) and isinstance(loaded.realm_hosts, list)
 
 
-@settings(FAST, max_examples=500)
+@settings(FAST, max_examples=examples(500))
 @given(
     st.one_of(
         st.binary(max_size=120),
@@ -264,19 +265,21 @@ def test_our_config_file(workdir, monkeypatch, text):
     )
 )
 def test_cache_files(workdir, content):
-    from quay_cred_helper.cache import TokenCache
+    from quay_cred_helper.registry.cache import Token, TokenCache
 
     count_case()
     cache = TokenCache(str(workdir / "tokens"))
-    cache.save("quay.example.com", "abc", [], "t", 0, 1)  # creates the file to damage
+    cache.save("quay.example.com", "abc", [], Token("t", 0, 1))  # creates the file to damage
     path = workdir / "tokens" / "quay.example.com" / "abc.json"
     path.write_bytes(content)
     entry = cache.load("quay.example.com", "abc", [])
-    assert entry is None or (isinstance(entry["token"], str) and entry["expires_at"] > entry["issued_at"])
-    assert cache.load_challenge("quay.example.com") is None or True
+    assert entry is None or (isinstance(entry.token, str) and entry.expires_at > entry.issued_at)
+    (workdir / "tokens" / "quay.example.com" / "challenge.json").write_bytes(content)
+    found = cache.load_challenge("quay.example.com")
+    assert found is None or (isinstance(found.base, str) and isinstance(found.service, str))
 
 
-@settings(FAST, max_examples=500)
+@settings(FAST, max_examples=examples(500))
 @given(
     st.one_of(
         st.binary(max_size=120),
@@ -285,17 +288,13 @@ def test_cache_files(workdir, content):
     )
 )
 def test_index_files(workdir, content):
-    from quay_cred_helper.index import Index
+    from quay_cred_helper.credentials.index import Index
 
     count_case()
     path = workdir / "index.json"
     path.write_bytes(content)
     index = Index(str(path))
     entries = index.entries()
-    assert all(isinstance(e["username"], str) for e in entries.values())
-    store = MemoryStore()
-    try:
-        index.get("quay.example.com")
-    except Exception as exc:  # pragma: no cover - the property under test
-        pytest.fail(f"index.get raised {exc!r}")
-    assert NotFound is not None and store is not None
+    assert all(isinstance(e.username, str) and isinstance(e.identity, str) for e in entries.values())
+    entry = index.get("quay.example.com")  # never raises, whatever the file holds
+    assert entry is None or entry.username == entries["quay.example.com"].username

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from tests.artifacts import ATTESTATION, SBOM, SIGNATURE, push_demo
-from tests.conftest import cli
 from tests.real_registry import free_port
+from tests.support import cli
 
 
 @pytest.fixture
@@ -88,9 +88,10 @@ def test_fallback_to_the_tag_schema_when_the_feature_is_off(quay, file_keyring):
     assert "has no referrers API: read the tag sha256-" in err
 
 
+@pytest.mark.slow
 def test_fallback_against_a_real_registry(file_keyring, tmp_path):
-    from tests.conftest import ROBOTS, USERS
     from tests.real_registry import DockerRegistry
+    from tests.support import ROBOTS, USERS
 
     with DockerRegistry(tmp_path, USERS, ROBOTS) as registry:
         pushed = push_demo(f"http://{registry.host}", "org/app", "alice", "alice-password", tag_schema=True)
@@ -158,14 +159,13 @@ def test_registry_down(file_keyring):
 def mock_repository(handler, monkeypatch, tmp_path):
     import httpx
 
-    from quay_cred_helper.cache import NullCache
-    from quay_cred_helper.referrers import Repository
-    from quay_cred_helper.tokens import Tokens
+    from quay_cred_helper.config import Settings
+    from quay_cred_helper.registry.referrers import Repository
+    from quay_cred_helper.registry.session import Session
 
-    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(tmp_path / "config.ini"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    return Repository("quay.example.com", "org/app", client=client, tokens=Tokens(cache=NullCache(), client=client))
+    session = Session(client, "quay.example.com", Settings(), sleep=lambda s: None)
+    return Repository(session, session.discover(), "org/app", auth=None)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +200,7 @@ def test_next_link_to_another_origin_is_refused(monkeypatch, tmp_path):
 def test_endless_pagination_is_bounded(monkeypatch, tmp_path, capsys):
     import httpx
 
-    from quay_cred_helper.referrers import MAX_PAGES
+    from quay_cred_helper.registry.referrers import MAX_PAGES
 
     calls = []
 
@@ -214,6 +214,6 @@ def test_endless_pagination_is_bounded(monkeypatch, tmp_path, capsys):
         )
 
     repository = mock_repository(handler, monkeypatch, tmp_path)
-    descriptors, how = repository.referrers("sha256:" + "a" * 64)
-    assert len(descriptors) == MAX_PAGES and len(calls) == MAX_PAGES + 1  # +1: the /v2/ ping
-    assert "stopped after" in capsys.readouterr().err
+    listing = repository.referrers("sha256:" + "a" * 64)
+    assert len(listing.descriptors) == MAX_PAGES and len(calls) == MAX_PAGES + 1  # +1: the /v2/ ping
+    assert listing.notes == [f"stopped after {MAX_PAGES} pages of referrers"]

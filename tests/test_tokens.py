@@ -5,6 +5,7 @@ import concurrent.futures
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HELPER, ROBOT, ROBOT_TOKEN, helper
 from tests.quay_registry import QuayRegistry, b64url_decode
 from tests.real_registry import free_port
+from tests.support import HELPER, ROBOT, ROBOT_TOKEN, helper
 
 NOT_FOUND = b"credentials not found in native keychain\n"
 
@@ -154,7 +155,7 @@ def test_rejected_robot_is_an_error_not_not_found(file_keyring, quay):
 def test_new_credentials_never_get_an_old_token(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     first = get(file_keyring, quay.host)["Secret"]
-    time.sleep(1.1)  # a new iat
+    quay.clock = lambda: time.time() + 2  # the next token gets a new iat
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     assert get(file_keyring, quay.host)["Secret"] != first
     assert quay.count("/v2/auth") == 2
@@ -247,12 +248,18 @@ def test_realm_is_remembered(file_keyring, quay):
 @pytest.fixture
 def tokens(tmp_path, monkeypatch):
     """In-process Tokens with a private cache dir and a config file the test may fill."""
-    from quay_cred_helper.cache import TokenCache
-    from quay_cred_helper.tokens import Tokens
+    from quay_cred_helper.registry.cache import TokenCache
+    from tests.support import tokens as make_tokens
 
-    config = tmp_path / "config.ini"
-    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(config))
-    return Tokens(cache=TokenCache(str(tmp_path / "cache")))
+    return make_tokens(tmp_path / "config.ini", cache=TokenCache(str(tmp_path / "cache")))
+
+
+def set_config(tokens, path, text):
+    """Write the config file; a process reads it once, so the exchange is given a fresh read."""
+    from quay_cred_helper.config import Config
+
+    path.write_text(text)
+    tokens.settings = Config(str(path)).settings
 
 
 def creds(username, secret):
@@ -292,12 +299,12 @@ def test_login_throttling_is_reported_and_401_never_retried(quay, tokens, tmp_pa
             tokens.get(quay.host, "bad", credentials=creds("alice", "wrong"))
     assert quay.count("/v2/auth") == 2  # one request per failure
     # The right password at once: Quay answers 429 within 0.5*(2^2-1) s of the last failure.
-    (tmp_path / "config.ini").write_text(f"[{quay.host}]\nretries = 0\n")
+    set_config(tokens, tmp_path / "config.ini", f"[{quay.host}]\nretries = 0\n")
     with pytest.raises(RegistryError, match="throttling logins after failed attempts"):
         tokens.get(quay.host, "good", credentials=creds("alice", "alice-password"))
     # With retries, Retry-After is honoured and the login goes through once the window has passed
     # (Quay rounds Retry-After down, so allow enough attempts to cover the rounding).
-    (tmp_path / "config.ini").write_text(f"[{quay.host}]\nretries = 4\n")
+    set_config(tokens, tmp_path / "config.ini", f"[{quay.host}]\nretries = 4\n")
     start = time.monotonic()
     assert tokens.get(quay.host, "good", credentials=creds("alice", "alice-password"))
     assert time.monotonic() - start < 5
@@ -308,7 +315,7 @@ def test_login_throttling_is_reported_and_401_never_retried(quay, tokens, tmp_pa
 def test_timeout(quay, tokens, tmp_path):
     from quay_cred_helper.errors import Unreachable
 
-    (tmp_path / "config.ini").write_text(f"[{quay.host}]\ntimeout = 0.5\nretries = 1\n")
+    set_config(tokens, tmp_path / "config.ini", f"[{quay.host}]\ntimeout = 0.5\nretries = 1\n")
     quay.faults.extend([("slow", 3), ("slow", 3)])
     start = time.monotonic()
     with pytest.raises(Unreachable, match=r"did not answer within 0.5 s"):
@@ -374,7 +381,7 @@ def test_tls_verified_by_default_then_trusted_with_ca_bundle(tokens, tmp_path):
             tokens.get(secure.host, credentials=creds("alice", "pw"))
         assert str(err.value).startswith(f"TLS verification failed for {secure.host}: set ca_bundle")
         ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-        (tmp_path / "config.ini").write_text(f"[{secure.host}]\nca_bundle = {tmp_path / 'ca.pem'}\n")
+        set_config(tokens, tmp_path / "config.ini", f"[{secure.host}]\nca_bundle = {tmp_path / 'ca.pem'}\n")
         token = tokens.get(secure.host, credentials=creds("alice", "pw"))
         assert claims_of(token.token)["sub"] == "alice"
 
@@ -385,17 +392,15 @@ def test_tls_verified_by_default_then_trusted_with_ca_bundle(tokens, tmp_path):
 def mock_tokens(handler, tmp_path, monkeypatch):
     import httpx
 
-    from quay_cred_helper.cache import NullCache
-    from quay_cred_helper.tokens import Tokens
+    from tests.support import tokens as make_tokens
 
-    monkeypatch.setenv("QUAY_CRED_HELPER_CONFIG", str(tmp_path / "config.ini"))
     seen = []
 
     def record(request):
         seen.append(request)
         return handler(request)
 
-    return Tokens(cache=NullCache(), client=httpx.Client(transport=httpx.MockTransport(record))), seen
+    return make_tokens(tmp_path / "config.ini", client=httpx.Client(transport=httpx.MockTransport(record))), seen
 
 
 def challenge_then(realm, token_response):
@@ -439,7 +444,7 @@ def test_realm_host_allowed_by_config(tmp_path, monkeypatch):
         tmp_path,
         monkeypatch,
     )
-    (tmp_path / "config.ini").write_text("[quay.example.com]\nrealm_hosts = auth.example.com\n")
+    set_config(tokens, tmp_path / "config.ini", "[quay.example.com]\nrealm_hosts = auth.example.com\n")
     assert tokens.get("quay.example.com", credentials=creds("alice", "pw")).token == "t"
     assert seen[-1].headers["authorization"] == basic("alice", "pw")
     assert seen[-1].url.params.get_list("service") == ["svc"]
@@ -506,7 +511,7 @@ def test_dns_failure(tmp_path, monkeypatch):
     from quay_cred_helper.errors import Unreachable
 
     def handler(request):
-        raise httpx.ConnectError("[Errno -2] Name or service not known")
+        raise httpx.ConnectError("[Errno -2] Name or service not known") from socket.gaierror(-2, "not known")
 
     tokens, seen = mock_tokens(handler, tmp_path, monkeypatch)
     with pytest.raises(Unreachable, match="cannot resolve quay.example.com"):

@@ -14,13 +14,19 @@ The secret crosses the user's private session bus in a "plain" session, as
 the Secret Service specification allows; the bus socket is the user's own.
 """
 
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 TIMEOUT = 0.5  # seconds per D-Bus call; the fallback through keyring still has its own deadline
 
 _BUS = "org.freedesktop.secrets"
 _DEFAULT_COLLECTION = "/org/freedesktop/secrets/aliases/default"
 
 
-def read(service, username):
+def read(service: str, username: str) -> str | None:
     """The password keyring stored for (service, username), or None to ask keyring."""
     try:
         from jeepney import DBusAddress, MessageType, new_method_call
@@ -28,7 +34,9 @@ def read(service, username):
     except ImportError:
         return None
 
-    def call(conn, path, interface, method, signature=None, body=()):
+    def call(
+        conn: Any, path: str, interface: str, method: str, signature: str | None = None, body: tuple[Any, ...] = ()
+    ) -> Any:
         address = DBusAddress(path, bus_name=_BUS, interface=interface)
         reply = conn.send_and_get_reply(new_method_call(address, method, signature, body), timeout=TIMEOUT)
         if reply.header.message_type == MessageType.error:

@@ -1,4 +1,4 @@
-"""Pointing container clients at the helper: docker's config.json, podman's auth file, registries.conf.
+"""quay-cred-helper configure: point docker's config.json, podman's auth file or registries.conf at the helper.
 
 Every change is a read, a merge that keeps unknown keys and their order, and
 an atomic write with the original's mode (0600 for a new file) and a `.bak`
@@ -6,18 +6,26 @@ of the previous version. A file that does not parse is reported and left
 alone. `--remove` takes out only the entries that name this helper.
 """
 
+from __future__ import annotations
+
+import argparse
 import base64
 import difflib
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from quay_cred_helper import files
+from quay_cred_helper.clients import HELPER, credential_key, docker_config_path, helper_on_path, podman_auth_path
+from quay_cred_helper.clients import registries_conf_drop_in as drop_in_path
+from quay_cred_helper.context import Context
 from quay_cred_helper.errors import HelperError
-from quay_cred_helper.names import DOCKER_HUB, registry_key
+from quay_cred_helper.names import registry_key
 
-HELPER = "quay"  # credHelpers value: clients run docker-credential-<HELPER>
-DROP_IN = "50-quay-cred-helper.conf"
+# migrate(key, server, username, secret): store a plaintext login before it leaves the file.
+Migrate = Callable[[str, str, str, str], None]
 DROP_IN_TEXT = (
     "# Written by quay-cred-helper configure --registries-conf; removed by --remove.\n"
     "# podman, skopeo and buildah ask these helpers in turn; containers-auth.json keeps their own logins.\n"
@@ -25,36 +33,17 @@ DROP_IN_TEXT = (
 )
 
 
-def docker_config_path():
-    return os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
-
-
-def podman_auth_path():
-    """The auth file podman, skopeo and buildah read (and write) first."""
-    if os.environ.get("REGISTRY_AUTH_FILE"):
-        return os.environ["REGISTRY_AUTH_FILE"]
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "containers", "auth.json")
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return os.path.join(config, "containers", "auth.json")
-
-
-def registries_conf_drop_in():
-    # containers/image reads $HOME/.config here, whatever XDG_CONFIG_HOME says.
-    return os.path.join(os.path.expanduser("~/.config"), "containers", "registries.conf.d", DROP_IN)
-
-
 class Change:
     """One file's planned new content, with what to tell the user."""
 
-    def __init__(self, path, old, new, mode, notes):
+    def __init__(self, path: str, old: str | None, new: str | None, mode: int, notes: list[str]) -> None:
         self.path, self.old, self.new, self.mode, self.notes = path, old, new, mode, notes
 
     @property
-    def changed(self):
+    def changed(self) -> bool:
         return self.old != self.new
 
-    def diff(self):
+    def diff(self) -> str:
         return "".join(
             difflib.unified_diff(
                 (self.old or "").splitlines(keepends=True),
@@ -64,7 +53,7 @@ class Change:
             )
         )
 
-    def apply(self):
+    def apply(self) -> None:
         directory = os.path.dirname(self.path)
         if self.old is not None:
             files.write_atomic(self.path + ".bak", self.old.encode(), self.mode)
@@ -76,7 +65,7 @@ class Change:
         files.write_atomic(self.path, self.new.encode(), self.mode)
 
 
-def _read(path):
+def _read(path: str) -> tuple[str | None, int]:
     """(text or None, mode) of a file."""
     try:
         with open(path, encoding="utf-8", newline="") as f:  # exactly as on disk, for the diff and .bak
@@ -88,11 +77,11 @@ def _read(path):
         raise HelperError(f"cannot read {path}: {exc}") from None
 
 
-def _parse(path, text):
+def _parse(path: str, text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     try:
-        data = json.loads(text)
+        data: Any = json.loads(text)
     except ValueError as exc:
         raise HelperError(f"{path} is not valid JSON ({exc}): fix it by hand; nothing was changed") from None
     if not isinstance(data, dict):
@@ -103,7 +92,7 @@ def _parse(path, text):
     return data
 
 
-def _indent(text):
+def _indent(text: str | None) -> str:
     for line in (text or "").splitlines()[1:]:
         stripped = line.lstrip(" \t")
         if stripped and stripped != line:
@@ -111,14 +100,9 @@ def _indent(text):
     return "\t"  # as docker and podman write it
 
 
-def credential_key(key, docker):
-    # docker looks Docker Hub up as its index URL; podman as docker.io.
-    return "https://index.docker.io/v1/" if docker and key == DOCKER_HUB else key
-
-
-def _plaintext_entries(data, key):
+def _plaintext_entries(data: dict[str, Any], key: str) -> list[str]:
     """The auths entries of `data` that hold a credential for registry `key`."""
-    found = []
+    found: list[str] = []
     auths = data.get("auths")
     for name, entry in auths.items() if isinstance(auths, dict) else ():
         try:
@@ -130,11 +114,11 @@ def _plaintext_entries(data, key):
     return found
 
 
-def plan_json(path, keys, docker, remove=False, migrate=None):
+def plan_json(path: str, keys: list[str], docker: bool, remove: bool = False, migrate: Migrate | None = None) -> Change:
     """The change to one client's JSON config. `migrate(key, username, secret)` stores a plaintext login."""
     text, mode = _read(path)
     data = _parse(path, text)
-    notes = []
+    notes: list[str] = []
     if docker and data.get("credsStore"):
         notes.append(
             f"{path} sets credsStore {data['credsStore']!r}: left alone; docker still uses it for other registries"
@@ -171,7 +155,7 @@ def plan_json(path, keys, docker, remove=False, migrate=None):
             notes.append(f"the plaintext credential for {key} in {path} goes into the keyring")
     if remove and helpers == {} and "credHelpers" in data:
         del data["credHelpers"]
-    new = json.dumps(data, indent=_indent(text)) + "\n"
+    new: str | None = json.dumps(data, indent=_indent(text)) + "\n"
     if text is not None and _parse(path, text) == data:
         new = text  # nothing to do: keep the file byte for byte
     if text is None and not data:
@@ -179,8 +163,8 @@ def plan_json(path, keys, docker, remove=False, migrate=None):
     return Change(path, text, new, mode, notes)
 
 
-def plan_drop_in(remove=False):
-    path = registries_conf_drop_in()
+def plan_drop_in(remove: bool = False) -> Change:
+    path = drop_in_path()
     text, mode = _read(path)
     if remove:
         new = None if text is not None and text == DROP_IN_TEXT else text
@@ -190,22 +174,7 @@ def plan_drop_in(remove=False):
     return Change(path, text, DROP_IN_TEXT, mode if text is not None else 0o644, notes)
 
 
-def helper_on_path():
-    """None if `docker-credential-quay` on PATH is this installation, else a one-line problem and fix."""
-    import shutil
-    import sysconfig
-
-    expected = os.path.join(sysconfig.get_path("scripts"), "docker-credential-quay")
-    found = shutil.which("docker-credential-quay")
-    if found and os.path.realpath(found) == os.path.realpath(expected):
-        return None
-    where = os.path.dirname(expected)
-    if not found:
-        return f"docker-credential-quay is not on PATH: add {where} to PATH (export PATH={where}:$PATH)"
-    return f"the docker-credential-quay on PATH is {found}, not this installation's: put {where} first in PATH"
-
-
-def report(changes, dry_run, out=sys.stdout, err=sys.stderr):
+def report(changes: list[Change], dry_run: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
     for change in changes:
         for note in change.notes:
             print(f"quay-cred-helper: {note}", file=err)
@@ -222,3 +191,40 @@ def report(changes, dry_run, out=sys.stdout, err=sys.stderr):
                 else f"{change.path}: created",
                 file=err,
             )
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    keys = [registry_key(registry) for registry in args.registries]
+    everything = args.all or not (args.docker or args.podman or args.registries_conf)
+
+    def store_checked(key: str, server: str, username: str, secret: str) -> None:
+        ctx.store.add(key, server, username, secret)
+        # Only delete the plaintext once the keyring gives the same credential back.
+        if ctx.keyring_store().get(key) != (username, secret):
+            raise HelperError(f"the keyring did not give back the credential for {key}: nothing was changed")
+
+    def show_only(key: str, server: str, username: str, secret: str) -> None:
+        return None  # the diff shows what would move
+
+    migrate: Migrate | None = None
+    if args.migrate:
+        migrate = show_only if args.dry_run else store_checked
+
+    changes = []
+    if args.docker or everything:
+        changes.append(plan_json(docker_config_path(), keys, True, args.remove, migrate))
+    if args.podman or everything:
+        change = plan_json(podman_auth_path(), keys, False, args.remove, migrate)
+        if change.changed and not args.remove:
+            change.notes.append(
+                f"`podman logout --all` rewrites {change.path} without credHelpers: "
+                "then run configure again, or use --registries-conf"
+            )
+        changes.append(change)
+    if args.registries_conf:
+        changes.append(plan_drop_in(args.remove))
+    problem = helper_on_path()
+    if problem:
+        ctx.warn(f"warning: {problem[0]}: {problem[1]}")
+    report(changes, args.dry_run)
+    return 0

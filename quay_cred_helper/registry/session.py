@@ -1,21 +1,32 @@
-"""Talking to a registry's token endpoint: discovery, /v2/auth, errors.
+"""Requests to one registry: the HTTP client, retries and backoff, discovery, realm policy, /v2/auth.
 
-Everything here that touches the network takes an httpx.Client, so tests run
-the real flow against a local registry and use a mock transport only for
-faults a live server cannot produce on cue.
+Everything that touches the network takes an httpx.Client, so tests run the
+real flow against a local registry and use a mock transport only for faults
+a live server cannot produce on cue. Errors are classified by the type of
+the exception under httpx's (ssl, socket), never by its text.
 """
+
+from __future__ import annotations
 
 import json
 import random
+import socket
 import ssl
 import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 
-from quay_cred_helper import challenge, claims, config, log
-from quay_cred_helper.errors import RegistryError, Unreachable
+from quay_cred_helper import log
+from quay_cred_helper.config import Settings, config_path
+from quay_cred_helper.errors import RegistryError, TLSError, Unreachable
 from quay_cred_helper.names import hostname, is_loopback
+from quay_cred_helper.registry import jwt
+from quay_cred_helper.registry.cache import Token
+from quay_cred_helper.registry.challenge import Challenge, bearer
 
 MAX_BODY = 1 << 20  # a token response is a few KiB; refuse anything over 1 MiB
 DEFAULT_LIFETIME = 60.0  # seconds, when neither expires_in nor a JWT exp says
@@ -23,64 +34,86 @@ MAX_RETRY_AFTER = 10.0  # seconds we are willing to wait on a 429 or 503
 RETRY_STATUSES = {429, 502, 503, 504}
 
 
-def make_client(key, settings):
+def make_client(settings: Settings) -> httpx.Client:
     """An httpx client for one registry: its CA bundle, timeouts, no redirects."""
     context = ssl.create_default_context(cafile=settings.ca_bundle or None)
     if not settings.ca_bundle and not context.get_ca_certs() and not context.cert_store_stats()["x509_ca"]:
         # No system trust store (some macOS Pythons): fall back to certifi, which httpx ships with.
-        import certifi
-
         context.load_verify_locations(certifi.where())
     timeout = httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
     # Redirects are never followed: Authorization must not travel to another origin.
     return httpx.Client(verify=context, timeout=timeout, follow_redirects=False, trust_env=True)
 
 
-def _is_tls_refusal(exc):
-    """The server does not speak TLS at all (a plain-http registry)."""
-    text = str(exc)
-    return "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "packet length too long" in text
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything under it (httpx wraps httpcore, which wraps ssl and socket errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
-def _is_tls_verification(exc):
-    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc)
+def _cause(exc: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
+    return any(isinstance(cause, kinds) for cause in causes(exc))
+
+
+class _NoTLS(Exception):
+    """TLS could not be established (a plain-http server, or one that hangs up on the ClientHello)."""
 
 
 class Session:
     """Requests to one registry with its settings, bounded retries and error mapping."""
 
-    def __init__(self, client, key, settings=None, sleep=time.sleep):
+    def __init__(
+        self,
+        client: httpx.Client,
+        key: str,
+        settings: Settings,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.key = key
-        self.settings = settings or config.load(key)
+        self.settings = settings
         self.sleep = sleep
-        self.last_headers = None  # of the last response: doctor reads the server's Date from it
+        self.last_headers: httpx.Headers | None = None  # of the last response: doctor reads the Date
 
-    def send(self, url, params=None, auth=None, headers=None, limit=MAX_BODY):
+    def send(
+        self,
+        url: str,
+        params: list[tuple[str, str]] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        limit: int = MAX_BODY,
+    ) -> tuple[httpx.Response, bytes]:
         """GET with retries on connection errors, 429 and 502-504; never on 401. Returns (response, body)."""
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             response = None
             try:
-                with self.client.stream("GET", url, params=params, auth=auth, headers=headers) as response:
+                query = tuple(params) if params else None
+                with self.client.stream("GET", url, params=query, auth=auth, headers=headers) as response:
                     body = _read_capped(response, self.key, limit)
             except httpx.TimeoutException:
                 if last:
                     raise Unreachable(
-                        f"{self.key} did not answer within {self.settings.timeout:g} s (timeout; "
-                        f"raise it with timeout = N under [{self.key}] in {config.config_path()})"
+                        f"{self.key} did not answer within {self.settings.timeout:g} s (timeout)",
+                        f"raise it with timeout = N under [{self.key}] in {config_path()}",
                     ) from None
             except httpx.ConnectError as exc:
-                if _is_tls_verification(exc):
-                    raise RegistryError(
-                        f"TLS verification failed for {self.key}: set ca_bundle = /path/to/ca.pem under "
-                        f"[{self.key}] in {config.config_path()} (or SSL_CERT_FILE)"
+                if _cause(exc, ssl.SSLCertVerificationError):
+                    raise TLSError(
+                        f"TLS verification failed for {self.key}",
+                        f"set ca_bundle = /path/to/ca.pem under [{self.key}] in {config_path()} (or SSL_CERT_FILE)",
                     ) from None
-                if _is_tls_refusal(exc):
-                    raise
+                if url.startswith("https:") and _cause(
+                    exc, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError)
+                ):
+                    raise _NoTLS() from exc
                 if last:
-                    raise Unreachable(_connect_message(self.key, exc)) from None
+                    raise _unreachable(self.key, exc) from None
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
                 if last:
                     raise Unreachable(f"{self.key} closed the connection before answering") from None
@@ -96,80 +129,88 @@ class Session:
             self.sleep(max(backoff, _retry_after(response) if response is not None else 0.0))
         raise AssertionError("unreachable")  # the loop always returns or raises on the last attempt
 
-    def discover(self):
-        """Ask /v2/ how to authenticate: {"base", "realm", "service"}; realm None if none is needed."""
+    def discover(self) -> Challenge:
+        """Ask /v2/ how to authenticate (realm None if no token is needed)."""
         schemes = ["https", "http"] if self.plain_http_allowed() else ["https"]
         for scheme in schemes:
             base = f"{scheme}://{self.key}"
             try:
                 response, body = self.send(base + "/v2/")
-            except httpx.ConnectError:
+            except _NoTLS:
                 if scheme == schemes[-1]:
                     raise RegistryError(
-                        f"{self.key} does not speak TLS: set insecure_http = true under "
-                        f"[{self.key}] in {config.config_path()} if it is meant to"
+                        f"{self.key} does not speak TLS",
+                        f"set insecure_http = true under [{self.key}] in {config_path()} if it is meant to",
                     ) from None
                 continue
             if response.status_code == 200:
-                return {"base": base, "realm": None, "service": None}
+                return Challenge(base, None, "")
             if response.status_code == 401:
-                params = challenge.bearer(response.headers.get_list("www-authenticate"))
+                params = bearer(response.headers.get_list("www-authenticate"))
                 if params is None:
                     raise RegistryError(f"{self.key} did not offer Bearer token authentication on /v2/")
-                return {"base": base, "realm": params["realm"], "service": params.get("service", "")}
+                return Challenge(base, params["realm"], params.get("service", ""))
             raise _error(response, json_body(body), self.key)
         raise AssertionError("unreachable")
 
-    def plain_http_allowed(self):
+    def plain_http_allowed(self) -> bool:
         # Like docker: a registry on this machine may speak plain http; elsewhere only by opt-in.
         return is_loopback(self.key) or self.settings.insecure_http
 
-    def check_realm(self, realm):
+    def check_realm(self, realm: str) -> None:
         """Credentials go only to an https realm on the registry's own host (unless configured)."""
         parts = urlsplit(realm)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise RegistryError(f"{self.key} sent an unusable token realm: {realm[:200]}")
         if parts.scheme == "http" and not self.plain_http_allowed():
             raise RegistryError(
-                f"refusing to send credentials over plain http to {parts.hostname}: set insecure_http = true "
-                f"under [{self.key}] in {config.config_path()} if you accept that"
+                f"refusing to send credentials over plain http to {parts.hostname}",
+                f"set insecure_http = true under [{self.key}] in {config_path()} if you accept that",
             )
         host = parts.hostname.lower()
         if host != hostname(self.key) and host not in self.settings.realm_hosts:
             raise RegistryError(
-                f"refusing to send credentials to {host}: the token realm is not on {hostname(self.key)}; "
-                f"add realm_hosts = {host} under [{self.key}] in {config.config_path()} if you trust it"
+                f"refusing to send credentials to {host}: the token realm is not on {hostname(self.key)}",
+                f"add realm_hosts = {host} under [{self.key}] in {config_path()} if you trust it",
             )
 
-    def fetch_token(self, found, username=None, secret=None, scopes=()):
+    def fetch_token(
+        self,
+        challenge: Challenge,
+        username: str | None = None,
+        secret: str | None = None,
+        scopes: Sequence[str] = (),
+    ) -> Token:
         """GET the realm with Basic auth (or none) and the scopes; one scope parameter each."""
+        assert challenge.realm is not None
         auth = None
-        if username is not None:
-            self.check_realm(found["realm"])
+        if username is not None and secret is not None:
+            self.check_realm(challenge.realm)
             log.secret(secret)
             auth = (username, secret)
-        params = [("service", found["service"])] if found.get("service") else []
+        params = [("service", challenge.service)] if challenge.service else []
         params += [("scope", scope) for scope in scopes]
-        response, body = self.send(found["realm"], params=params, auth=auth)
+        response, body = self.send(challenge.realm, params=params, auth=auth)
         data = json_body(body)
         if response.status_code != 200:
             raise _error(response, data, self.key)
         token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"{self.key} answered /v2/auth without a token")
+        assert isinstance(data, dict)
         now = time.time()
-        payload = claims.payload(token)
+        claims = jwt.payload(token)
         expires_in = data.get("expires_in")
         if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
             expires_at = now + expires_in
         else:
             # Quay sends no expires_in: its JWTs live one hour, read exp from the payload.
-            expires_at = claims.number(payload, "exp") or now + DEFAULT_LIFETIME
-        access = payload.get("access") if payload and isinstance(payload.get("access"), list) else []
-        return claims.Token(token, now, expires_at, access)
+            expires_at = jwt.number(claims, "exp") or now + DEFAULT_LIFETIME
+        access = claims.get("access") if claims and isinstance(claims.get("access"), list) else []
+        return Token(token, now, expires_at, access)
 
 
-def _read_capped(response, key, limit):
+def _read_capped(response: httpx.Response, key: str, limit: int) -> bytes:
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
@@ -179,28 +220,27 @@ def _read_capped(response, key, limit):
     return b"".join(chunks)
 
 
-def json_body(body):
+def json_body(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError:
         return None
 
 
-def _retry_after(response):
+def _retry_after(response: httpx.Response) -> float:
     value = response.headers.get("retry-after", "").strip()
     return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else 0.0
 
 
-def _connect_message(key, exc):
-    text = str(exc)
-    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
-        return f"cannot resolve {hostname(key)}: check the registry name and DNS"
-    if "refused" in text.lower():
-        return f"cannot connect to {key}: connection refused"
-    return f"cannot connect to {key}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
+def _unreachable(key: str, exc: BaseException) -> Unreachable:
+    if _cause(exc, socket.gaierror):
+        return Unreachable(f"cannot resolve {hostname(key)}", "check the registry name and DNS")
+    if _cause(exc, ConnectionRefusedError):
+        return Unreachable(f"cannot connect to {key}: connection refused")
+    return Unreachable(f"cannot connect to {key}: {type(exc).__name__}")
 
 
-def server_error(data):
+def server_error(data: object) -> tuple[str | None, str | None]:
     """(code, message) of a registry's error body, either may be None."""
     if isinstance(data, dict):
         errors = data.get("errors")
@@ -212,25 +252,27 @@ def server_error(data):
     return None, None
 
 
-def _error(response, data, key):
+def _error(response: httpx.Response, data: object, key: str) -> RegistryError:
     """One actionable line for a refused token request."""
     status = response.status_code
     code, message = server_error(data)
     if status == 401:
         if message == "Anonymous access is not allowed":
-            return RegistryError(f"{key}: anonymous access is not allowed: log in first (quay-cred-helper login {key})")
+            return RegistryError(
+                f"{key}: anonymous access is not allowed", f"log in first (quay-cred-helper login {key})"
+            )
         reason = message or "unauthorized"
         hint = "check the username and password or token (quay-cred-helper login)"
         if "unencrypted password" in reason.lower():
             hint = "use an encrypted password (Quay: Account Settings > Generate Encrypted Password)"
         elif "robot" in reason.lower():
             hint = "check the robot's name and token in Quay (Robot Accounts)"
-        return RegistryError(f"{key} refused the credentials: {reason}: {hint}")
+        return RegistryError(f"{key} refused the credentials: {reason}", hint)
     if status == 429:
         wait = response.headers.get("retry-after", "?")
         return RegistryError(
-            f"{key} is throttling logins after failed attempts (Too many login attempts; retry after {wait} s): "
-            "check the password before trying again, each failure doubles the lockout"
+            f"{key} is throttling logins after failed attempts (Too many login attempts; retry after {wait} s)",
+            "check the password before trying again, each failure doubles the lockout",
         )
     if status == 405:
         return RegistryError(f"{key} does not accept this token request (405 {code or 'UNSUPPORTED'})")

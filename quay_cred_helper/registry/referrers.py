@@ -6,17 +6,20 @@ FEATURE_REFERRERS_API off, distribution 2.8, ...) keep the same index under
 the tag `sha256-<hex>` instead.
 """
 
+from __future__ import annotations
+
 import hashlib
-import re
-import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from quay_cred_helper import config
-from quay_cred_helper.auth import Session, json_body, make_client, server_error
+import httpx
+
 from quay_cred_helper.errors import RegistryError
-from quay_cred_helper.names import is_digest
-from quay_cred_helper.store import credentials_for
-from quay_cred_helper.tokens import Tokens
+from quay_cred_helper.registry.challenge import Challenge
+from quay_cred_helper.registry.reference import is_digest
+from quay_cred_helper.registry.session import Session, json_body, server_error
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST_TYPES = (
@@ -27,47 +30,36 @@ MANIFEST_TYPES = (
 )
 MAX_MANIFEST = 4 << 20  # registries refuse manifests over 4 MiB
 MAX_PAGES = 50
-_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
+
+
+@dataclass
+class Listing:
+    """What `referrers` found: descriptors (each with its own under "referrers" in a tree), and how."""
+
+    descriptors: list[dict[str, Any]]
+    how: str  # "api" or "tag-schema"
+    notes: list[str] = field(default_factory=list)
 
 
 class Repository:
-    """Authenticated reads from one repository (pull scope only)."""
+    """Reads from one repository; `auth` puts a pull token on each request (and renews it once on a 401)."""
 
-    def __init__(self, key, name, client=None, tokens=None):
-        self.key, self.name = key, name
-        self.client = client or make_client(key, config.load(key))
-        self.session = Session(self.client, key)
-        self.tokens = tokens or Tokens()
-        self.identity, self.credentials = credentials_for(key)
-        self.found = self.tokens.challenge(self.session)
+    def __init__(self, session: Session, challenge: Challenge, name: str, auth: httpx.Auth | None) -> None:
+        self.session, self.challenge, self.name, self.auth = session, challenge, name, auth
+        self.key = session.key
 
-    def close(self):
-        self.client.close()
-
-    def _headers(self, accept, refresh=False):
-        headers = {"Accept": accept}
-        if self.found["realm"] is not None:
-            scope = f"repository:{self.name}:pull"
-            token = self.tokens.get(self.key, self.identity, [scope], self.credentials, refresh=refresh)
-            headers["Authorization"] = f"Bearer {token.token}"
-        return headers
-
-    def get(self, url, accept, params=None):
-        """GET a URL of this registry; a 401 gets one retry with a freshly issued token."""
+    def get(self, url: str, accept: str, params: list[tuple[str, str]] | None = None) -> tuple[httpx.Response, bytes]:
         if not url.startswith(("https://", "http://")):
-            url = self.found["base"] + url
-        response, body = self.session.send(url, params, headers=self._headers(accept), limit=MAX_MANIFEST)
-        if response.status_code == 401 and self.found["realm"] is not None:
-            headers = self._headers(accept, refresh=True)
-            response, body = self.session.send(url, params, headers=headers, limit=MAX_MANIFEST)
-            if response.status_code == 401:
-                raise RegistryError(
-                    f"no access to {self.key}/{self.name}: log in with an account that can pull it "
-                    f"(quay-cred-helper login {self.key})"
-                )
+            url = self.challenge.base + url
+        response, body = self.session.send(url, params, self.auth, headers={"Accept": accept}, limit=MAX_MANIFEST)
+        if response.status_code == 401 and self.challenge.realm is not None:
+            raise RegistryError(
+                f"no access to {self.key}/{self.name}",
+                f"log in with an account that can pull it (quay-cred-helper login {self.key})",
+            )
         return response, body
 
-    def _refused(self, response, body, what):
+    def _refused(self, response: httpx.Response, body: bytes, what: str) -> RegistryError:
         code, message = server_error(json_body(body))
         if code == "NAME_UNKNOWN":
             return RegistryError(f"unknown repository {self.key}/{self.name}")
@@ -76,7 +68,7 @@ class Repository:
         detail = f": {code or ''} {message or ''}".rstrip() if code or message else ""
         return RegistryError(f"{self.key} answered HTTP {response.status_code} for {what}{detail}")
 
-    def resolve(self, tag):
+    def resolve(self, tag: str) -> str:
         """The digest a tag points to."""
         response, body = self.get(f"/v2/{self.name}/manifests/{tag}", ", ".join(MANIFEST_TYPES))
         if response.status_code != 200:
@@ -84,43 +76,43 @@ class Repository:
         digest = response.headers.get("docker-content-digest", "")
         return digest if is_digest(digest) else "sha256:" + hashlib.sha256(body).hexdigest()
 
-    def referrers(self, digest, artifact_types=()):
-        """(descriptors, how) where how is "api" or "tag-schema"."""
-        url = f"/v2/{self.name}/referrers/{digest}"
+    def referrers(self, digest: str, artifact_types: Sequence[str] = ()) -> Listing:
+        url: str | None = f"/v2/{self.name}/referrers/{digest}"
         params = [("artifactType", t) for t in artifact_types] or None
-        descriptors, pages = [], 0
+        listing = Listing([], "api")
+        pages = 0
         while url:
             response, body = self.get(url, INDEX, params)
             if response.status_code == 404 and pages == 0:
                 code, _ = server_error(json_body(body))
                 if code in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN"):
                     raise self._refused(response, body, digest)
-                return self._from_tag_schema(digest, artifact_types), "tag-schema"
+                return Listing(self._from_tag_schema(digest, artifact_types), "tag-schema")
             if response.status_code != 200:
                 raise self._refused(response, body, digest)
             page = _manifests(body, self.key)
             if artifact_types and "artifacttype" not in response.headers.get("oci-filters-applied", "").lower():
                 page = [d for d in page if d.get("artifactType") in artifact_types]
-            descriptors += page
+            listing.descriptors += page
             pages += 1
             url = self._next_page(response, url)
             params = None  # the next link carries its own query
             if url and pages >= MAX_PAGES:
-                print(f"quay-cred-helper: stopped after {MAX_PAGES} pages of referrers", file=sys.stderr)
+                listing.notes.append(f"stopped after {MAX_PAGES} pages of referrers")
                 break
-        return descriptors, "api"
+        return listing
 
-    def _next_page(self, response, current):
-        match = _NEXT.search(response.headers.get("link", ""))
-        if not match:
+    def _next_page(self, response: httpx.Response, current: str) -> str | None:
+        link = next_link(response.headers.get("link", ""))
+        if link is None:
             return None
-        target = urljoin(self.found["base"] + current if current.startswith("/") else current, match.group(1))
-        here, there = urlsplit(self.found["base"]), urlsplit(target)
+        target = urljoin(self.challenge.base + current if current.startswith("/") else current, link)
+        here, there = urlsplit(self.challenge.base), urlsplit(target)
         if (there.scheme, there.netloc) != (here.scheme, here.netloc):
             raise RegistryError(f"{self.key} sent a next-page link to another origin: {there.netloc}: not followed")
         return target
 
-    def _from_tag_schema(self, digest, artifact_types):
+    def _from_tag_schema(self, digest: str, artifact_types: Sequence[str]) -> list[dict[str, Any]]:
         # The subject must exist, or an empty answer would hide a typo.
         response, body = self.get(f"/v2/{self.name}/manifests/{digest}", ", ".join(MANIFEST_TYPES))
         if response.status_code != 200:
@@ -135,7 +127,20 @@ class Repository:
         return [d for d in page if d.get("artifactType") in artifact_types] if artifact_types else page
 
 
-def _manifests(body, key):
+def next_link(header: str) -> str | None:
+    """The target of the `rel="next"` entry of a Link header (RFC 8288), read in one linear pass."""
+    for entry in header.split(","):
+        target, sep, rest = entry.strip().partition(">")
+        if not sep or not target.startswith("<"):
+            continue
+        for param in rest.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "rel" and "next" in value.strip().strip('"').lower().split():
+                return target[1:]
+    return None
+
+
+def _manifests(body: bytes, key: str) -> list[dict[str, Any]]:
     index = json_body(body)
     manifests = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(manifests, list):
@@ -152,10 +157,12 @@ def _manifests(body, key):
     return manifests
 
 
-def walk(repository, digest, artifact_types, depth):
+def walk(repository: Repository, digest: str, artifact_types: Sequence[str], depth: int) -> Listing:
     """Referrers of `digest`, each with its own referrers under "referrers" down to `depth` levels."""
-    descriptors, how = repository.referrers(digest, artifact_types)
+    listing = repository.referrers(digest, artifact_types)
     if depth > 1:
-        for descriptor in descriptors:
-            descriptor["referrers"], _ = walk(repository, descriptor["digest"], (), depth - 1)
-    return descriptors, how
+        for descriptor in listing.descriptors:
+            below = walk(repository, descriptor["digest"], (), depth - 1)
+            descriptor["referrers"] = below.descriptors
+            listing.notes += below.notes
+    return listing

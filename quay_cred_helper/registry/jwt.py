@@ -1,18 +1,13 @@
-"""Bearer tokens as we keep them, and reading a JWT's payload (not verifying it: the registry does that)."""
+"""Reading a JWT's claims (not verifying them: the registry does that)."""
+
+from __future__ import annotations
 
 import base64
 import json
-from typing import NamedTuple
+from typing import Any
 
 
-class Token(NamedTuple):
-    token: str
-    issued_at: float
-    expires_at: float
-    access: list
-
-
-def payload(token):
+def payload(token: str) -> dict[str, Any] | None:
     """The claims of a JWT as a dict, or None if the token is not a JWT."""
     parts = token.split(".")
     if len(parts) != 3:
@@ -25,7 +20,7 @@ def payload(token):
     return claims if isinstance(claims, dict) else None
 
 
-def number(claims, name):
+def number(claims: dict[str, Any] | None, name: str) -> float | None:
     value = claims.get(name) if claims else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None

@@ -1,0 +1,62 @@
+"""What container clients read: where docker and podman keep their configs, and how they name registries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sysconfig
+
+from quay_cred_helper import files
+from quay_cred_helper.names import DOCKER_HUB
+
+HELPER = "quay"  # credHelpers value: clients run docker-credential-<HELPER>
+DROP_IN = "50-quay-cred-helper.conf"
+
+
+def docker_config_path() -> str:
+    return os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
+
+
+def podman_auth_path() -> str:
+    """The auth file podman, skopeo and buildah read (and write) first."""
+    if os.environ.get("REGISTRY_AUTH_FILE"):
+        return os.environ["REGISTRY_AUTH_FILE"]
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "containers", "auth.json")
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return os.path.join(config, "containers", "auth.json")
+
+
+def registries_conf_drop_in() -> str:
+    # containers/image reads $HOME/.config here, whatever XDG_CONFIG_HOME says.
+    return os.path.join(os.path.expanduser("~/.config"), "containers", "registries.conf.d", DROP_IN)
+
+
+def credential_key(key: str, docker: bool) -> str:
+    # docker looks Docker Hub up as its index URL; podman as docker.io.
+    return "https://index.docker.io/v1/" if docker and key == DOCKER_HUB else key
+
+
+def routes(key: str) -> list[str]:
+    """Which client configs send registry `key` to this helper."""
+    found = []
+    for label, path, docker in (("docker", docker_config_path(), True), ("podman", podman_auth_path(), False)):
+        data = files.read_json(path) or {}
+        helpers = data.get("credHelpers")
+        if isinstance(helpers, dict) and helpers.get(credential_key(key, docker)) == HELPER:
+            found.append(f"{label} ({path})")
+    if os.path.exists(registries_conf_drop_in()):
+        found.append(f"registries.conf ({registries_conf_drop_in()})")
+    return found
+
+
+def helper_on_path() -> tuple[str, str] | None:
+    """None if `docker-credential-quay` on PATH is this installation, else (problem, fix)."""
+    expected = os.path.join(sysconfig.get_path("scripts"), "docker-credential-quay")
+    found = shutil.which("docker-credential-quay")
+    if found and os.path.realpath(found) == os.path.realpath(expected):
+        return None
+    where = os.path.dirname(expected)
+    if not found:
+        return "docker-credential-quay is not on PATH", f"add {where} to PATH (export PATH={where}:$PATH)"
+    return f"the docker-credential-quay on PATH is {found}, not this installation's", f"put {where} first in PATH"

@@ -1,0 +1,232 @@
+"""quay-cred-helper doctor: what works, what does not, and how to fix it.
+
+One line per check with OK, WARN or FAIL, and a fix for each that is not OK.
+Registry checks use short timeouts and no retries, so a registry that does
+not answer costs a few seconds, not minutes; credentials are tried once,
+never again after a 401 (Quay throttles failed logins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import email.utils
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from quay_cred_helper import clients, config, paths
+from quay_cred_helper.context import Context
+from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
+from quay_cred_helper.credentials.keyring_store import SERVICE
+from quay_cred_helper.errors import HelperError, KeyringError
+from quay_cred_helper.names import is_loopback, registry_key
+from quay_cred_helper.registry.cache import NullCache
+from quay_cred_helper.registry.session import Session, json_body, make_client, server_error
+from quay_cred_helper.registry.tokens import Tokens
+from quay_cred_helper.sources import token_credentials
+
+MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
+QUICK = 2.5  # seconds: doctor's timeouts for each request
+PROBE_DIGEST = "sha256:" + "0" * 64
+ENVIRONMENT = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "PYTHON_KEYRING_BACKEND",
+    config.CONFIG_ENV,
+    config.NO_CACHE_ENV,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    status: str  # OK, WARN or FAIL
+    check: str
+    detail: str
+    fix: str | None = None
+
+
+class Report:
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+
+    def add(self, status: str, check: str, detail: str, fix: str | None = None) -> None:
+        self.checks.append(Check(status, check, detail, fix))
+
+    def failure(self, check: str, error: HelperError, fallback_fix: str) -> None:
+        self.add("FAIL", check, error.problem, error.fix or fallback_fix)
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status == "FAIL" for c in self.checks)
+
+    def lines(self) -> Iterator[str]:
+        for c in self.checks:
+            yield f"{c.status:<4}  {c.check}: {c.detail}"
+            if c.fix:
+                yield f"      fix: {c.fix}"
+
+
+def _hide_userinfo(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.username or parts.password:
+        return urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
+    return value
+
+
+def check_keyring(report: Report, ctx: Context) -> None:
+    try:
+        backend = ctx.keyring.backend()
+        ctx.keyring.get(SERVICE, "quay-cred-helper-doctor-probe")  # a locked keyring raises, it never prompts
+    except KeyringError as exc:
+        report.failure("keyring", exc, "see README: Keyring backends")
+        return
+    if is_plaintext(backend):
+        report.add(
+            "WARN",
+            "keyring",
+            f"{name(backend)} stores secrets in plaintext (allowed by opt-in)",
+            "use a secure backend (Secret Service, Keychain, Credential Manager)",
+        )
+    else:
+        report.add("OK", "keyring", f"{name(backend)}, answering and unlocked")
+
+
+def check_files(report: Report) -> None:
+    problem = clients.helper_on_path()
+    if problem:
+        report.add("FAIL", "helper on PATH", f"{problem[0]}: {problem[1]}", problem[1])
+    else:
+        report.add("OK", "helper on PATH", "docker-credential-quay is this installation")
+    for label, path in (("config dir", paths.config_dir()), ("cache dir", paths.cache_dir())):
+        if not os.path.isdir(path):
+            report.add("OK", label, f"{path} (not created yet)")
+            continue
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if os.name == "posix" and mode & 0o077:
+            report.add("WARN", label, f"{path} is {mode:o}, readable by others", f"chmod 700 {path}")
+        else:
+            report.add("OK", label, path)
+    seen = [f"{n}={_hide_userinfo(os.environ[n])}" for n in ENVIRONMENT if os.environ.get(n)]
+    report.add("OK", "environment", ", ".join(seen) if seen else "no proxy, CA or keyring variables set")
+
+
+def check_registry(report: Report, ctx: Context, key: str) -> None:
+    routes = clients.routes(key)
+    report.add(
+        "OK" if routes else "WARN",
+        f"{key} clients",
+        ", ".join(routes) if routes else "no client config sends this registry to the helper",
+        None if routes else f"quay-cred-helper configure {key}",
+    )
+    configured = ctx.config.settings(key)
+    # Doctor must answer quickly: short timeouts, no retries.
+    settings = configured.replace(
+        timeout=min(configured.timeout, QUICK), connect_timeout=min(configured.connect_timeout, QUICK), retries=0
+    )
+    client = ctx.client or make_client(settings)
+    try:
+        session = Session(client, key, settings)
+        try:
+            found = session.discover()
+        except HelperError as exc:
+            report.failure(
+                f"{key} reachable",
+                exc,
+                "check that the registry is up and reachable from here (proxy settings included)",
+            )
+            return
+        scheme = urlsplit(found.base).scheme
+        tls = "TLS verified" if scheme == "https" else "plain http"
+        report.add(
+            "OK" if scheme == "https" or is_loopback(key) else "WARN", f"{key} reachable", f"{found.base} ({tls})"
+        )
+        _check_clock(report, key, session)
+        if found.realm is None:
+            report.add("OK", f"{key} auth", "no authentication required")
+            return
+        report.add("OK", f"{key} auth", f"realm {found.realm}, service {found.service}")
+        entry = ctx.index.get(key)
+        if entry:
+            identity, credentials = token_credentials(ctx.index, ctx.keyring_store, key)
+            try:
+                Tokens(NullCache(), lambda _: settings, client).get(key, identity, credentials=credentials)
+                report.add("OK", f"{key} credentials", f"{entry.username} accepted")
+            except HelperError as exc:
+                report.failure(f"{key} credentials", exc, f"quay-cred-helper login {key}")
+        else:
+            report.add("WARN", f"{key} credentials", "none stored", f"quay-cred-helper login {key}")
+        _check_referrers(report, key, session, found.base)
+    finally:
+        if client is not ctx.client:
+            client.close()
+
+
+def _check_clock(report: Report, key: str, session: Session) -> None:
+    headers = session.last_headers
+    date = headers.get("date") if headers is not None else None
+    if not date:
+        report.add("WARN", f"{key} clock", "the registry sent no Date header: skew unknown")
+        return
+    try:
+        skew = time.time() - email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        report.add("WARN", f"{key} clock", f"unreadable Date header {date!r}")
+        return
+    if abs(skew) > MAX_SKEW:
+        report.add(
+            "WARN",
+            f"{key} clock",
+            f"this machine is {skew:+.0f} s off the registry's clock",
+            "synchronise the clock (NTP): tokens are checked with 30 s of leeway",
+        )
+    else:
+        report.add("OK", f"{key} clock", f"skew {skew:+.0f} s")
+
+
+def _check_referrers(report: Report, key: str, session: Session, base: str) -> None:
+    response, body = session.send(f"{base}/v2/quay-cred-helper/doctor/referrers/{PROBE_DIGEST}")
+    code, _ = server_error(json_body(body))
+    # With the API, the route exists: it asks for a token or names the unknown repository.
+    if response.status_code in (400, 401, 403) or code in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN", "MANIFEST_INVALID"):
+        report.add("OK", f"{key} referrers API", "available")
+    else:
+        report.add(
+            "WARN",
+            f"{key} referrers API",
+            f"not available (HTTP {response.status_code}); `referrers` falls back to the sha256-<digest> tag schema",
+            "on Quay, set FEATURE_REFERRERS_API: true",
+        )
+
+
+def diagnose(ctx: Context, registries: list[str]) -> Report:
+    report = Report()
+    check_keyring(report, ctx)
+    check_files(report)
+    for key in registries or sorted(ctx.index.entries()):
+        check_registry(report, ctx, key)
+    return report
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    report = diagnose(ctx, [registry_key(r) for r in args.registries])
+    if args.json:
+        checks = [dataclasses.asdict(c) for c in report.checks]
+        json.dump({"ok": not report.failed, "checks": checks}, sys.stdout, indent=2)
+        print()
+    else:
+        for line in report.lines():
+            print(line)
+    return 1 if report.failed else 0

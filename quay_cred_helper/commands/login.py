@@ -1,0 +1,52 @@
+"""quay-cred-helper login: check the credentials with one token request, then store them in the keyring."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from quay_cred_helper import log
+from quay_cred_helper.context import Context
+from quay_cred_helper.errors import InputError
+from quay_cred_helper.names import registry_key
+from quay_cred_helper.registry.cache import NullCache
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline()
+        # Like `docker login --password-stdin`: drop only the line ending.
+        password = password.rstrip("\r\n") if password.endswith("\n") else password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        raise InputError("no terminal to prompt for a password", "use --password-stdin")
+    if not password:
+        raise InputError("empty password")
+    return password
+
+
+def _read_username(args: argparse.Namespace) -> str:
+    if args.username:
+        username: str = args.username
+        return username
+    if args.password_stdin or not sys.stdin.isatty():
+        raise InputError("no username", "pass -u USERNAME")
+    username = input("Username: ").strip()
+    if not username:
+        raise InputError("no credentials username")
+    return username
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    key = registry_key(args.registry)
+    username = _read_username(args)
+    password = _read_password(args)
+    log.secret(password)
+    if not args.no_verify:
+        # One token request without scope (the cheapest); a refusal raises and stores nothing.
+        ctx.tokens(NullCache()).get(key, credentials=lambda: (username, password))
+    ctx.store.add(key, args.registry, username, password)
+    print(f"Login Succeeded: {username} at {key}", file=sys.stderr)
+    return 0

@@ -1,0 +1,80 @@
+"""quay-cred-helper referrers: list the OCI referrers (signatures, SBOMs, attestations) of a manifest.
+
+The parser imports this module for FIELDS, so the registry code (httpx)
+is imported when the command runs, not before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from quay_cred_helper.context import Context
+
+FIELDS = ("digest", "artifactType", "mediaType", "size", "created")
+
+
+def _field(descriptor: dict[str, Any], name: str) -> str:
+    if name == "created":
+        return str(descriptor.get("annotations", {}).get("org.opencontainers.image.created", ""))
+    return str(descriptor.get(name, ""))
+
+
+def _rows(descriptors: list[dict[str, Any]], depth: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+    for descriptor in descriptors:
+        yield depth, descriptor
+        yield from _rows(descriptor.get("referrers", []), depth + 1)
+
+
+def _print_table(descriptors: list[dict[str, Any]]) -> None:
+    rows = [
+        ["  " * depth + ("└─ " if depth else "") + _field(d, "digest")] + [_field(d, f) or "-" for f in FIELDS[1:]]
+        for depth, d in _rows(descriptors)
+    ]
+    header = ["DIGEST", "ARTIFACT TYPE", "MEDIA TYPE", "SIZE", "CREATED"]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from quay_cred_helper.registry.auth import BearerAuth  # httpx: see the module docstring
+    from quay_cred_helper.registry.reference import parse_reference
+    from quay_cred_helper.registry.referrers import INDEX, Repository, walk
+    from quay_cred_helper.sources import token_credentials
+
+    key, name, tag, digest = parse_reference(args.reference)
+    tokens = ctx.tokens()
+    identity, credentials = token_credentials(ctx.index, ctx.keyring_store, key)
+    scope = f"repository:{name}:pull"
+
+    def bearer(refresh: bool) -> str | None:
+        token = tokens.get(key, identity, [scope], credentials, refresh=refresh)
+        return token.token if token else None
+
+    client = tokens.client_for(key)
+    try:
+        session = tokens.session(key, client)
+        challenge = tokens.challenge(session)
+        repository = Repository(session, challenge, name, BearerAuth(bearer) if challenge.realm else None)
+        digest = digest or repository.resolve(tag or "latest")
+        listing = walk(repository, digest, args.artifact_type, args.depth if args.tree else 1)
+    finally:
+        if client is not tokens.client:
+            client.close()
+    if listing.how == "tag-schema":
+        ctx.warn(f"{key} has no referrers API: read the tag {digest.replace(':', '-')}")
+    for note in listing.notes:
+        ctx.warn(note)
+    if args.json:
+        json.dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": listing.descriptors}, sys.stdout, indent=2)
+        print()
+    elif args.format:
+        for _, descriptor in _rows(listing.descriptors):
+            print(_field(descriptor, args.format))
+    else:
+        _print_table(listing.descriptors)
+    return 0

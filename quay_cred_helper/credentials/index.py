@@ -1,0 +1,104 @@
+"""The index: which registries have credentials, and under which username.
+
+`list` must answer without opening the keyring (docker runs it on every
+build), and a robot's cached token must be found without it either, so the
+non-secret half of each credential is kept here, in a 0600 JSON file.
+"""
+
+from __future__ import annotations
+
+import os
+
+from quay_cred_helper import files
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+VERSION = 1
+ANONYMOUS = "anonymous"  # the identity of token requests made without credentials
+
+
+def identity(username: str, secret: str, salt: str) -> str:
+    """A salted, slow fingerprint of a credential.
+
+    Token-cache keys include it so a new password never gets an old token. It
+    is computed when storing, so reading the cache needs no keyring; the slow
+    hash keeps a stolen index from being a cheap password oracle.
+    """
+    import hashlib  # only when storing: about 2 ms of OpenSSL loading
+
+    material = username.encode() + b"\0" + secret.encode()
+    return hashlib.pbkdf2_hmac("sha256", material, bytes.fromhex(salt), 50_000).hex()[:32]
+
+
+class IndexEntry:
+    """The non-secret half of a stored credential (a plain class: `list` and `get` read it)."""
+
+    __slots__ = ("server", "username", "salt", "identity")
+
+    def __init__(self, server: str, username: str, salt: str, identity: str) -> None:
+        self.server, self.username, self.salt, self.identity = server, username, salt, identity
+
+    @classmethod
+    def new(cls, server: str, username: str, secret: str) -> IndexEntry:
+        salt = os.urandom(16).hex()
+        return cls(server, username, salt, identity(username, secret, salt))
+
+    @classmethod
+    def from_json(cls, data: object) -> IndexEntry | None:
+        if not isinstance(data, dict) or not isinstance(data.get("username"), str):
+            return None
+        fields = [data.get(name) for name in ("server", "salt", "identity")]
+        server, salt, fingerprint = (value if isinstance(value, str) else "" for value in fields)
+        return cls(server, data["username"], salt, fingerprint)
+
+    def to_json(self) -> dict[str, str]:
+        return {"server": self.server, "username": self.username, "salt": self.salt, "identity": self.identity}
+
+
+class Index:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def entries(self) -> dict[str, IndexEntry]:
+        """{key: entry}; empty if missing or corrupt, and entries that are not ours are skipped."""
+        data = files.read_json(self.path)
+        if not data or data.get("version") != VERSION:
+            return {}
+        raw = data.get("registries")
+        if not isinstance(raw, dict):
+            return {}
+        entries = {}
+        for key, value in raw.items():
+            entry = IndexEntry.from_json(value)
+            if entry is not None:
+                entries[key] = entry
+        return entries
+
+    def servers(self) -> dict[str, str]:
+        """{server as the client named it: username}: what `list` answers."""
+        return {entry.server or key: entry.username for key, entry in self.entries().items()}
+
+    def get(self, key: str) -> IndexEntry | None:
+        return self.entries().get(key)
+
+    def lock(self) -> files.Lock:
+        """Held around every change, and around the keyring write that goes with it, so that
+        concurrent stores and erases can neither lose an entry nor leave index and keyring apart."""
+        files.private_dir(os.path.dirname(self.path))
+        return files.Lock(self.path + ".lock")
+
+    def put(self, key: str, entry: IndexEntry) -> None:
+        """Call with lock() held."""
+        self._write(dict(self.entries(), **{key: entry}))
+
+    def remove(self, key: str) -> None:
+        """Call with lock() held."""
+        entries = self.entries()
+        entries.pop(key, None)
+        self._write(entries)
+
+    def _write(self, entries: dict[str, IndexEntry]) -> None:
+        data: dict[str, Any] = {"version": VERSION, "registries": {k: e.to_json() for k, e in entries.items()}}
+        files.write_json(self.path, data)

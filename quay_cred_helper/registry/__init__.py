@@ -1,0 +1,1 @@
+"""Talking to registries: the HTTP session, challenges, the /v2/auth exchange, the token cache, referrers."""

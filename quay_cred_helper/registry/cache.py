@@ -1,0 +1,160 @@
+"""The token cache: one small JSON file per token, private, replaced atomically.
+
+Layout: <user cache dir>/tokens/<registry>/<identity and scopes>.json plus
+`challenge.json` per registry (the realm and service learnt from /v2/), so a
+cold call makes one request instead of two. Files that are corrupt or of
+another version are ignored and overwritten, never fatal. A cache hit is the
+hot path of a robot's `get`: this module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from quay_cred_helper import files
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from quay_cred_helper.registry.challenge import Challenge
+
+VERSION = 1
+MAX_MARGIN = 300.0  # seconds before expiry at which a token stops being handed out
+
+
+def margin(lifetime: float) -> float:
+    """Hand out a token only while it has this much life left: min(300 s, 10% of its lifetime)."""
+    return min(MAX_MARGIN, 0.1 * max(lifetime, 0.0))
+
+
+class Token:
+    """A bearer token as issued and as cached (a plain class: read on the hot path)."""
+
+    __slots__ = ("token", "issued_at", "expires_at", "access")
+
+    def __init__(self, token: str, issued_at: float, expires_at: float, access: list[Any] | None = None) -> None:
+        self.token, self.issued_at, self.expires_at = token, issued_at, expires_at
+        self.access: list[Any] = access or []
+
+    def fresh(self, now: float) -> bool:
+        return now < self.expires_at - margin(self.expires_at - self.issued_at)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Token | None:
+        if not data or data.get("version") != VERSION or not isinstance(data.get("token"), str):
+            return None
+        issued, expires, access = data.get("issued_at"), data.get("expires_at"), data.get("access")
+        if not isinstance(issued, (int, float)) or not isinstance(expires, (int, float)):
+            return None
+        return cls(data["token"], float(issued), float(expires), access if isinstance(access, list) else [])
+
+    def to_json(self, scopes: Sequence[str]) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "token": self.token,
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "scopes": sorted(scopes),
+            "access": self.access,
+        }
+
+
+class TokenCache:
+    """Tokens and challenges on disk (meets contracts.TokenCache)."""
+
+    def __init__(self, root: str, clock: Callable[[], float] = time.time) -> None:
+        self.root = root
+        self.clock = clock
+
+    def _dir(self, key: str) -> str:
+        # Registry keys hold only [a-z0-9.-:[]]; ':' and brackets are not portable in names.
+        return os.path.join(self.root, key.replace(":", "_").replace("[", "").replace("]", ""))
+
+    def _path(self, key: str, identity: str, scopes: Sequence[str]) -> str:
+        # identity is already a hex fingerprint (or "anonymous"); scopes, when
+        # any, are hashed. The common case, no scope, needs no hashlib at all.
+        name = identity if identity.isalnum() else ""
+        if scopes or not name:
+            import hashlib  # hot-path module: only for scoped tokens
+
+            name += "-" + hashlib.sha256("\n".join([identity, *sorted(scopes)]).encode()).hexdigest()[:24]
+        return os.path.join(self._dir(key), name + ".json")
+
+    def load(self, key: str, identity: str, scopes: Sequence[str]) -> Token | None:
+        """The cached token while fresh, else None."""
+        token = Token.from_json(files.read_json(self._path(key, identity, scopes)))
+        return token if token is not None and token.fresh(self.clock()) else None
+
+    def save(self, key: str, identity: str, scopes: Sequence[str], token: Token) -> None:
+        files.private_dir(self.root)
+        files.private_dir(self._dir(key))
+        files.write_json(self._path(key, identity, scopes), token.to_json(scopes))
+
+    def lock(self, key: str, identity: str, scopes: Sequence[str]) -> files.Lock:
+        """Single flight: one process per token fetches; the others wait, then re-read."""
+        files.private_dir(self._dir(key))
+        return files.Lock(self._path(key, identity, scopes)[: -len(".json")] + ".lock")
+
+    def load_challenge(self, key: str) -> Challenge | None:
+        from quay_cred_helper.registry.challenge import Challenge  # hot-path module: only on a miss
+
+        return Challenge.from_json(files.read_json(os.path.join(self._dir(key), "challenge.json")), VERSION)
+
+    def save_challenge(self, key: str, challenge: Challenge) -> None:
+        files.private_dir(self._dir(key))
+        files.write_json(os.path.join(self._dir(key), "challenge.json"), challenge.to_json(VERSION))
+
+    def forget_challenge(self, key: str) -> None:
+        import contextlib  # hot-path module: only after a failure
+
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self._dir(key), "challenge.json"))
+
+    def drop(self, key: str) -> None:
+        """Forget every token and the challenge of a registry (logout, erase, new credentials)."""
+        import shutil  # hot-path module: only on store and erase
+
+        shutil.rmtree(self._dir(key), ignore_errors=True)
+
+
+class NullCache:
+    """Caching turned off (QUAY_CRED_HELPER_NO_CACHE=1): every call asks the registry.
+
+    `stale` is the cache that was in use before, so that logout and erase still
+    forget the tokens it holds."""
+
+    def __init__(self, stale: TokenCache | None = None) -> None:
+        self.stale = stale
+
+    def load(self, key: str, identity: str, scopes: Sequence[str]) -> Token | None:
+        return None
+
+    def save(self, key: str, identity: str, scopes: Sequence[str], token: Token) -> None:
+        return None
+
+    def lock(self, key: str, identity: str, scopes: Sequence[str]) -> _NoLock:
+        return _NoLock()
+
+    def load_challenge(self, key: str) -> Challenge | None:
+        return None
+
+    def save_challenge(self, key: str, challenge: Challenge) -> None:
+        return None
+
+    def forget_challenge(self, key: str) -> None:
+        return None
+
+    def drop(self, key: str) -> None:
+        if self.stale is not None:
+            self.stale.drop(key)
+
+
+class _NoLock:
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,109 @@
+"""Bearer tokens for a registry: from the cache, or from /v2/auth once per key.
+
+A token is cached under (registry, identity, sorted scopes), where identity
+fingerprints the credential (see credentials.index.identity) so a new
+password never gets an old token. Concurrent cold calls for one key take a
+lock and re-read the cache, so N of them make one request. This module does
+not import httpx: a warm `token` needs none; the session is built on a miss.
+"""
+
+from __future__ import annotations
+
+from quay_cred_helper import log
+from quay_cred_helper.credentials.index import ANONYMOUS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import httpx
+
+    from quay_cred_helper.config import Settings
+    from quay_cred_helper.contracts import TokenCache
+    from quay_cred_helper.registry.cache import Token
+    from quay_cred_helper.registry.challenge import Challenge
+    from quay_cred_helper.registry.session import Session
+
+    Credentials = Callable[[], "tuple[str, str] | None"]
+
+
+class Tokens:
+    """The exchange at a registry's token realm, with the cache in front of it."""
+
+    def __init__(
+        self,
+        cache: TokenCache,
+        settings: Callable[[str], Settings],
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.settings = settings  # key -> Settings (config.Config.settings)
+        self.client = client  # tests pass one with a mock transport; else one per request
+        self.sleep = sleep
+
+    def get(
+        self,
+        key: str,
+        identity: str = ANONYMOUS,
+        scopes: Sequence[str] = (),
+        credentials: Credentials | None = None,
+        refresh: bool = False,
+    ) -> Token | None:
+        """A fresh Token, or None when the registry needs none (200 on /v2/).
+
+        `credentials` is called, only on a cache miss, for (username, secret);
+        None (or no callable) asks anonymously. `refresh` skips the cache (a
+        token the registry just refused), but still stores the new token.
+        """
+        scopes = sorted(set(scopes))
+        hit = None if refresh else self.cache.load(key, identity, scopes)
+        if hit:
+            log.debug("token for %s %s from the cache", key, scopes)
+            return hit
+        with self.cache.lock(key, identity, scopes):
+            # Another process may have fetched it while we waited for the lock.
+            hit = None if refresh else self.cache.load(key, identity, scopes)
+            if hit:
+                return hit
+            username, secret = (credentials() if credentials else None) or (None, None)
+            token = self._fetch(key, username, secret, scopes)
+            if token is not None:
+                self.cache.save(key, identity, scopes, token)
+            return token
+
+    def session(self, key: str, client: httpx.Client) -> Session:
+        from quay_cred_helper.registry.session import Session  # httpx: only when a request is due
+
+        settings = self.settings(key)
+        return Session(client, key, settings, self.sleep) if self.sleep else Session(client, key, settings)
+
+    def client_for(self, key: str) -> httpx.Client:
+        from quay_cred_helper.registry.session import make_client  # httpx: only when a request is due
+
+        return self.client or make_client(self.settings(key))
+
+    def challenge(self, session: Session) -> Challenge:
+        """How the registry wants to be authenticated: remembered, else asked at /v2/."""
+        found = self.cache.load_challenge(session.key)
+        if found is None:
+            found = session.discover()
+            self.cache.save_challenge(session.key, found)
+        return found
+
+    def _fetch(self, key: str, username: str | None, secret: str | None, scopes: Sequence[str]) -> Token | None:
+        client = self.client_for(key)
+        try:
+            session = self.session(key, client)
+            found = self.challenge(session)
+            if found.realm is None:
+                return None
+            try:
+                return session.fetch_token(found, username, secret, scopes)
+            except Exception:
+                # The realm may have moved: the next call asks /v2/ again.
+                self.cache.forget_challenge(key)
+                raise
+        finally:
+            if client is not self.client:
+                client.close()

@@ -1,0 +1,83 @@
+"""What the tests, the benchmarks and the demo share: accounts, an isolated environment, running
+the installed executables as clients do, and in-process collaborators built as the entry points build them."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+BIN = os.path.dirname(sys.executable)
+HELPER = os.path.join(BIN, "docker-credential-quay")
+CLI = os.path.join(BIN, "quay-cred-helper")
+
+USERS = {"alice": ("alice-password", ["alice", "org", "library"])}
+ROBOT = "org+ci"
+ROBOT_TOKEN = "R0B0T" * 12 + "TOKN"  # 64 characters, like Quay's robot tokens
+ROBOTS = {ROBOT: ROBOT_TOKEN}
+
+# Every secret the suite uses: the watcher looks for them in every process's argv and environment.
+SECRETS = ["alice-password", ROBOT_TOKEN, "s3cret", "fast-path-secret", "migrated-password", "py-secret"]
+
+
+def isolated_env(root):
+    """Environment for subprocesses: fresh HOME and XDG dirs under `root`, our bin first on PATH,
+    none of the caller's docker, registry, keyring or quay-cred-helper settings."""
+    prefixes = ("XDG_", "DOCKER_", "REGISTRY_AUTH", "QUAY_CRED", "PYTHON_KEYRING")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        path = os.path.join(root, name.lower())
+        os.makedirs(path, mode=0o700)
+        env[name] = path
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    env["DOCKER_CONFIG"] = os.path.join(env["HOME"], ".docker")
+    return env
+
+
+def missing(*programs):
+    return [p for p in programs if not shutil.which(p)]
+
+
+def run(argv, env, stdin=b"", timeout=30):
+    """Run an installed executable the way a client does."""
+    return subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=timeout)
+
+
+def helper(env, verb, stdin=b"", timeout=30):
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    return run([HELPER, verb], env, stdin, timeout)
+
+
+def cli(env, *args, stdin=b"", timeout=30):
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    return run([CLI, *args], env, stdin, timeout)
+
+
+def tokens(config_path, cache=None, client=None, sleep=None):
+    """An in-process token exchange as the entry points build it (no cache unless given)."""
+    from quay_cred_helper.config import Config
+    from quay_cred_helper.registry.cache import NullCache
+    from quay_cred_helper.registry.tokens import Tokens
+
+    return Tokens(cache if cache is not None else NullCache(), Config(str(config_path)).settings, client, sleep)
+
+
+# -- the two tiers ----------------------------------------------------------------------------------
+
+TIER = {"full": False}  # set by conftest: True when the run selects the slow tests too (-m "")
+
+
+def examples(n):
+    """Generated cases for a property test: all of them in the full suite, a tenth in the fast tier."""
+    return n if TIER["full"] else max(n // 10, 20)
+
+
+# -- counts the suite reports at the end ----------------------------------------------------------
+
+GENERATED = {"cases": 0}
+FAULTS = {"kills sent": 0, "processes killed mid-run": 0, "concurrent operations": 0}
+
+
+def count_case():
+    GENERATED["cases"] += 1

@@ -1,0 +1,33 @@
+"""The secret watcher sees this run's processes, daemons that fork away included, and no others."""
+
+import os
+import subprocess
+import sys
+import time
+
+from tests.conftest import ProcWatcher, descendants
+
+DAEMON = (
+    "import os, sys, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    if os.fork() == 0:\n"
+    "        time.sleep(3)\n"
+    "    os._exit(0)\n"
+    "os.wait()\n"
+)
+
+
+def test_a_daemonised_process_with_a_secret_in_argv_is_found():
+    needle = f"watcher-needle-{os.getpid()}"
+    watcher = ProcWatcher([needle])
+    subprocess.run([sys.executable, "-c", DAEMON, needle], check=True, timeout=10)  # returns once forked away
+    deadline = time.monotonic() + 2
+    while not watcher.hits and time.monotonic() < deadline:
+        watcher.scan()
+    assert watcher.hits and watcher.hits[0][1] == "cmdline"
+
+
+def test_processes_outside_the_run_are_not_scanned():
+    assert 1 not in descendants(os.getpid())  # init is not ours
+    assert os.getpid() in descendants(os.getpid())
