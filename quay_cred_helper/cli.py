@@ -15,7 +15,7 @@ import traceback
 from quay_cred_helper import __version__, log
 from quay_cred_helper.commands.referrers import FIELDS
 from quay_cred_helper.context import Context
-from quay_cred_helper.errors import HelperError
+from quay_cred_helper.errors import HelperError, printable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _warn(message: str) -> None:
-    print(f"quay-cred-helper: {message}", file=sys.stderr)
+    print(f"quay-cred-helper: {printable(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

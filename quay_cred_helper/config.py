@@ -45,6 +45,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "timeout": ("10", float, "seconds to wait for each response from a registry"),
     "connect_timeout": ("5", float, "seconds to wait for a connection"),
     "retries": ("2", int, "retries after a connection error, 429, 502, 503 or 504 (never after 401)"),
+    "deadline": ("30", float, "seconds one command may spend on a registry in all: connect, answers, retries"),
     "ca_bundle": ("", str, "PEM file of CA certificates to trust for this registry (default: system store)"),
     "insecure_http": ("false", _bool, "allow plain http to this registry and its realm even when not on loopback"),
     "realm_hosts": ("", _list, "other hosts allowed as token realm (credentials are sent there)"),
@@ -59,6 +60,7 @@ class Settings:
     timeout: float
     connect_timeout: float
     retries: int
+    deadline: float
     ca_bundle: str
     insecure_http: bool
     realm_hosts: list[str]

@@ -7,6 +7,15 @@ separately. No message ever contains a secret.
 
 from __future__ import annotations
 
+# C0 controls, DEL and C1 controls: ESC sequences and newlines from a server must reach a
+# terminal inert, and one error must stay one line.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """`text` with every control character shown as \\xNN."""
+    return text.translate(_CONTROLS)
+
 
 class HelperError(Exception):
     """An error with a message fit to print as it is."""

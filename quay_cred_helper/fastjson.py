@@ -47,6 +47,8 @@ def _json_loads(text: str) -> Any:
         raise ValueError("nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at position {exc.pos}") from None
+    except ValueError:  # an integer longer than the interpreter converts (4300 digits)
+        raise ValueError("number too large") from None
 
 
 def loads(text: str) -> Any:

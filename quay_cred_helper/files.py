@@ -18,8 +18,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def private_dir(path: str) -> str:
-    """Create `path` and any missing parents as 0700, whatever the umask, and return it."""
+def private_dir(path: str, tighten: bool = True) -> str:
+    """Create `path` and any missing parents as 0700, whatever the umask, and return it.
+
+    `tighten` also makes an existing `path` 0700 (our own directories); a directory of another
+    program's (~/.docker) keeps its mode."""
     missing = []
     head = path
     while head and not os.path.isdir(head):
@@ -31,7 +34,7 @@ def private_dir(path: str) -> str:
         except FileExistsError:
             continue  # another process made it first
         os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-    if os.name == "posix" and os.stat(path).st_mode & 0o077:
+    if tighten and os.name == "posix" and os.stat(path).st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
 

@@ -16,7 +16,9 @@ USAGE = "Usage: docker-credential-quay <store|get|erase|list|version>"
 
 
 def _warn(message: str) -> None:
-    print(f"docker-credential-quay: {message}", file=sys.stderr)
+    from quay_cred_helper.errors import printable
+
+    print(f"docker-credential-quay: {printable(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # Below `version`: the protocol and the store are not needed to print a version.
     from quay_cred_helper import log
-    from quay_cred_helper.errors import HelperError
+    from quay_cred_helper.errors import HelperError, printable
 
     log.enable_from_environment()
     try:
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(Context(_warn).store, verb, sys.stdin.buffer, sys.stdout)
     except HelperError as exc:
         log.debug("%s failed: %s", verb, exc)
-        print(exc)
+        print(printable(str(exc)))
         return 1
     except KeyboardInterrupt:
         print("interrupted")

@@ -59,11 +59,25 @@ def enable(to_stderr: bool = False) -> None:
         from quay_cred_helper import files, paths
 
         path = target or os.path.join(files.private_dir(paths.log_dir()), "quay-cred-helper.log")
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # created private
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS)
+        handler = _rotating_file(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(message)s"))
     logger.addHandler(handler)
     _logger = logger
+
+
+def _private_open(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def _rotating_file(path: str) -> logging.Handler:
+    """A rotating file handler whose files, the one it opens after each rotation too, are 0600 whatever the umask."""
+    import logging.handlers
+
+    class PrivateRotatingFile(logging.handlers.RotatingFileHandler):
+        def _open(self):  # type: ignore[no-untyped-def]
+            return open(self.baseFilename, self.mode, encoding=self.encoding, opener=_private_open)  # noqa: SIM115
+
+    return PrivateRotatingFile(path, maxBytes=MAX_BYTES, backupCount=BACKUPS)
 
 
 def enable_from_environment() -> None:

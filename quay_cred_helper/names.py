@@ -9,7 +9,7 @@ DOCKER_HUB = "docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _IPV6_CHARS = frozenset("0123456789abcdef:.")
-_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+_DIGITS = frozenset("0123456789")
 
 
 def _valid_host(host: str) -> bool:
@@ -20,7 +20,7 @@ def _valid_host(host: str) -> bool:
     """
     if host.startswith("["):
         name, bracket, port = host[1:].partition("]")
-        if not bracket or not name or not set(name) <= _IPV6_CHARS:
+        if not bracket or not name or not set(name) <= _IPV6_CHARS or not _is_ipv6(name):
             return False
     else:
         name, _, port = host.partition(":")
@@ -62,13 +62,42 @@ def hostname(key: str) -> str:
     return key.rsplit(":", 1)[0] if ":" in key else key
 
 
-def is_loopback(key: str) -> bool:
-    """True for registries on this machine (127.0.0.0/8, ::1, localhost)."""
-    host = hostname(key)
-    if host in _LOOPBACK_HOSTS:
+def _is_ipv6(text: str) -> bool:
+    import ipaddress  # only for bracketed hosts: `get` of an ordinary name never pays for it
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ipv4(text: str) -> bool:
+    """A dotted-quad IPv4 literal (no leading zeros, each part 0-255); anything else is a DNS name."""
+    parts = text.split(".")
+    return len(parts) == 4 and all(
+        p and set(p) <= _DIGITS and len(p) <= 3 and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost`, an IPv4 literal in 127.0.0.0/8, or the IPv6 loopback address; never a DNS name."""
+    host = host.lower()
+    if host == "localhost":
         return True
-    octets = host.split(".")
-    return len(octets) == 4 and octets[0] == "127" and all(o.isascii() and o.isdigit() and len(o) <= 3 for o in octets)
+    if ":" in host:
+        import ipaddress  # only for IPv6 literals
+
+        try:
+            return ipaddress.IPv6Address(host).is_loopback
+        except ValueError:
+            return False
+    return _is_ipv4(host) and host.startswith("127.")
+
+
+def is_loopback(key: str) -> bool:
+    """True for registries on this machine (see is_loopback_host)."""
+    return is_loopback_host(hostname(key))
 
 
 def is_robot(username: str) -> bool:

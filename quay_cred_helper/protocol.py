@@ -44,6 +44,11 @@ def parse_credentials(text: str) -> tuple[str, str, str]:
         value = obj.get(name, "")
         if not isinstance(value, str):
             raise InputError(f"invalid credentials: {name} must be a string")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800") parses, but no keyring can hold it
+                raise InputError(f"invalid credentials: {name} is not valid Unicode") from None
         fields.append(value)
     server, username, secret = fields
     if not server.strip():

@@ -16,13 +16,10 @@ class _Server:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
         self.stopped = threading.Event()
         self.connections = []
         self.lock = threading.Lock()
-
-    @property
-    def port(self):
-        return self.sock.getsockname()[1]
 
     @property
     def host(self):
@@ -70,15 +67,18 @@ def _read_head(conn, limit=65536):
 
 
 class DripServer(_Server):
-    """Answers every request with `response`, one byte every `interval` seconds (at most `seconds` in all)."""
+    """Answers every request with `prefix` at once, then `response` one byte every `interval` seconds
+    (for at most `seconds` in all)."""
 
-    def __init__(self, response, interval=0.5, seconds=60):
+    def __init__(self, response, prefix=b"", interval=0.5, seconds=60):
         super().__init__()
-        self.response, self.interval, self.seconds = response, interval, seconds
+        self.response, self.prefix, self.interval, self.seconds = response, prefix, interval, seconds
 
     def _serve(self, conn):
         if not _read_head(conn):
             return
+        if self.prefix:
+            conn.sendall(self.prefix)
         end = time.monotonic() + self.seconds
         for byte in self.response:
             if self.stopped.wait(self.interval) or time.monotonic() > end:

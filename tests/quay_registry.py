@@ -124,6 +124,7 @@ class QuayRegistry:
         self.page_size = None  # Quay never paginates; set to behave like a registry that does
         self.date_offset = 0  # seconds added to the Date header: a registry with a wrong clock
         self.clock = time.time  # when tokens are issued (tests move it instead of sleeping)
+        self.v2_open = False  # /v2/ answers 200 to anyone, as a maintenance page in front of Quay might
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
         self.lock = threading.Lock()
         self._server_hostname = server_hostname
@@ -284,7 +285,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path == "/v2/auth":
             return self.token()
         if path == "/v2/" or path == "/v2":
-            if self.bearer_claims() is None:
+            if self.bearer_claims() is None and not reg.v2_open:
                 return self.errors(
                     401,
                     "UNAUTHORIZED",
@@ -401,6 +402,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     link += "&" + urllib.parse.urlencode([("artifactType", t) for t in wanted])
                 headers.append(("Link", f'<{link}>; rel="next"'))
         index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": found}
+        # Quay copies the artifacts' annotations onto the index it returns.
+        copied = {k: v for d in found for k, v in d.get("annotations", {}).items()}
+        if copied:
+            index["annotations"] = copied
         return self.send(200, index, "application/vnd.oci.image.index.v1+json", headers=headers)
 
     def apply_fault(self, fault):
@@ -416,6 +421,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return False
         if kind == "malformed":
             self.send(200, b'{"token": ')
+            return True
+        if kind == "raw":  # any bytes as a 200 body
+            self.send(200, fault[1])
+            return True
+        if kind == "refuse":  # a 401 with the given message, as Quay words its refusals
+            self.errors(401, "UNAUTHORIZED", fault[1])
             return True
         if kind == "notjwt":
             self.send(200, {"token": "not-a-jwt"})

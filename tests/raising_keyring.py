@@ -23,3 +23,15 @@ class Vanishing(Raising):
         from secretstorage.exceptions import ItemNotFoundException
 
         raise ItemNotFoundException("Item does not exist!")
+
+
+class DeletedMeanwhile(Raising):
+    """An entry another process deletes between our read and our delete."""
+
+    def get_password(self, service, username):
+        return '{"username": "u", "secret": "s"}'
+
+    def delete_password(self, service, username):
+        from keyring.errors import PasswordDeleteError
+
+        raise PasswordDeleteError("Password not found")

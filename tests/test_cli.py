@@ -96,8 +96,13 @@ def test_token_downscoped_and_anonymous(file_keyring, quay):
     data = json.loads(r.stdout)
     assert data["access"] == [{"type": "repository", "name": "library/hello", "actions": ["pull"]}]
     assert jwt_claims(data["token"])["sub"] is None
+    # Quay answers HTTP 200 with an empty access list for what the caller may not pull: token says so.
     r = cli(file_keyring, "token", f"{quay.host}/org/private", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["access"] == []  # Quay: HTTP 200, empty access
+    assert (r.returncode, r.stdout) == (1, b"")
+    assert r.stderr == b"quay-cred-helper: granted no access to org/private: check the name and your permissions\n"
+    # With no scope asked for, an empty access list is all there is to grant.
+    r = cli(file_keyring, "token", quay.host, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["access"] == []
 
 
 def test_token_scope_grammar_and_push_without_repo(file_keyring, quay):

@@ -190,11 +190,11 @@ def test_token_responses(status, body):
     )
 )
 def test_referrers_indexes(body):
-    from quay_cred_helper.registry.referrers import _manifests
+    from quay_cred_helper.registry.referrers import _index
 
     count_case()
     try:
-        manifests = _manifests(body, "127.0.0.1:5000")
+        manifests = _index(body, "127.0.0.1:5000")["manifests"]
     except RegistryError as exc:
         one_line(exc)
         return

@@ -13,6 +13,7 @@ import base64
 import difflib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -33,21 +34,37 @@ DROP_IN_TEXT = (
 )
 
 
-class Change:
-    """One file's planned new content, with what to tell the user."""
+SECRET_FIELDS = ("auth", "identitytoken", "password", "registrytoken")
+# A secret field's value in a client config, as it appears on one line of the file.
+_SECRET_VALUE = re.compile('("(?:' + "|".join(SECRET_FIELDS) + r')"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
-    def __init__(self, path: str, old: str | None, new: str | None, mode: int, notes: list[str]) -> None:
+
+def redact(text: str) -> str:
+    """A config file's text with every credential value replaced, for showing it."""
+    return _SECRET_VALUE.sub(r'\1"<redacted>"', text)
+
+
+class Change:
+    """One file's planned new content, with what to tell the user.
+
+    `backup` is what goes into `path.bak`: the old text, less any credential that moved into the keyring."""
+
+    def __init__(
+        self, path: str, old: str | None, new: str | None, mode: int, notes: list[str], backup: str | None = None
+    ) -> None:
         self.path, self.old, self.new, self.mode, self.notes = path, old, new, mode, notes
+        self.backup = backup if backup is not None else old
 
     @property
     def changed(self) -> bool:
         return self.old != self.new
 
     def diff(self) -> str:
+        """The unified diff, credentials redacted: a dry run never prints one."""
         return "".join(
             difflib.unified_diff(
-                (self.old or "").splitlines(keepends=True),
-                (self.new or "").splitlines(keepends=True),
+                redact(self.old or "").splitlines(keepends=True),
+                redact(self.new or "").splitlines(keepends=True),
                 fromfile=self.path if self.old is not None else "/dev/null",
                 tofile=self.path if self.new is not None else "/dev/null",
             )
@@ -55,13 +72,12 @@ class Change:
 
     def apply(self) -> None:
         directory = os.path.dirname(self.path)
-        if self.old is not None:
-            files.write_atomic(self.path + ".bak", self.old.encode(), self.mode)
+        if self.backup is not None:
+            files.write_atomic(self.path + ".bak", self.backup.encode(), self.mode)
         if self.new is None:
             os.unlink(self.path)
             return
-        if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o700)
+        files.private_dir(directory, tighten=False)
         files.write_atomic(self.path, self.new.encode(), self.mode)
 
 
@@ -115,10 +131,14 @@ def _plaintext_entries(data: dict[str, Any], key: str) -> list[str]:
 
 
 def plan_json(path: str, keys: list[str], docker: bool, remove: bool = False, migrate: Migrate | None = None) -> Change:
-    """The change to one client's JSON config. `migrate(key, username, secret)` stores a plaintext login."""
+    """The change to one client's JSON config. `migrate(key, server, username, secret)` stores a plaintext login.
+
+    A symlinked config (dotfiles) is changed in its target, as the docker CLI does."""
+    path = os.path.realpath(path)
     text, mode = _read(path)
     data = _parse(path, text)
     notes: list[str] = []
+    migrated: list[str] = []
     if docker and data.get("credsStore"):
         notes.append(
             f"{path} sets credsStore {data['credsStore']!r}: left alone; docker still uses it for other registries"
@@ -150,8 +170,8 @@ def plan_json(path: str, keys: list[str], docker: bool, remove: bool = False, mi
                     notes.append(f"{path}: auths[{auth_name!r}].auth is not base64 of user:password: left alone")
                     continue
             migrate(key, auth_name, username, secret)
-            for field in ("auth", "identitytoken", "username", "password"):
-                entry.pop(field, None)
+            _drop_secrets(entry)
+            migrated.append(auth_name)
             notes.append(f"the plaintext credential for {key} in {path} goes into the keyring")
     if remove and helpers == {} and "credHelpers" in data:
         del data["credHelpers"]
@@ -160,7 +180,20 @@ def plan_json(path: str, keys: list[str], docker: bool, remove: bool = False, mi
         new = text  # nothing to do: keep the file byte for byte
     if text is None and not data:
         new = None
-    return Change(path, text, new, mode, notes)
+    backup = None
+    if migrated:
+        # The backup must not keep what moved into the keyring: the old file, less those credentials.
+        old = _parse(path, text)
+        for auth_name in migrated:
+            _drop_secrets(old["auths"][auth_name])
+        backup = json.dumps(old, indent=_indent(text)) + "\n"
+        notes.append(f"{path}.bak keeps the previous version without the migrated credentials")
+    return Change(path, text, new, mode, notes, backup)
+
+
+def _drop_secrets(entry: dict[str, Any]) -> None:
+    for field in (*SECRET_FIELDS, "username"):
+        entry.pop(field, None)
 
 
 def plan_drop_in(remove: bool = False) -> Change:
@@ -169,9 +202,9 @@ def plan_drop_in(remove: bool = False) -> Change:
     if remove:
         new = None if text is not None and text == DROP_IN_TEXT else text
         notes = [] if text in (None, DROP_IN_TEXT) else [f"{path} was edited by hand: left alone"]
-        return Change(path, text, new, 0o644, notes)
+        return Change(path, text, new, 0o600, notes)
     notes = [f"{path}: podman, skopeo and buildah will ask docker-credential-quay for every registry"]
-    return Change(path, text, DROP_IN_TEXT, mode if text is not None else 0o644, notes)
+    return Change(path, text, DROP_IN_TEXT, mode if text is not None else 0o600, notes)
 
 
 def report(changes: list[Change], dry_run: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:

@@ -17,13 +17,13 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from quay_cred_helper import clients, config, paths
 from quay_cred_helper.context import Context
 from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
-from quay_cred_helper.errors import HelperError, KeyringError
+from quay_cred_helper.errors import HelperError, KeyringError, printable
 from quay_cred_helper.names import is_loopback, registry_key
 from quay_cred_helper.registry.cache import NullCache
 from quay_cred_helper.registry.session import Session, json_body, make_client, server_error
@@ -32,6 +32,7 @@ from quay_cred_helper.sources import token_credentials
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 QUICK = 2.5  # seconds: doctor's timeouts for each request
+BUDGET = 8.0  # seconds: all of one registry's checks, retries included (doctor promises under 10)
 PROBE_DIGEST = "sha256:" + "0" * 64
 ENVIRONMENT = (
     "HTTPS_PROXY",
@@ -80,10 +81,14 @@ class Report:
 
 
 def _hide_userinfo(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.username or parts.password:
-        return urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
-    return value
+    """A proxy URL without its user and password, however it is written (scheme-less, odd ports, ...)."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "", value
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def check_keyring(report: Report, ctx: Context) -> None:
@@ -134,7 +139,10 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
     configured = ctx.config.settings(key)
     # Doctor must answer quickly: short timeouts, no retries.
     settings = configured.replace(
-        timeout=min(configured.timeout, QUICK), connect_timeout=min(configured.connect_timeout, QUICK), retries=0
+        timeout=min(configured.timeout, QUICK),
+        connect_timeout=min(configured.connect_timeout, QUICK),
+        retries=0,
+        deadline=min(configured.deadline, BUDGET),
     )
     client = ctx.client or make_client(settings)
     try:
@@ -228,5 +236,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print()
     else:
         for line in report.lines():
-            print(line)
+            print(printable(line))
     return 1 if report.failed else 0

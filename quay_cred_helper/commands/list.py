@@ -7,10 +7,11 @@ import json
 import sys
 
 from quay_cred_helper.context import Context
+from quay_cred_helper.errors import printable
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    rows = sorted((key, entry.username) for key, entry in ctx.index.entries().items())
+    rows = sorted((key, printable(entry.username)) for key, entry in ctx.index.entries().items())
     if args.quiet:
         for key, _ in rows:
             print(key)

@@ -13,14 +13,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from quay_cred_helper.context import Context
+from quay_cred_helper.errors import printable
 
 FIELDS = ("digest", "artifactType", "mediaType", "size", "created")
 
 
 def _field(descriptor: dict[str, Any], name: str) -> str:
+    """One field of a descriptor as the registry sent it, fit for a terminal."""
     if name == "created":
-        return str(descriptor.get("annotations", {}).get("org.opencontainers.image.created", ""))
-    return str(descriptor.get(name, ""))
+        return printable(str(descriptor.get("annotations", {}).get("org.opencontainers.image.created", "")))
+    return printable(str(descriptor.get(name, "")))
 
 
 def _rows(descriptors: list[dict[str, Any]], depth: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -42,8 +44,9 @@ def _print_table(descriptors: list[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from quay_cred_helper.registry.auth import BearerAuth  # httpx: see the module docstring
+    from quay_cred_helper.registry.challenge import Challenge
     from quay_cred_helper.registry.reference import parse_reference
-    from quay_cred_helper.registry.referrers import INDEX, Repository, walk
+    from quay_cred_helper.registry.referrers import INDEX, Listing, Repository, StaleChallenge, walk
     from quay_cred_helper.sources import token_credentials
 
     key, name, tag, digest = parse_reference(args.reference)
@@ -55,22 +58,30 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         token = tokens.get(key, identity, [scope], credentials, refresh=refresh)
         return token.token if token else None
 
+    def list_with(challenge: Challenge) -> tuple[str, Listing]:
+        repository = Repository(session, challenge, name, BearerAuth(bearer) if challenge.realm else None)
+        subject = digest or repository.resolve(tag or "latest")
+        return subject, walk(repository, subject, args.artifact_type, args.depth if args.tree else 1)
+
     client = tokens.client_for(key)
     try:
         session = tokens.session(key, client)
-        challenge = tokens.challenge(session)
-        repository = Repository(session, challenge, name, BearerAuth(bearer) if challenge.realm else None)
-        digest = digest or repository.resolve(tag or "latest")
-        listing = walk(repository, digest, args.artifact_type, args.depth if args.tree else 1)
+        try:
+            subject, listing = list_with(tokens.challenge(session))
+        except StaleChallenge:  # remembered "no auth", then a 401: the registry changed its mind
+            subject, listing = list_with(tokens.rediscover(session))
     finally:
         if client is not tokens.client:
             client.close()
     if listing.how == "tag-schema":
-        ctx.warn(f"{key} has no referrers API: read the tag {digest.replace(':', '-')}")
+        ctx.warn(f"{key} has no referrers API: read the tag {subject.replace(':', '-')}")
     for note in listing.notes:
         ctx.warn(note)
     if args.json:
-        json.dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": listing.descriptors}, sys.stdout, indent=2)
+        index: dict[str, Any] = {"schemaVersion": 2, "mediaType": INDEX, "manifests": listing.descriptors}
+        if listing.annotations:
+            index["annotations"] = listing.annotations
+        json.dump(index, sys.stdout, indent=2)
         print()
     elif args.format:
         for _, descriptor in _rows(listing.descriptors):

@@ -102,6 +102,12 @@ def remembered_secret_service() -> bool:
     return files.read_json(path) == record
 
 
+def _fast_read_agrees() -> bool:
+    """The fast read looks where keyring's Secret Service backend looks by default; KEYRING_PROPERTY_*
+    (scheme, preferred collection) makes keyring look elsewhere, so then keyring answers itself."""
+    return not any(name.startswith("KEYRING_PROPERTY_") for name in os.environ) and remembered_secret_service()
+
+
 def _load_modules() -> None:
     # Importing keyring (and secretstorage, cryptography behind it) is CPU work
     # that can take seconds on a loaded machine; it cannot hang, so it happens
@@ -218,7 +224,7 @@ class Keyring:
         return self._backend
 
     def get(self, service: str, username: str) -> str | None:
-        if self._backend is None and self._fast_read is not None and remembered_secret_service():
+        if self._backend is None and self._fast_read is not None and _fast_read_agrees():
             value = self._fast_read(service, username)
             if value is not None:
                 return value

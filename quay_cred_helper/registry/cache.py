@@ -23,6 +23,26 @@ if TYPE_CHECKING:
 
 VERSION = 1
 MAX_MARGIN = 300.0  # seconds before expiry at which a token stops being handed out
+MAX_LIFETIME = 24 * 3600.0  # a cached token claiming a longer life is not ours to trust
+# How long what /v2/ said is remembered: a realm for an hour, "no authentication" only briefly,
+# so a maintenance page answering 200 once cannot switch the token exchange off for long.
+CHALLENGE_LIFETIME = 3600.0
+NO_AUTH_LIFETIME = 60.0
+
+
+def folder_name(key: str) -> str:
+    """A registry key as one portable, unique folder name: `host_port`, or `ipv6_<address with - for :>_port`.
+
+    Keys are validated (names.registry_key), so a name holds only [a-z0-9.-] and cannot be . or ..;
+    IPv6 literals get their own prefix, which no DNS name can have ('_' is not allowed in one)."""
+    if key.startswith("["):
+        address, _, port = key[1:].partition("]")
+        name = "ipv6_" + address.replace(":", "-") + port.replace(":", "_")
+    else:
+        name = key.replace(":", "_")
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise ValueError(f"not a registry key: {key!r}")
+    return name
 
 
 def margin(lifetime: float) -> float:
@@ -31,13 +51,15 @@ def margin(lifetime: float) -> float:
 
 
 class Token:
-    """A bearer token as issued and as cached (a plain class: read on the hot path)."""
+    """A bearer token as issued and as cached (a plain class: read on the hot path).
+
+    `access` is the JWT's access claim, None when the token says nothing about it (not a JWT)."""
 
     __slots__ = ("token", "issued_at", "expires_at", "access")
 
     def __init__(self, token: str, issued_at: float, expires_at: float, access: list[Any] | None = None) -> None:
         self.token, self.issued_at, self.expires_at = token, issued_at, expires_at
-        self.access: list[Any] = access or []
+        self.access = access
 
     def fresh(self, now: float) -> bool:
         return now < self.expires_at - margin(self.expires_at - self.issued_at)
@@ -49,7 +71,10 @@ class Token:
         issued, expires, access = data.get("issued_at"), data.get("expires_at"), data.get("access")
         if not isinstance(issued, (int, float)) or not isinstance(expires, (int, float)):
             return None
-        return cls(data["token"], float(issued), float(expires), access if isinstance(access, list) else [])
+        # NaN fails every comparison, infinities the second: such an entry is never handed out.
+        if not (0 <= expires - issued <= MAX_LIFETIME):
+            return None
+        return cls(data["token"], float(issued), float(expires), access if isinstance(access, list) else None)
 
     def to_json(self, scopes: Sequence[str]) -> dict[str, Any]:
         return {
@@ -70,8 +95,7 @@ class TokenCache:
         self.clock = clock
 
     def _dir(self, key: str) -> str:
-        # Registry keys hold only [a-z0-9.-:[]]; ':' and brackets are not portable in names.
-        return os.path.join(self.root, key.replace(":", "_").replace("[", "").replace("]", ""))
+        return os.path.join(self.root, folder_name(key))
 
     def _path(self, key: str, identity: str, scopes: Sequence[str]) -> str:
         # identity is already a hex fingerprint (or "anonymous"); scopes, when
@@ -99,13 +123,21 @@ class TokenCache:
         return files.Lock(self._path(key, identity, scopes)[: -len(".json")] + ".lock")
 
     def load_challenge(self, key: str) -> Challenge | None:
+        """What /v2/ said, while it is recent enough to trust."""
         from quay_cred_helper.registry.challenge import Challenge  # hot-path module: only on a miss
 
-        return Challenge.from_json(files.read_json(os.path.join(self._dir(key), "challenge.json")), VERSION)
+        data = files.read_json(os.path.join(self._dir(key), "challenge.json"))
+        found = Challenge.from_json(data, VERSION)
+        saved = data.get("saved_at") if data else None
+        if found is None or not isinstance(saved, (int, float)):
+            return None
+        age = self.clock() - saved
+        return found if 0 <= age < (CHALLENGE_LIFETIME if found.realm else NO_AUTH_LIFETIME) else None
 
     def save_challenge(self, key: str, challenge: Challenge) -> None:
         files.private_dir(self._dir(key))
-        files.write_json(os.path.join(self._dir(key), "challenge.json"), challenge.to_json(VERSION))
+        data = dict(challenge.to_json(VERSION), saved_at=self.clock())
+        files.write_json(os.path.join(self._dir(key), "challenge.json"), data)
 
     def forget_challenge(self, key: str) -> None:
         import contextlib  # hot-path module: only after a failure

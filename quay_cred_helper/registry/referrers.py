@@ -30,6 +30,11 @@ MANIFEST_TYPES = (
 )
 MAX_MANIFEST = 4 << 20  # registries refuse manifests over 4 MiB
 MAX_PAGES = 50
+MAX_REQUESTS = 200  # for one command, --tree included: a registry cannot keep us walking forever
+
+
+class StaleChallenge(Exception):
+    """A 401 under a remembered "no authentication needed": ask /v2/ again."""
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Listing:
 
     descriptors: list[dict[str, Any]]
     how: str  # "api" or "tag-schema"
+    annotations: dict[str, Any] = field(default_factory=dict)  # of the referrers index itself
     notes: list[str] = field(default_factory=list)
 
 
@@ -47,12 +53,21 @@ class Repository:
     def __init__(self, session: Session, challenge: Challenge, name: str, auth: httpx.Auth | None) -> None:
         self.session, self.challenge, self.name, self.auth = session, challenge, name, auth
         self.key = session.key
+        self.requests = 0
 
     def get(self, url: str, accept: str, params: list[tuple[str, str]] | None = None) -> tuple[httpx.Response, bytes]:
         if not url.startswith(("https://", "http://")):
             url = self.challenge.base + url
+        self.requests += 1
+        if self.requests > MAX_REQUESTS:
+            raise RegistryError(
+                f"stopped after {MAX_REQUESTS} requests to {self.key}",
+                "the registry keeps sending more referrers or pages; narrow it with --artifact-type or a lower --depth",
+            )
         response, body = self.session.send(url, params, self.auth, headers={"Accept": accept}, limit=MAX_MANIFEST)
-        if response.status_code == 401 and self.challenge.realm is not None:
+        if response.status_code == 401:
+            if self.challenge.realm is None:
+                raise StaleChallenge()
             raise RegistryError(
                 f"no access to {self.key}/{self.name}",
                 f"log in with an account that can pull it (quay-cred-helper login {self.key})",
@@ -90,10 +105,13 @@ class Repository:
                 return Listing(self._from_tag_schema(digest, artifact_types), "tag-schema")
             if response.status_code != 200:
                 raise self._refused(response, body, digest)
-            page = _manifests(body, self.key)
+            index = _index(body, self.key)
+            page = index["manifests"]
             if artifact_types and "artifacttype" not in response.headers.get("oci-filters-applied", "").lower():
                 page = [d for d in page if d.get("artifactType") in artifact_types]
             listing.descriptors += page
+            if pages == 0 and isinstance(index.get("annotations"), dict):
+                listing.annotations = index["annotations"]  # Quay copies the artifacts' annotations here
             pages += 1
             url = self._next_page(response, url)
             params = None  # the next link carries its own query
@@ -123,7 +141,7 @@ class Repository:
             return []
         if response.status_code != 200:
             raise self._refused(response, body, f"tag {tag}")
-        page = _manifests(body, self.key)
+        page: list[dict[str, Any]] = _index(body, self.key)["manifests"]
         return [d for d in page if d.get("artifactType") in artifact_types] if artifact_types else page
 
 
@@ -140,7 +158,8 @@ def next_link(header: str) -> str | None:
     return None
 
 
-def _manifests(body: bytes, key: str) -> list[dict[str, Any]]:
+def _index(body: bytes, key: str) -> dict[str, Any]:
+    """The image index in a body, its manifests checked to be descriptors."""
     index = json_body(body)
     manifests = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(manifests, list):
@@ -154,15 +173,24 @@ def _manifests(body: bytes, key: str) -> list[dict[str, Any]]:
             and isinstance(item.get("annotations", {}), dict)
         ):
             raise RegistryError(f"{key} sent a malformed referrers index: bad descriptor")
-    return manifests
+    assert isinstance(index, dict)
+    return index
 
 
-def walk(repository: Repository, digest: str, artifact_types: Sequence[str], depth: int) -> Listing:
-    """Referrers of `digest`, each with its own referrers under "referrers" down to `depth` levels."""
+def walk(
+    repository: Repository, digest: str, artifact_types: Sequence[str], depth: int, seen: set[str] | None = None
+) -> Listing:
+    """Referrers of `digest`, each with its own referrers under "referrers" down to `depth` levels.
+
+    A digest is walked once: a referrer met again (a cycle, or one listed twice) gets no subtree."""
+    seen = seen if seen is not None else {digest}
     listing = repository.referrers(digest, artifact_types)
     if depth > 1:
         for descriptor in listing.descriptors:
-            below = walk(repository, descriptor["digest"], (), depth - 1)
+            if descriptor["digest"] in seen:
+                continue
+            seen.add(descriptor["digest"])
+            below = walk(repository, descriptor["digest"], (), depth - 1, seen)
             descriptor["referrers"] = below.descriptors
             listing.notes += below.notes
     return listing

@@ -8,11 +8,16 @@ the exception under httpx's (ssl, socket), never by its text.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import random
+import signal
 import socket
 import ssl
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,27 +27,64 @@ import httpx
 
 from quay_cred_helper import log
 from quay_cred_helper.config import Settings, config_path
-from quay_cred_helper.errors import RegistryError, TLSError, Unreachable
-from quay_cred_helper.names import hostname, is_loopback
+from quay_cred_helper.errors import DeadlineExceeded, RegistryError, TLSError, Unreachable
+from quay_cred_helper.names import hostname, is_loopback, is_loopback_host
 from quay_cred_helper.registry import jwt
 from quay_cred_helper.registry.cache import Token
 from quay_cred_helper.registry.challenge import Challenge, bearer
 
 MAX_BODY = 1 << 20  # a token response is a few KiB; refuse anything over 1 MiB
 DEFAULT_LIFETIME = 60.0  # seconds, when neither expires_in nor a JWT exp says
+MAX_LIFETIME = 24 * 3600.0  # a server may not make us keep a token longer than this
 MAX_RETRY_AFTER = 10.0  # seconds we are willing to wait on a 429 or 503
 RETRY_STATUSES = {429, 502, 503, 504}
 
 
 def make_client(settings: Settings) -> httpx.Client:
-    """An httpx client for one registry: its CA bundle, timeouts, no redirects."""
+    """An httpx client for one registry: its CA bundle, timeouts, no redirects, proxies routed safely."""
     context = ssl.create_default_context(cafile=settings.ca_bundle or None)
     if not settings.ca_bundle and not context.get_ca_certs() and not context.cert_store_stats()["x509_ca"]:
         # No system trust store (some macOS Pythons): fall back to certifi, which httpx ships with.
         context.load_verify_locations(certifi.where())
     timeout = httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
-    # Redirects are never followed: Authorization must not travel to another origin.
-    return httpx.Client(verify=context, timeout=timeout, follow_redirects=False, trust_env=True)
+    # Redirects are never followed: Authorization must not travel to another origin. Proxies come from
+    # the environment, through ProxyRoute, not httpx's own trust_env handling.
+    return httpx.Client(
+        transport=ProxyRoute(context, urllib.request.getproxies()),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+class ProxyRoute(httpx.BaseTransport):
+    """Sends each request direct or through the environment's proxy, as Go's net/http (docker, podman,
+    skopeo) does, and stricter: loopback hosts never go through a proxy, nor does a plain-http request
+    carrying credentials (a proxy would read them). NO_PROXY is honoured; https goes through CONNECT."""
+
+    def __init__(self, context: ssl.SSLContext, proxies: dict[str, str]) -> None:
+        self.proxies = proxies
+        self.direct = httpx.HTTPTransport(verify=context)
+        self.via: dict[str, httpx.HTTPTransport] = {}
+        for scheme in ("http", "https"):
+            url = proxies.get(scheme) or proxies.get("all")
+            if url:
+                self.via[scheme] = httpx.HTTPTransport(verify=context, proxy=httpx.Proxy(url))
+
+    def route(self, request: httpx.Request) -> httpx.HTTPTransport:
+        host, scheme = request.url.host, request.url.scheme
+        if is_loopback_host(host) or urllib.request.proxy_bypass(host):
+            return self.direct
+        if scheme == "http" and "authorization" in request.headers:
+            return self.direct
+        return self.via.get(scheme, self.direct)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.route(request).handle_request(request)
+
+    def close(self) -> None:
+        for transport in (self.direct, *self.via.values()):
+            transport.close()
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
@@ -72,12 +114,24 @@ class Session:
         key: str,
         settings: Settings,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.key = key
         self.settings = settings
         self.sleep = sleep
+        self.clock = clock
+        self.deadline_at = clock() + settings.deadline  # the whole budget: every request and retry
         self.last_headers: httpx.Headers | None = None  # of the last response: doctor reads the Date
+
+    def remaining(self) -> float:
+        return self.deadline_at - self.clock()
+
+    def expired(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"{self.key} did not finish within {self.settings.deadline:g} s",
+            f"the registry is stalling; raise deadline = N under [{self.key}] in {config_path()} if it is only slow",
+        )
 
     def send(
         self,
@@ -92,11 +146,18 @@ class Session:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             response = None
+            left = self.remaining()
+            if left <= 0:
+                raise self.expired()
+            # Timeouts bound the wait between bytes; the deadline bounds the whole request: a server
+            # that drips its body is caught between chunks, one that drips its headers by the alarm.
+            timeout = httpx.Timeout(min(self.settings.timeout, left), connect=min(self.settings.connect_timeout, left))
             try:
-                query = tuple(params) if params else None
-                with self.client.stream("GET", url, params=query, auth=auth, headers=headers) as response:
-                    body = _read_capped(response, self.key, limit)
+                with _alarm(left, self.expired):
+                    response, body = self._get(url, tuple(params) if params else None, auth, headers, timeout, limit)
             except httpx.TimeoutException:
+                if self.remaining() <= 0:
+                    raise self.expired() from None
                 if last:
                     raise Unreachable(
                         f"{self.key} did not answer within {self.settings.timeout:g} s (timeout)",
@@ -126,8 +187,34 @@ class Session:
                     return response, body
             # Exponential backoff with jitter, or longer if the server's Retry-After says so.
             backoff = min(4.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2)
-            self.sleep(max(backoff, _retry_after(response) if response is not None else 0.0))
+            wait = max(backoff, _retry_after(response) if response is not None else 0.0)
+            if wait >= self.remaining():
+                raise self.expired()
+            self.sleep(wait)
         raise AssertionError("unreachable")  # the loop always returns or raises on the last attempt
+
+    def _get(
+        self,
+        url: str,
+        params: tuple[tuple[str, str], ...] | None,
+        auth: httpx.Auth | tuple[str, str] | None,
+        headers: dict[str, str] | None,
+        timeout: httpx.Timeout,
+        limit: int,
+    ) -> tuple[httpx.Response, bytes]:
+        with self.client.stream("GET", url, params=params, auth=auth, headers=headers, timeout=timeout) as response:
+            return response, self._read_capped(response, limit)
+
+    def _read_capped(self, response: httpx.Response, limit: int) -> bytes:
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise RegistryError(f"{self.key} sent a response over {limit // 1024} KiB: refused")
+            if self.remaining() <= 0:
+                raise self.expired()
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def discover(self) -> Challenge:
         """Ask /v2/ how to authenticate (realm None if no token is needed)."""
@@ -168,7 +255,9 @@ class Session:
                 f"set insecure_http = true under [{self.key}] in {config_path()} if you accept that",
             )
         host = parts.hostname.lower()
-        if host != hostname(self.key) and host not in self.settings.realm_hosts:
+        # Loopback names are one host: a Quay at 127.0.0.1 whose SERVER_HOSTNAME says localhost.
+        same = host == hostname(self.key) or (is_loopback_host(host) and is_loopback(self.key))
+        if not same and host not in self.settings.realm_hosts:
             raise RegistryError(
                 f"refusing to send credentials to {host}: the token realm is not on {hostname(self.key)}",
                 f"add realm_hosts = {host} under [{self.key}] in {config_path()} if you trust it",
@@ -200,36 +289,53 @@ class Session:
         assert isinstance(data, dict)
         now = time.time()
         claims = jwt.payload(token)
-        expires_in = data.get("expires_in")
-        if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
-            expires_at = now + expires_in
-        else:
-            # Quay sends no expires_in: its JWTs live one hour, read exp from the payload.
-            expires_at = jwt.number(claims, "exp") or now + DEFAULT_LIFETIME
-        access = claims.get("access") if claims and isinstance(claims.get("access"), list) else []
-        return Token(token, now, expires_at, access)
+        access = claims.get("access") if claims and isinstance(claims.get("access"), list) else None
+        return Token(token, now, lifetime_end(now, data.get("expires_in"), claims), access)
 
 
-def _read_capped(response: httpx.Response, key: str, limit: int) -> bytes:
-    chunks, size = [], 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise RegistryError(f"{key} sent a response over {limit // 1024} KiB: refused")
-        chunks.append(chunk)
-    return b"".join(chunks)
+@contextlib.contextmanager
+def _alarm(seconds: float, error: Callable[[], Exception]) -> Iterator[None]:
+    """Raise `error()` in this thread when `seconds` pass: the wall-clock backstop for a server that
+    keeps a read alive byte by byte. Only the main thread can take signals; elsewhere the timeouts
+    and the checks between chunks are the bound."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise error()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def json_body(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
         return None
 
 
 def _retry_after(response: httpx.Response) -> float:
     value = response.headers.get("retry-after", "").strip()
-    return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else 0.0
+    # isdigit() alone accepts "²"; Retry-After is ASCII digits (or an HTTP date, which we do not wait for).
+    return min(float(value), MAX_RETRY_AFTER) if value.isascii() and value.isdigit() else 0.0
+
+
+def lifetime_end(now: float, expires_in: object, claims: dict[str, Any] | None) -> float:
+    """When a token stops being valid: expires_in, else the JWT's exp, else DEFAULT_LIFETIME; never later
+    than MAX_LIFETIME from now, and never a value that is not a finite number."""
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
+        end = now + float(expires_in)
+    else:
+        # Quay sends no expires_in: its JWTs live one hour, read exp from the payload.
+        end = jwt.number(claims, "exp") or now + DEFAULT_LIFETIME
+    return min(end, now + MAX_LIFETIME) if math.isfinite(end) else now + DEFAULT_LIFETIME
 
 
 def _unreachable(key: str, exc: BaseException) -> Unreachable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from quay_cred_helper import log
 from quay_cred_helper.credentials.index import ANONYMOUS
+from quay_cred_helper.errors import RegistryError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -85,25 +86,33 @@ class Tokens:
 
     def challenge(self, session: Session) -> Challenge:
         """How the registry wants to be authenticated: remembered, else asked at /v2/."""
-        found = self.cache.load_challenge(session.key)
-        if found is None:
-            found = session.discover()
-            self.cache.save_challenge(session.key, found)
-        return found
+        return self.cache.load_challenge(session.key) or self.rediscover(session)
 
     def _fetch(self, key: str, username: str | None, secret: str | None, scopes: Sequence[str]) -> Token | None:
         client = self.client_for(key)
         try:
             session = self.session(key, client)
-            found = self.challenge(session)
+            remembered = self.cache.load_challenge(key)
+            found = remembered or self.rediscover(session)
             if found.realm is None:
                 return None
             try:
                 return session.fetch_token(found, username, secret, scopes)
-            except Exception:
-                # The realm may have moved: the next call asks /v2/ again.
-                self.cache.forget_challenge(key)
-                raise
+            except RegistryError:
+                self.cache.forget_challenge(key)  # the realm may have moved: ask /v2/ again
+                if remembered is None:
+                    raise
+                fresh = self.rediscover(session)
+                # Only a different realm gets the credentials again: a refused password is never resent
+                # to the same place (Quay doubles its lockout with every failure).
+                if fresh == remembered or fresh.realm is None:
+                    raise
+                return session.fetch_token(fresh, username, secret, scopes)
         finally:
             if client is not self.client:
                 client.close()
+
+    def rediscover(self, session: Session) -> Challenge:
+        found = session.discover()
+        self.cache.save_challenge(session.key, found)
+        return found
