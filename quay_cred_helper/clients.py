@@ -50,6 +50,23 @@ def routes(key: str) -> list[str]:
     return found
 
 
+def missing_helpers() -> list[tuple[str, str, str]]:
+    """(config file, where, helper) for every credsStore or credHelpers entry of docker's config and
+    podman's auth file whose docker-credential-<helper> is not on PATH (a leftover `credsStore: desktop`
+    without Docker Desktop breaks `docker login` and `oras login`)."""
+    found = []
+    for path in dict.fromkeys((docker_config_path(), podman_auth_path())):
+        data = files.read_json(path) or {}
+        entries = [("credsStore", data.get("credsStore"))]
+        helpers = data.get("credHelpers")
+        if isinstance(helpers, dict):
+            entries += [(f"credHelpers[{registry!r}]", name) for registry, name in helpers.items()]
+        for where, name in entries:
+            if isinstance(name, str) and name and not shutil.which(f"docker-credential-{name}"):
+                found.append((path, where, name))
+    return found
+
+
 def helper_on_path() -> tuple[str, str] | None:
     """None if `docker-credential-quay` on PATH is this installation, else (problem, fix)."""
     expected = os.path.join(sysconfig.get_path("scripts"), "docker-credential-quay")

@@ -114,6 +114,17 @@ def secret_keyring(home, secret_service):
 
 
 @pytest.fixture
+def docker_registry(tmp_path):
+    """Debian's docker-registry on 127.0.0.1 (plain http), its tokens from a QuayRegistry (`.quay`)."""
+    from tests.real_registry import BINARY, DockerRegistry
+
+    if not os.path.exists(BINARY) and not os.environ.get("CI"):
+        pytest.skip("docker-registry not installed")
+    with DockerRegistry(tmp_path, USERS, ROBOTS, public_namespaces={"library"}) as registry:
+        yield registry
+
+
+@pytest.fixture
 def quay():
     with QuayRegistry(users=USERS, robots=ROBOTS, public_namespaces={"library"}) as registry:
         yield registry
@@ -207,7 +218,7 @@ def pytest_configure(config):
     TIER["full"] = not config.option.markexpr  # scripts/test runs -m "": everything
 
 
-SLOW_FIXTURES = {"secret_service", "secret_keyring"}  # a Secret Service: the full suite only
+SLOW_FIXTURES = {"secret_service", "secret_keyring", "docker_registry"}  # the full suite only
 
 
 def pytest_collection_modifyitems(items):

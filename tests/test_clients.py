@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs
-from tests.real_registry import BINARY, DockerRegistry, oci_layout
-from tests.support import ROBOTS, USERS, helper
+from tests.real_registry import oci_layout
+from tests.support import ROBOTS, helper
 
 pytestmark = pytest.mark.slow  # real clients, packages and builds: the full suite only
 
@@ -74,14 +74,6 @@ def test_podman_login_get_login_logout(secret_keyring, quay):
     assert listed(env) == {}
     r = sh(["podman", "login", "--get-login", quay.host], env)
     assert r.returncode != 0
-
-
-@pytest.fixture
-def docker_registry(tmp_path):
-    if not os.path.exists(BINARY) and not os.environ.get("CI"):
-        pytest.skip("docker-registry not installed")
-    with DockerRegistry(tmp_path, USERS, ROBOTS, public_namespaces={"library"}) as registry:
-        yield registry
 
 
 @needs("skopeo")

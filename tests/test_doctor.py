@@ -98,3 +98,22 @@ def test_text_output(file_keyring):
     lines = r.stdout.decode().splitlines()
     assert lines[0].startswith("WARN  keyring: keyrings.alt.file.PlaintextKeyring")
     assert lines[1].startswith("      fix: ")
+
+
+def test_a_helper_missing_from_path_is_flagged_with_its_fix(file_keyring):
+    # A leftover `credsStore: desktop` without Docker Desktop: docker and `oras login` fail everywhere.
+    config = f"{file_keyring['DOCKER_CONFIG']}/config.json"
+    cli(file_keyring, "configure", "quay.example.com", "--docker")
+    with open(config) as f:
+        data = json.load(f)
+    data["credsStore"] = "desktop"
+    data["credHelpers"]["gcr.io"] = "no-such-helper"
+    with open(config, "w") as f:
+        json.dump(data, f)
+    code, report, _ = doctor(file_keyring)
+    flagged = [c for c in report["checks"] if c["check"] == "client helpers"]
+    assert code == 1 and [(c["status"], c["fix"]) for c in flagged] == [
+        ("FAIL", f"install docker-credential-desktop, or remove credsStore from {config}"),
+        ("WARN", f"install docker-credential-no-such-helper, or remove credHelpers['gcr.io'] from {config}"),
+    ]
+    assert flagged[0]["detail"] == f"{config}: credsStore names docker-credential-desktop, which is not on PATH"

@@ -115,6 +115,14 @@ def check_files(report: Report) -> None:
         report.add("FAIL", "helper on PATH", f"{problem[0]}: {problem[1]}", problem[1])
     else:
         report.add("OK", "helper on PATH", "docker-credential-quay is this installation")
+    for path, where, helper in clients.missing_helpers():
+        # credsStore is every registry's fallback: without its helper, logins fail everywhere.
+        report.add(
+            "FAIL" if where == "credsStore" else "WARN",
+            "client helpers",
+            f"{path}: {where} names docker-credential-{helper}, which is not on PATH",
+            f"install docker-credential-{helper}, or remove {where} from {path}",
+        )
     for label, path in (("config dir", paths.config_dir()), ("cache dir", paths.cache_dir())):
         if not os.path.isdir(path):
             report.add("OK", label, f"{path} (not created yet)")
