@@ -23,6 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import trustme  # noqa: E402
+
+from tests.oidc import OIDCIssuer  # noqa: E402
 from tests.quay_registry import QuayRegistry  # noqa: E402
 from tests.support import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
 
@@ -137,6 +140,16 @@ def main():
                 json.dumps({"ServerURL": quay.host, "Username": ROBOT, "Secret": ROBOT_TOKEN}).encode(),
             )
             run([HELPER, "get"], env, quay.host.encode())  # fills the robot's token cache
+            # A keyless robot on the same server under its other loopback name, its OIDC token in a variable.
+            keyless = f"localhost:{quay.port}"
+            ca = trustme.CA()
+            ca.cert_pem.write_to_path(os.path.join(root, "oidc-ca.pem"))
+            issuer = OIDCIssuer(ca).__enter__()
+            quay.oidc_ca = os.path.join(root, "oidc-ca.pem")
+            quay.federation[ROBOT] = [{"issuer": issuer.url, "subject": "bench"}]
+            env["BENCH_ID_TOKEN"] = issuer.token("bench", lifetime=3600)
+            run([CLI, "login", keyless, "-u", ROBOT, "--oidc", "env:BENCH_ID_TOKEN"], env)
+            run([HELPER, "get"], env, keyless.encode())  # fills its token cache
             ecr = ecr_env(root)
             net_env = dict(env)
 
@@ -145,22 +158,30 @@ def main():
                 "version": ([HELPER, "version"], env, b""),
                 "list": ([HELPER, "list"], env, b""),
                 "robot-cached": ([HELPER, "get"], env, quay.host.encode()),
+                "keyless-cached": ([HELPER, "get"], env, keyless.encode()),
                 "user-secret-service": ([HELPER, "get"], env, b"user.bench.invalid"),
                 "go-secretservice": (["docker-credential-secretservice", "get"], env, go_server.encode()),
                 "robot-cached-netns": (NETNS + [HELPER, "get"], net_env, quay.host.encode()),
                 "ecr-cached-netns": (NETNS + ["docker-credential-ecr-login", "get"], ecr, ECR_REGISTRY.encode()),
             }
             before = quay.count("/v2/auth")
+            exchanges_before = quay.count("/oauth2/federation/robot/token")
             times = {name: [] for name in commands}
             for _ in range(rounds):
                 for name, (argv, command_env, stdin) in commands.items():
                     times[name].append(run(argv, command_env, stdin)[0] * 1000)
             median = {name: statistics.median(values) for name, values in times.items()}
             cached_requests = quay.count("/v2/auth") - before
+            cached_exchanges = quay.count("/oauth2/federation/robot/token") - exchanges_before
+            issuer.__exit__()
 
             check("(1) version / python -I -c pass", median["version"], median["python"], 1.3)
             check("(2) list / python -I -c pass", median["list"], median["python"], 1.3)
             check("(3) get robot, cached JWT / python -I -c pass", median["robot-cached"], median["python"], 1.3)
+            check(
+                "    get keyless robot, cached JWT / python -I -c pass", median["keyless-cached"], median["python"], 1.3
+            )
+            check("    federation exchanges during all cached gets", cached_exchanges, None, 0, unit="", count=True)
             check(
                 "(4) get user, Secret Service / Go docker-credential-secretservice",
                 median["user-secret-service"],

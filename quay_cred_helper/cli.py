@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-u", "--username", help="user, robot (org+name), $app or $oauthtoken")
     p.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
     p.add_argument("--no-verify", action="store_true", help="store without checking the credentials at /v2/auth")
+    p.add_argument(
+        "--oidc",
+        metavar="SOURCE",
+        help="a keyless robot: nothing stored, its OIDC token from github, env:NAME or file:PATH",
+    )
+    p.add_argument("--audience", default="", help="with --oidc github: the audience to ask for")
 
     p = sub.add_parser("logout", help="remove the credentials of a registry")
     p.add_argument("registry")

@@ -50,6 +50,9 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "insecure_http": ("false", _bool, "allow plain http to this registry and its realm even when not on loopback"),
     "realm_hosts": ("", _list, "other hosts allowed as token realm (credentials are sent there)"),
     "robot_exchange": ("true", _bool, "`get` hands robots a one-hour JWT instead of the stored robot token"),
+    "robot": ("", str, "a keyless robot (org+name) for this registry, with `oidc`: nothing stored, no login step"),
+    "oidc": ("", str, "where the keyless robot's OIDC token comes from: github, env:NAME or file:PATH"),
+    "audience": ("", str, "the audience to ask GitHub Actions for (oidc = github)"),
 }
 
 
@@ -65,6 +68,9 @@ class Settings:
     insecure_http: bool
     realm_hosts: list[str]
     robot_exchange: bool
+    robot: str
+    oidc: str
+    audience: str
 
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         values = values or {}

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import time
 
-from quay_cred_helper import config, paths
+from quay_cred_helper import paths
 from quay_cred_helper.credentials.index import Index
-from quay_cred_helper.registry.cache import NullCache, TokenCache
 from quay_cred_helper.sources import ExchangingStore
 
 TYPE_CHECKING = False
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from quay_cred_helper.config import Config
     from quay_cred_helper.contracts import TokenCache as TokenCacheContract
     from quay_cred_helper.credentials.keyring_backend import Keyring
     from quay_cred_helper.credentials.keyring_store import KeyringStore
@@ -45,16 +45,36 @@ class Context:
         cache: TokenCacheContract | None = None,
     ) -> None:
         self.warn = warn
-        self.config = config.Config()
         self.index = Index(paths.index_file())
-        if cache is None:
-            disk = TokenCache(os.path.join(paths.cache_dir(), "tokens"), clock)
-            cache = disk if config.cache_enabled() else NullCache(stale=disk)
-        self.cache = cache
         self.client = client
         self.sleep = sleep
+        self.clock = clock
+        self._config: Config | None = None
+        self._cache = cache
         self._keyring_store: KeyringStore | None = None
-        self.store = ExchangingStore(self.index, self.keyring_store, self.cache, self.config, self.tokens, warn)
+        self.store = ExchangingStore(
+            self.index, lambda: self.config, lambda: self.cache, self.keyring_store, self.tokens, warn
+        )
+
+    @property
+    def config(self) -> Config:
+        """The config file, read once (on first use: `list` never reads it)."""
+        if self._config is None:
+            from quay_cred_helper.config import Config
+
+            self._config = Config()
+        return self._config
+
+    @property
+    def cache(self) -> TokenCacheContract:
+        """The token cache (built on first use: `list` needs none)."""
+        if self._cache is None:
+            from quay_cred_helper.config import cache_enabled
+            from quay_cred_helper.registry.cache import NullCache, TokenCache
+
+            disk = TokenCache(os.path.join(paths.cache_dir(), "tokens"), self.clock)
+            self._cache = disk if cache_enabled() else NullCache(stale=disk)
+        return self._cache
 
     @property
     def keyring(self) -> Keyring:

@@ -7,13 +7,14 @@ separately. No message ever contains a secret.
 
 from __future__ import annotations
 
-# C0 controls, DEL and C1 controls: ESC sequences and newlines from a server must reach a
-# terminal inert, and one error must stay one line.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROLS: dict[int, str] = {}  # built on first use: only error paths need it
 
 
 def printable(text: str) -> str:
-    """`text` with every control character shown as \\xNN."""
+    """`text` with every control character (C0, DEL, C1) shown as \\xNN: ESC sequences and newlines
+    from a server reach a terminal inert, and one error stays one line."""
+    if not _CONTROLS:
+        _CONTROLS.update({c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))})
     return text.translate(_CONTROLS)
 
 

@@ -5,12 +5,16 @@ token at /v2/auth for a one-hour JWT and hands out only that: Quay accepts a
 robot's JWT (aud = its SERVER_HOSTNAME) as the robot's password. A cached JWT
 is found through the index alone, without the keyring and without httpx.
 Users, `$app`, `$oauthtoken` and `<token>` entries get their stored secret.
+
+A keyless robot (login --oidc, or `robot` and `oidc` in the config file) has
+nothing stored: `get` exchanges the job's or pod's own OIDC token through
+Quay's robot federation for a one-hour robot JWT, cached the same way.
 """
 
 from __future__ import annotations
 
 from quay_cred_helper import log
-from quay_cred_helper.credentials.index import ANONYMOUS, identity
+from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, identity
 from quay_cred_helper.errors import NotFound, Unreachable
 from quay_cred_helper.names import is_robot
 
@@ -22,9 +26,28 @@ if TYPE_CHECKING:
     from quay_cred_helper.contracts import TokenCache
     from quay_cred_helper.credentials.index import Index
     from quay_cred_helper.credentials.keyring_store import KeyringStore
+    from quay_cred_helper.registry.cache import Token
     from quay_cred_helper.registry.tokens import Credentials, Tokens
 
 _NO_SALT = "00" * 16  # identity for a credential whose index entry was lost
+
+
+class Keyless:
+    """A keyless robot: its name, where its OIDC token comes from, the audience to ask for."""
+
+    __slots__ = ("robot", "source", "audience")
+
+    def __init__(self, robot: str, source: str, audience: str) -> None:
+        self.robot, self.source, self.audience = robot, source, audience
+
+    def identity(self) -> str:
+        """The token cache's identity for the robot's Quay JWT: exact, and without hashlib when short."""
+        material = "\0".join((self.robot, self.source, self.audience)).encode().hex()
+        if len(material) > 160:
+            import hashlib  # hot path: only for long file paths
+
+            material = hashlib.sha256(material.encode()).hexdigest()
+        return "keyless" + material
 
 
 class ExchangingStore:
@@ -33,41 +56,104 @@ class ExchangingStore:
     def __init__(
         self,
         index: Index,
+        config: Callable[[], Config],
+        cache: Callable[[], TokenCache],
         keyring_store: Callable[[], KeyringStore],
-        cache: TokenCache,
-        config: Config,
-        tokens: Callable[[], Tokens],
+        tokens: Callable[..., Tokens],
         warn: Callable[[str], None],
     ) -> None:
         self.index = index
-        # Factories: `list` and a cached `get` need neither the keyring nor the exchange (httpx).
+        # Factories, each built on first use: `list` needs none of them, a cached `get` the config
+        # and the cache, never the keyring or the exchange (httpx).
+        self.config = config
+        self.cache = cache
         self.keyring_store = keyring_store
         self.tokens = tokens
-        self.cache = cache
-        self.config = config
         self.warn = warn
 
     def add(self, key: str, server: str, username: str, secret: str) -> None:
         self.keyring_store().add(key, server, username, secret)
-        self.cache.drop(key)
+        self.cache().drop(key)
+
+    def add_keyless(self, key: str, server: str, keyless: Keyless) -> None:
+        """Record a keyless robot: the index alone, no keyring (a CI runner may have none)."""
+        entry = IndexEntry(server, keyless.robot, "", keyless.identity(), keyless.source, keyless.audience)
+        with self.index.lock():
+            self.index.put(key, entry)
+        self.cache().drop(key)
 
     def delete(self, key: str) -> None:
-        self.cache.drop(key)
+        self.cache().drop(key)
+        entry = self.index.get(key)
+        if entry is not None and entry.oidc:
+            with self.index.lock():
+                self.index.remove(key)
+            return
         self.keyring_store().delete(key)
 
     def list(self) -> dict[str, str]:
         return self.index.servers()
 
+    def keyless(self, key: str, entry: IndexEntry | None = None) -> Keyless | None:
+        """The keyless robot for a registry: recorded by login --oidc, else named in the config file."""
+        entry = entry or self.index.get(key)
+        if entry is not None:
+            return Keyless(entry.username, entry.oidc, entry.audience) if entry.oidc else None
+        settings = self.config().settings(key)
+        return Keyless(settings.robot, settings.oidc, settings.audience) if settings.robot and settings.oidc else None
+
+    def federated(self, key: str, keyless: Keyless, fresh: bool = False) -> Token:
+        """The keyless robot's Quay JWT: cached, else one exchange of a freshly read OIDC token
+        (`fresh`: always the exchange, and nothing cached: login and doctor verify with it)."""
+        hit = None if fresh else self.cache().load(key, keyless.identity(), [])
+        if hit:
+            log.debug("keyless robot JWT for %s from the cache", key)
+            return hit
+        from quay_cred_helper import oidc  # hot path: only when an exchange is due
+        from quay_cred_helper.config import Settings
+        from quay_cred_helper.registry.cache import NullCache
+        from quay_cred_helper.registry.session import make_client
+
+        def oidc_token() -> str:
+            return oidc.read(keyless.source, keyless.audience, lambda: make_client(Settings()))
+
+        tokens = self.tokens(NullCache()) if fresh else self.tokens()
+        return tokens.federated(key, keyless.identity(), keyless.robot, oidc_token)
+
+    def token_credentials(self, key: str) -> tuple[str, Credentials | None]:
+        """(identity, credentials) for a /v2/auth token request: the credential's fingerprint, and a
+        callable that reads the keyring (or exchanges an OIDC token) only on a token-cache miss;
+        anonymous when nothing is stored."""
+        entry = self.index.get(key)
+        keyless = self.keyless(key, entry)
+        if keyless is not None:
+            # Its /v2/auth tokens under an identity of their own: never the federation JWT itself.
+            return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
+        if entry is None:
+            return ANONYMOUS, None
+
+        def credentials() -> tuple[str, str] | None:
+            try:
+                return self.keyring_store().get(key)
+            except NotFound:
+                return None
+
+        return entry.identity or ANONYMOUS, credentials
+
     def get(self, key: str) -> tuple[str, str]:
         entry = self.index.get(key)
+        keyless = self.keyless(key, entry)
+        if keyless is not None:
+            # Never "not found" when the source is broken: the client would pull anonymously.
+            return keyless.robot, self.federated(key, keyless).token
         fingerprint = entry.identity if entry else ""
-        if entry and fingerprint and is_robot(entry.username) and self.config.settings(key).robot_exchange:
-            hit = self.cache.load(key, fingerprint, [])
+        if entry and fingerprint and is_robot(entry.username) and self.config().settings(key).robot_exchange:
+            hit = self.cache().load(key, fingerprint, [])
             if hit:
                 log.debug("robot JWT for %s from the cache", key)
                 return entry.username, hit.token
         username, secret = self.keyring_store().get(key)
-        if not is_robot(username) or not self.config.settings(key).robot_exchange:
+        if not is_robot(username) or not self.config().settings(key).robot_exchange:
             return username, secret
         if entry is None or entry.username != username or not fingerprint:
             fingerprint = identity(username, secret, _NO_SALT)  # the index entry is missing or stale
@@ -79,21 +165,3 @@ class ExchangingStore:
             self.warn(f"{exc}; returning the stored robot token")
             return username, secret
         return username, token.token if token else secret
-
-
-def token_credentials(
-    index: Index, keyring_store: Callable[[], KeyringStore], key: str
-) -> tuple[str, Credentials | None]:
-    """(identity, credentials) for a token request: the index's fingerprint, and a callable
-    reading the keyring only on a token-cache miss; anonymous if nothing is stored."""
-    entry = index.get(key)
-    if entry is None:
-        return ANONYMOUS, None
-
-    def credentials() -> tuple[str, str] | None:
-        try:
-            return keyring_store().get(key)
-        except NotFound:
-            return None
-
-    return entry.identity or ANONYMOUS, credentials

@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 TOKEN_LIFETIME = 3600
+FEDERATION = "/oauth2/federation/robot/token"
+LEEWAY = 30  # seconds Quay allows on an OIDC token's iat and exp
 ISSUER = "quay"
 _REPO_PATH = re.compile(r"/v2/(?P<name>[a-z0-9._/-]+?)/(?P<kind>manifests|blobs|referrers)/(?P<ref>.+)")
 _SCOPE = re.compile(r"repository:([a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)+):(pull|push|pull,push|push,pull|\*)")
@@ -125,6 +127,10 @@ class QuayRegistry:
         self.date_offset = 0  # seconds added to the Date header: a registry with a wrong clock
         self.clock = time.time  # when tokens are issued (tests move it instead of sleeping)
         self.v2_open = False  # /v2/ answers 200 to anyone, as a maintenance page in front of Quay might
+        # Robot federation: robot -> [{"issuer", "subject"}]; issuers are fetched over https trusting oidc_ca.
+        self.federation = {}
+        self.oidc_ca = None
+        self.federation_log = []  # {"robot", "subject", "jti", "status"} per exchange
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
         self.lock = threading.Lock()
         self._server_hostname = server_hostname
@@ -284,6 +290,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if path == "/v2/auth":
             return self.token()
+        if path == FEDERATION:
+            return self.federated()
         if path == "/v2/" or path == "/v2":
             if self.bearer_claims() is None and not reg.v2_open:
                 return self.errors(
@@ -301,6 +309,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         with self.registry.lock:
             self.registry.requests[path] += 1
+        if path == FEDERATION:
+            return self.send(405, b"<html>Method Not Allowed</html>", "text/html")
         if path == "/v2/auth":
             # Quay's /v2/auth is GET only: no OAuth2 password or refresh grant.
             body = {"errors": [{"code": "UNSUPPORTED", "message": "The operation is unsupported.", "detail": {}}]}
@@ -458,6 +468,90 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.connection.shutdown(2)
             return True
         raise ValueError(f"unknown fault {fault!r}")
+
+    # -- robot federation, as quay/quay does it ------------------------------------------------------
+
+    def federated(self):
+        reg = self.registry
+        auth = self.headers.get("Authorization", "")
+        if not auth:
+            return self.send(401, {"error": "No auth header"})
+        try:
+            assert auth.startswith("Basic ")
+            robot, _, token = base64.b64decode(auth[6:]).decode().partition(":")
+        except Exception:
+            return self.send(401, {"error": "Invalid basic auth header"})
+        if "+" not in robot:
+            return self.send(401, {"error": "Invalid robot"})
+        status, body, claims = self.check_federated(robot, token)
+        with reg.lock:
+            entry = {"robot": robot, "subject": claims.get("sub"), "jti": claims.get("jti"), "status": status}
+            reg.federation_log.append(entry)
+        if status == 500:
+            return self.send(500, b"<html><body>Internal Server Error</body></html>", "text/html")
+        if status != 200:
+            return self.send(status, body)
+        kind = {"version": 2, "entity_kind": "robot"}
+        return self.send(200, {"token": reg.issue(robot, reg.server_hostname, [], kind)})
+
+    def check_federated(self, robot, token):
+        """(status, body, the token's claims) for an OIDC token presented for `robot`."""
+        reg = self.registry
+        if robot not in reg.accounts:
+            return 400, {"message": "Could not find robot with specified username"}, {}
+        entries = reg.federation.get(robot)
+        if not entries:
+            return 400, {"message": "Robot does not have federated login configured"}, {}
+        parts = token.split(".")
+        if len(parts) != 3:
+            return 500, None, {}
+        try:
+            header, claims = (json.loads(b64url_decode(p)) for p in parts[:2])
+        except Exception:
+            return 500, None, {}
+        issuer, subject = claims.get("iss"), claims.get("sub")
+        matching = [e for e in entries if e["issuer"] == issuer]
+        if not matching:
+            return 400, {"message": f"issuer {issuer} not configured for this robot"}, claims
+        if not str(issuer).startswith("https://"):
+            return 500, None, claims
+        if header.get("alg") not in ("RS256", "RS384") or not header.get("kid"):
+            return 400, {"message": "Invalid token: missing kid or unsupported algorithm"}, claims
+        key = self.issuer_key(issuer, header["kid"])
+        if key is None:
+            return 500, None, claims  # the kid is gone from the issuer's JWKS (keys rotated)
+        try:
+            key.verify(b64url_decode(parts[2]), f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except Exception:
+            return 400, {"message": "Invalid token: Signature verification failed"}, claims
+        now = time.time()
+        if not isinstance(claims.get("iat"), int) or not isinstance(claims.get("exp"), int):
+            return 400, {"message": "Invalid token: Token is missing the iat or exp claim"}, claims
+        if claims["exp"] + LEEWAY < now:
+            return 400, {"message": "Invalid token: Signature has expired"}, claims
+        if claims["iat"] - LEEWAY > now:
+            return 400, {"message": "Invalid token: The token is not yet valid (iat)"}, claims
+        if not any(e["subject"] == subject for e in matching):
+            return 400, {"message": "Token does not match robot"}, claims
+        return 200, None, claims
+
+    def issuer_key(self, issuer, kid):
+        """The issuer's public key `kid`, by discovery and JWKS over https (None if it has no such key)."""
+        import ssl
+        import urllib.request
+
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+
+        context = ssl.create_default_context(cafile=self.registry.oidc_ca)
+        with urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", context=context, timeout=5) as f:
+            jwks_uri = json.load(f)["jwks_uri"]
+        with urllib.request.urlopen(jwks_uri, context=context, timeout=5) as f:
+            keys = json.load(f)["keys"]
+        for found in keys:
+            if found.get("kid") == kid:
+                n, e = (int.from_bytes(b64url_decode(found[x]), "big") for x in ("n", "e"))
+                return RSAPublicNumbers(e, n).public_key()
+        return None
 
     def token(self):
         reg = self.registry

@@ -70,7 +70,9 @@ def store(request, private_dirs, monkeypatch):
     if kind.startswith("exchanging"):
         cache = TokenCache(str(private_dirs / "tokens"))
         config = Config(str(private_dirs / "none.ini"))
-        yield ExchangingStore(inner.index, lambda: inner, cache, config, tokens=_no_exchange, warn=_no_warning)
+        yield ExchangingStore(
+            inner.index, lambda: config, lambda: cache, lambda: inner, tokens=_no_exchange, warn=_no_warning
+        )
     else:
         yield inner
     for key in KEYS:  # a Secret Service outlives the test: leave its collection as found

@@ -21,6 +21,8 @@ ERRORS = {
     "Unreachable",
     "DeadlineExceeded",
     "NotFound",
+    "SourceError",
+    "FederationRefused",
 }
 
 

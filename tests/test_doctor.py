@@ -7,6 +7,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from tests.real_registry import free_port
 from tests.support import cli
 
@@ -60,6 +62,7 @@ def test_registry_down_fails_fast(file_keyring):
     assert elapsed < 10
 
 
+@pytest.mark.slow  # real time or many processes: the full suite
 def test_registry_that_never_answers_fails_within_10_seconds(file_keyring):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

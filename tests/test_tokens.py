@@ -98,6 +98,7 @@ def test_cache_hit_imports_neither_httpx_nor_keyring(file_keyring, quay):
     assert claims_of(json.loads(r.stdout)["Secret"])["sub"] == ROBOT
 
 
+@pytest.mark.slow  # real time or many processes: the full suite
 def test_32_concurrent_cold_gets_make_one_request(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -283,6 +284,7 @@ def test_persistent_5xx_gives_up_after_bounded_retries(quay, tokens):
     assert quay.count("/v2/auth") == 3 and time.monotonic() - start < 10
 
 
+@pytest.mark.slow  # real time or many processes: the full suite
 def test_429_with_retry_after_is_honoured(quay, tokens):
     quay.faults.extend([("retry-after", 1)])
     start = time.monotonic()
@@ -290,6 +292,7 @@ def test_429_with_retry_after_is_honoured(quay, tokens):
     assert time.monotonic() - start >= 1 and quay.count("/v2/auth") == 2
 
 
+@pytest.mark.slow  # real time or many processes: the full suite
 def test_login_throttling_is_reported_and_401_never_retried(quay, tokens, tmp_path):
     from quay_cred_helper.errors import RegistryError
 
@@ -312,6 +315,7 @@ def test_login_throttling_is_reported_and_401_never_retried(quay, tokens, tmp_pa
     assert quay.count("/v2/auth") <= 2 + 1 + 5
 
 
+@pytest.mark.slow  # real time or many processes: the full suite
 def test_timeout(quay, tokens, tmp_path):
     from quay_cred_helper.errors import Unreachable
 

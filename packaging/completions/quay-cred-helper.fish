@@ -6,6 +6,8 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -s u
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l username
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l password-stdin
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l no-verify
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l oidc
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l audience
 complete -c quay-cred-helper -n __fish_use_subcommand -a logout -d 'remove the credentials of a registry'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from logout' -l help
 complete -c quay-cred-helper -n __fish_use_subcommand -a list -d 'registries with stored credentials'

@@ -17,7 +17,7 @@ _quay_cred_helper() {
     return
   fi
   case ${words[2]} in
-    login) opts=(--help -u --username --password-stdin --no-verify) ;;
+    login) opts=(--help -u --username --password-stdin --no-verify --oidc --audience) ;;
     logout) opts=(--help) ;;
     list) opts=(--help --json -q --quiet) ;;
     token) opts=(--help --push --scope --json) ;;

@@ -19,16 +19,18 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from quay_cred_helper import clients, config, paths
+from quay_cred_helper import clients, config, oidc, paths
+from quay_cred_helper.config import Settings
 from quay_cred_helper.context import Context
 from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, KeyringError, printable
 from quay_cred_helper.names import is_loopback, registry_key
+from quay_cred_helper.registry import jwt
 from quay_cred_helper.registry.cache import NullCache
 from quay_cred_helper.registry.session import Session, json_body, make_client, server_error
 from quay_cred_helper.registry.tokens import Tokens
-from quay_cred_helper.sources import token_credentials
+from quay_cred_helper.sources import Keyless
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 QUICK = 2.5  # seconds: doctor's timeouts for each request
@@ -175,8 +177,11 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
             return
         report.add("OK", f"{key} auth", f"realm {found.realm}, service {found.service}")
         entry = ctx.index.get(key)
-        if entry:
-            identity, credentials = token_credentials(ctx.index, ctx.keyring_store, key)
+        keyless = ctx.store.keyless(key, entry)
+        if keyless:
+            _check_keyless(report, ctx, key, keyless)
+        elif entry:
+            identity, credentials = ctx.store.token_credentials(key)
             try:
                 Tokens(NullCache(), lambda _: settings, client).get(key, identity, credentials=credentials)
                 report.add("OK", f"{key} credentials", f"{entry.username} accepted")
@@ -188,6 +193,34 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
     finally:
         if client is not ctx.client:
             client.close()
+
+
+def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless) -> None:
+    """The source, what its OIDC token says (decoded, not verified), one exchange, what the JWT says."""
+    try:
+        token = oidc.read(keyless.source, keyless.audience, lambda: make_client(Settings()))
+    except HelperError as exc:
+        report.failure(f"{key} OIDC token", exc, f"check the source {keyless.source}")
+        return
+    claims = jwt.payload(token) or {}
+    left = (jwt.number(claims, "exp") or 0) - time.time()
+    detail = f"from {keyless.source}: iss {claims.get('iss')}, sub {claims.get('sub')}, aud {claims.get('aud')}, " + (
+        f"{left:.0f} s left" if left > 0 else "expired"
+    )
+    report.add(
+        "OK" if left > 0 else "FAIL", f"{key} OIDC token", detail, None if left > 0 else "the source must renew it"
+    )
+    try:
+        issued = ctx.store.federated(key, keyless, fresh=True)
+    except HelperError as exc:
+        report.failure(f"{key} keyless exchange", exc, "see docs/keyless.md")
+        return
+    quay = jwt.payload(issued.token) or {}
+    report.add(
+        "OK",
+        f"{key} keyless exchange",
+        f"{keyless.robot} accepted: Quay JWT sub {quay.get('sub')}, aud {quay.get('aud')}",
+    )
 
 
 def _check_clock(report: Report, key: str, session: Session) -> None:

@@ -6,11 +6,12 @@ import argparse
 import getpass
 import sys
 
-from quay_cred_helper import log
+from quay_cred_helper import log, oidc
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import InputError
-from quay_cred_helper.names import registry_key
+from quay_cred_helper.names import is_robot, registry_key
 from quay_cred_helper.registry.cache import NullCache
+from quay_cred_helper.sources import Keyless
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -39,8 +40,26 @@ def _read_username(args: argparse.Namespace) -> str:
     return username
 
 
+def _keyless(args: argparse.Namespace, ctx: Context, key: str) -> int:
+    if not args.username or not is_robot(args.username):
+        raise InputError("--oidc needs the robot", "pass -u ORG+ROBOT")
+    if args.password_stdin:
+        raise InputError("--oidc takes no password: the OIDC token comes from its source")
+    keyless = Keyless(args.username, oidc.check(args.oidc), args.audience)
+    if not args.no_verify:
+        # One exchange, uncached: the robot's federation must accept this source's token now.
+        ctx.store.federated(key, keyless, fresh=True)
+    ctx.store.add_keyless(key, args.registry, keyless)
+    print(f"Login Succeeded: {keyless.robot} at {key} (keyless, OIDC token from {keyless.source})", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     key = registry_key(args.registry)
+    if args.oidc:
+        return _keyless(args, ctx, key)
+    if args.audience:
+        raise InputError("--audience goes with --oidc")
     username = _read_username(args)
     password = _read_password(args)
     log.secret(password)

@@ -47,11 +47,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from quay_cred_helper.registry.challenge import Challenge
     from quay_cred_helper.registry.reference import parse_reference
     from quay_cred_helper.registry.referrers import INDEX, Listing, Repository, StaleChallenge, walk
-    from quay_cred_helper.sources import token_credentials
 
     key, name, tag, digest = parse_reference(args.reference)
     tokens = ctx.tokens()
-    identity, credentials = token_credentials(ctx.index, ctx.keyring_store, key)
+    identity, credentials = ctx.store.token_credentials(key)
     scope = f"repository:{name}:pull"
 
     def bearer(refresh: bool) -> str | None:

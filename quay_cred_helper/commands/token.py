@@ -11,7 +11,6 @@ from typing import Any
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import HelperError, InputError
 from quay_cred_helper.names import registry_key
-from quay_cred_helper.sources import token_credentials
 
 
 def _split_reference(text: str) -> tuple[str, str | None]:
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         scopes.append(f"repository:{repository}:{'pull,push' if args.push else 'pull'}")
     elif args.push:
         raise InputError("--push needs a repository: REGISTRY/NAMESPACE/REPOSITORY")
-    identity, credentials = token_credentials(ctx.index, ctx.keyring_store, key)
+    identity, credentials = ctx.store.token_credentials(key)
     token = ctx.tokens().get(key, identity, scopes, credentials=credentials)
     if token is None:
         raise HelperError(f"{key} needs no token: it answered /v2/ without authentication")

@@ -33,12 +33,17 @@ def identity(username: str, secret: str, salt: str) -> str:
 
 
 class IndexEntry:
-    """The non-secret half of a stored credential (a plain class: `list` and `get` read it)."""
+    """The non-secret half of a stored credential (a plain class: `list` and `get` read it).
 
-    __slots__ = ("server", "username", "salt", "identity")
+    A keyless robot has no secret at all: `oidc` names where its OIDC token comes from."""
 
-    def __init__(self, server: str, username: str, salt: str, identity: str) -> None:
+    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience")
+
+    def __init__(
+        self, server: str, username: str, salt: str, identity: str, oidc: str = "", audience: str = ""
+    ) -> None:
         self.server, self.username, self.salt, self.identity = server, username, salt, identity
+        self.oidc, self.audience = oidc, audience
 
     @classmethod
     def new(cls, server: str, username: str, secret: str) -> IndexEntry:
@@ -49,12 +54,15 @@ class IndexEntry:
     def from_json(cls, data: object) -> IndexEntry | None:
         if not isinstance(data, dict) or not isinstance(data.get("username"), str):
             return None
-        fields = [data.get(name) for name in ("server", "salt", "identity")]
-        server, salt, fingerprint = (value if isinstance(value, str) else "" for value in fields)
-        return cls(server, data["username"], salt, fingerprint)
+        fields = [data.get(name) for name in ("server", "salt", "identity", "oidc", "audience")]
+        server, salt, fingerprint, oidc, audience = (value if isinstance(value, str) else "" for value in fields)
+        return cls(server, data["username"], salt, fingerprint, oidc, audience)
 
     def to_json(self) -> dict[str, str]:
-        return {"server": self.server, "username": self.username, "salt": self.salt, "identity": self.identity}
+        data = {"server": self.server, "username": self.username, "salt": self.salt, "identity": self.identity}
+        if self.oidc:
+            data.update(oidc=self.oidc, audience=self.audience)
+        return data
 
 
 class Index:

@@ -58,6 +58,34 @@ class Tokens:
         token the registry just refused), but still stores the new token.
         """
         scopes = sorted(set(scopes))
+
+        def fetch() -> Token | None:
+            username, secret = (credentials() if credentials else None) or (None, None)
+            return self._fetch(key, username, secret, scopes)
+
+        return self._single_flight(key, identity, scopes, refresh, fetch)
+
+    def federated(self, key: str, identity: str, robot: str, oidc_token: Callable[[], str]) -> Token:
+        """A keyless robot's Quay JWT: from the cache, else one exchange of `oidc_token()` (read only then)."""
+        from quay_cred_helper.registry import federation  # httpx: only when an exchange is due
+
+        def fetch() -> Token:
+            client = self.client_for(key)
+            try:
+                session = self.session(key, client)
+                return federation.exchange(session, self.challenge(session), robot, oidc_token())
+            finally:
+                if client is not self.client:
+                    client.close()
+
+        token = self._single_flight(key, identity, [], False, fetch)
+        assert token is not None
+        return token
+
+    def _single_flight(
+        self, key: str, identity: str, scopes: list[str], refresh: bool, fetch: Callable[[], Token | None]
+    ) -> Token | None:
+        """The cached token, else `fetch()`'s, fetched by one process at a time and cached."""
         hit = None if refresh else self.cache.load(key, identity, scopes)
         if hit:
             log.debug("token for %s %s from the cache", key, scopes)
@@ -67,8 +95,7 @@ class Tokens:
             hit = None if refresh else self.cache.load(key, identity, scopes)
             if hit:
                 return hit
-            username, secret = (credentials() if credentials else None) or (None, None)
-            token = self._fetch(key, username, secret, scopes)
+            token = fetch()
             if token is not None:
                 self.cache.save(key, identity, scopes, token)
             return token

@@ -1,0 +1,68 @@
+"""Quay's robot federation: an OIDC token in, a one-hour robot JWT out (keyless robots).
+
+`GET <registry origin>/oauth2/federation/robot/token` with Basic `org+robot:<OIDC JWT>`
+answers `{"token": JWT}`: Quay-signed, sub = the robot, aud = its SERVER_HOSTNAME,
+an hour long. It is then the robot's password at /v2/auth.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from quay_cred_helper import log
+from quay_cred_helper.errors import RegistryError, Unreachable
+from quay_cred_helper.registry import jwt
+from quay_cred_helper.registry.cache import Token
+from quay_cred_helper.registry.challenge import Challenge
+from quay_cred_helper.registry.session import Session, json_body, lifetime_end
+
+PATH = "/oauth2/federation/robot/token"
+
+# Quay's 400 messages, and what to do about each (Quay gives no codes, only these texts).
+_HINTS = (
+    ("does not match robot", "the OIDC token's subject (sub) is not the one the robot's federation entry names"),
+    ("expired", "the OIDC token has expired: the job or pod must present a fresh one"),
+    ("not configured for this robot", "add the token's issuer (iss) to the robot's federation entries"),
+    ("could not find robot", "check the robot's name (org+name)"),
+    ("does not have federated login", "configure federation for the robot (Robot Accounts > Set robot federation)"),
+)
+
+
+class FederationRefused(RegistryError):
+    """Quay refused the OIDC token for the robot."""
+
+
+def exchange(session: Session, challenge: Challenge, robot: str, oidc_token: str) -> Token:
+    """One exchange at Quay's own origin: that of its token realm (on Quay, the registry's origin), which
+    gets credentials only when the realm policy allows it (https, the registry's host or realm_hosts)."""
+    if challenge.realm is None:
+        raise RegistryError(f"{session.key} asks for no authentication: a keyless robot has nothing to exchange")
+    session.check_realm(challenge.realm)
+    realm = urlsplit(challenge.realm)
+    log.secret(oidc_token)
+    response, body = session.send(f"{realm.scheme}://{realm.netloc}{PATH}", auth=(robot, oidc_token))
+    data = json_body(body)
+    status, key = response.status_code, session.key
+    if status == 200:
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise RegistryError(f"{key} answered the robot federation without a token")
+        now = time.time()
+        return Token(token, now, lifetime_end(now, None, jwt.payload(token)), None)
+    message = ""
+    if isinstance(data, dict):
+        found = data.get("error") or data.get("message")
+        message = str(found)[:300] if found else ""
+    if status == 404 or status == 405:
+        raise FederationRefused(
+            f"{key} has no robot federation (HTTP {status})", "keyless robots need Quay 3.13 or later"
+        )
+    if status >= 500:
+        raise Unreachable(
+            f"{key} failed the robot federation for {robot} (HTTP {status})",
+            "usually the issuer is http:// (Quay fetches it over https only), the token is not a JWT, "
+            "or the issuer rotated its keys (a kid its JWKS no longer has)",
+        )
+    hint = next((fix for text, fix in _HINTS if text in message.lower()), "check the robot's federation entries")
+    raise FederationRefused(f"{key} refused the OIDC token for {robot}: {message or f'HTTP {status}'}", hint)

@@ -1,0 +1,270 @@
+"""Keyless robots: an OIDC token from the job or pod, exchanged through Quay's robot federation, nothing stored.
+
+The Quay-compatible registry checks the OIDC token as quay/quay does (issuer per robot, discovery and JWKS
+over https, RS256 with a kid, iat/exp with 30 s of leeway, subject), against a local https issuer.
+"""
+
+import concurrent.futures
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.oidc import GitHubTokenService, OIDCIssuer
+from tests.quay_registry import QuayRegistry, b64url_decode
+from tests.support import ROBOT, ROBOTS, USERS, cli, helper
+
+SUBJECT = "system:serviceaccount:ci:builder"
+
+
+def claims_of(token):
+    return json.loads(b64url_decode(token.split(".")[1]))
+
+
+@pytest.fixture(scope="module")
+def ca():
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture
+def issuer(ca):
+    with OIDCIssuer(ca) as found:
+        yield found
+
+
+@pytest.fixture
+def quay(issuer, ca, tmp_path):
+    ca_path = tmp_path / "oidc-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    with QuayRegistry(users=USERS, robots=ROBOTS, public_namespaces={"library"}) as registry:
+        registry.oidc_ca = str(ca_path)
+        registry.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
+        yield registry
+
+
+@pytest.fixture
+def env(home):
+    """No keyring at all: a keyless robot must never need one."""
+    return dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+
+
+def get(env, host):
+    r = helper(env, "get", host)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def exchanges(quay):
+    return quay.count("/oauth2/federation/robot/token")
+
+
+# -- sources --------------------------------------------------------------------------------------
+
+
+def test_env_source_login_get_cache_list_logout(env, quay, issuer):
+    oidc_token = issuer.token(SUBJECT)
+    env = dict(env, CI_JOB_JWT=oidc_token)
+    r = cli(env, "login", quay.host, "-u", ROBOT, "--oidc", "env:CI_JOB_JWT")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == f"Login Succeeded: {ROBOT} at {quay.host} (keyless, OIDC token from env:CI_JOB_JWT)\n".encode()
+    assert exchanges(quay) == 1  # login verifies with one exchange
+    assert json.loads(helper(env, "list").stdout) == {quay.host: ROBOT}
+
+    got = get(env, quay.host)
+    claims = claims_of(got["Secret"])
+    assert got["Username"] == ROBOT and claims["sub"] == ROBOT and claims["aud"] == quay.server_hostname
+    assert exchanges(quay) == 2
+    # Cached: no exchange, and the source is not even read (the variable is gone).
+    del env["CI_JOB_JWT"]
+    assert get(env, quay.host)["Secret"] == got["Secret"] and exchanges(quay) == 2
+
+    # The Quay JWT is the robot's password at /v2/auth: token works, as for any robot.
+    r = cli(env, "token", f"{quay.host}/org/app", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["access"] == [{"type": "repository", "name": "org/app", "actions": ["pull"]}]
+    assert quay.auth_log[-1]["user"] == ROBOT and quay.auth_log[-1]["credential"] == "jwt"
+
+    assert cli(env, "logout", quay.host).returncode == 0
+    assert helper(env, "list").stdout == b"{}\n"
+    r = helper(env, "get", quay.host)  # the keyring is asked now, and this machine has none
+    assert r.returncode == 1 and r.stdout.startswith(b"no keyring backend available")
+
+
+def test_file_source_is_read_afresh_after_rotation(env, quay, issuer, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(issuer.token(SUBJECT, jti="first"))
+    assert cli(env, "login", quay.host, "-u", ROBOT, "--oidc", f"file:{token_file}", "--no-verify").returncode == 0
+    first = get(env, quay.host)["Secret"]
+    # The kubelet rotates the projected token in place; the cached Quay JWT nears its end.
+    token_file.write_text(issuer.token(SUBJECT, jti="second"))
+    cache = next(Path(env["XDG_CACHE_HOME"]).rglob("keyless*.json"))
+    entry = json.loads(cache.read_text())
+    # An hour-long JWT with 200 s left is within its 300 s margin: never handed out.
+    cache.write_text(json.dumps(dict(entry, issued_at=time.time() - 3400, expires_at=time.time() + 200)))
+    quay.clock = lambda: time.time() + 5  # so the new Quay JWT differs
+    second = get(env, quay.host)["Secret"]
+    assert second != first and exchanges(quay) == 2
+    assert [e["jti"] for e in quay.federation_log] == ["first", "second"]  # the rotated file was read
+
+
+def test_github_source_with_an_audience(env, quay, issuer):
+    with GitHubTokenService(issuer, SUBJECT) as github:
+        env = dict(env, **github.env())
+        r = cli(env, "login", quay.host, "-u", ROBOT, "--oidc", "github", "--audience", "quay.example.com/org x")
+        assert r.returncode == 0, r.stderr
+        assert get(env, quay.host)["Username"] == ROBOT
+        # The URL had a query: the audience is appended with &, urlencoded, and remembered for later exchanges.
+        assert [q["query"]["audience"] for q in github.requests] == [["quay.example.com/org x"]] * 2
+        assert [q["query"]["api-version"] for q in github.requests] == [["2.0"]] * 2
+
+
+def test_config_file_keyless_needs_no_login(env, quay, issuer, tmp_path):
+    config = tmp_path / "config.ini"
+    config.write_text(f"[{quay.host}]\nrobot = {ROBOT}\noidc = env:ID_TOKEN\n")
+    env = dict(env, QUAY_CRED_HELPER_CONFIG=str(config), ID_TOKEN=issuer.token(SUBJECT))
+    assert get(env, quay.host)["Username"] == ROBOT and exchanges(quay) == 1
+
+
+# -- failures: one actionable line each, never "not found" ------------------------------------------------
+
+
+def keyless_get(env, quay, token=None, robot=ROBOT, source="env:ID_TOKEN", extra=None):
+    cli(env, "login", quay.host, "-u", robot, "--oidc", source, "--no-verify")
+    env = dict(env, **(extra or {}))
+    if token is not None:
+        env["ID_TOKEN"] = token
+    r = helper(env, "get", quay.host)
+    assert r.returncode == 1 and r.stdout.count(b"\n") == 1
+    assert r.stdout != b"credentials not found in native keychain\n"
+    return r.stdout.decode().strip()
+
+
+def test_source_problems_say_how_to_fix_them(env, quay, tmp_path):
+    assert keyless_get(env, quay) == (
+        "the OIDC token variable ID_TOKEN is not set or empty: "
+        "GitLab CI: declare it under id_tokens: {ID_TOKEN: {aud: ...}} in the job"
+    )
+    assert keyless_get(env, quay, source="github").startswith(
+        "ACTIONS_ID_TOKEN_REQUEST_URL is not set: this is not a GitHub Actions job allowed OIDC tokens: "
+        "add `permissions: id-token: write`"
+    )
+    message = keyless_get(env, quay, source=f"file:{tmp_path}/missing")
+    assert message.startswith(f"cannot read the OIDC token file {tmp_path}/missing: No such file or directory")
+    assert (
+        keyless_get(env, quay, token="not-a-jwt")
+        == "the OIDC token from env:ID_TOKEN is not a JWT: check what the source holds"
+    )
+    assert exchanges(quay) == 0
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("subject", "refused the OIDC token for org+ci: Token does not match robot: the OIDC token's subject (sub)"),
+        ("expired", "Invalid token: Signature has expired: the OIDC token has expired"),
+        ("issuer", "not configured for this robot: add the token's issuer (iss) to the robot's federation entries"),
+        ("future", "Invalid token: The token is not yet valid (iat)"),
+        ("robot", "refused the OIDC token for org+nobody: Could not find robot with specified username: check"),
+        ("federation", "Robot does not have federated login configured: configure federation for the robot"),
+        ("rotated", "failed the robot federation for org+ci (HTTP 500): usually the issuer is http://"),
+    ],
+)
+def test_every_refusal_is_one_actionable_line(env, quay, issuer, case, expected):
+    robot = ROBOT
+    token = issuer.token(SUBJECT)
+    if case == "subject":
+        token = issuer.token("system:serviceaccount:ci:other")
+    elif case == "expired":
+        token = issuer.token(SUBJECT, issued=time.time() - 700, lifetime=600)
+    elif case == "issuer":
+        quay.federation[ROBOT] = [{"issuer": "https://token.actions.githubusercontent.com", "subject": SUBJECT}]
+    elif case == "future":
+        token = issuer.token(SUBJECT, issued=time.time() + 120)
+    elif case == "robot":
+        robot = "org+nobody"
+    elif case == "federation":
+        quay.federation.clear()
+    elif case == "rotated":
+        issuer.rotate()  # the token's kid is no longer in the JWKS
+    message = keyless_get(env, quay, token=token, robot=robot)
+    assert expected in message, message
+
+
+# -- concurrency, expiry, secrets ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # real time or many processes: the full suite
+def test_concurrent_cold_gets_make_one_exchange(env, quay, issuer):
+    env = dict(env, ID_TOKEN=issuer.token(SUBJECT))
+    assert cli(env, "login", quay.host, "-u", ROBOT, "--oidc", "env:ID_TOKEN", "--no-verify").returncode == 0
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        secrets = list(pool.map(lambda _: get(env, quay.host)["Secret"], range(16)))
+    assert len(set(secrets)) == 1 and exchanges(quay) == 1
+
+
+def test_oidc_token_and_jwt_stay_out_of_files_and_logs(env, quay, issuer):
+    oidc_token = issuer.token(SUBJECT)
+    env = dict(env, ID_TOKEN=oidc_token, QUAY_CRED_HELPER_LOG="debug")
+    assert cli(env, "login", quay.host, "-u", ROBOT, "--oidc", "env:ID_TOKEN").returncode == 0
+    jwt = get(env, quay.host)["Secret"]
+    cache = Path(env["XDG_CACHE_HOME"])
+    for path in Path(env["HOME"]).parent.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            assert oidc_token.encode() not in text, path  # never written anywhere
+            if jwt.encode() in text:
+                assert cache in path.parents and path.stat().st_mode & 0o077 == 0, path  # only the private cache
+
+
+@pytest.mark.slow  # a real registry and skopeo
+def test_skopeo_pulls_as_the_keyless_robot(file_keyring, docker_registry, issuer, ca, tmp_path):
+    import shutil
+
+    from tests.real_registry import oci_layout
+
+    if not shutil.which("skopeo"):
+        pytest.skip("skopeo not installed")
+    ca_path = tmp_path / "oidc-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    quay = docker_registry.quay
+    quay.oidc_ca = str(ca_path)
+    quay.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
+    env = dict(file_keyring, REGISTRY_AUTH_FILE=str(tmp_path / "auth.json"), ID_TOKEN=issuer.token(SUBJECT))
+    layout = tmp_path / "image"
+    oci_layout(str(layout))
+    ref = f"docker://{docker_registry.host}/org/keyless-app:1"
+    alice = tmp_path / "alice-auth.json"  # alice pushes the image (credentials in a file, never in argv)
+    alice.write_text(json.dumps({"auths": {docker_registry.host: {"auth": "YWxpY2U6YWxpY2UtcGFzc3dvcmQ="}}}))
+    r = subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", "--dest-authfile", str(alice), f"oci:{layout}:latest", ref],
+        env=env,
+        capture_output=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert cli(env, "configure", docker_registry.host, "--podman").returncode == 0
+    assert cli(env, "login", docker_registry.host, "-u", ROBOT, "--oidc", "env:ID_TOKEN").returncode == 0
+    quay.auth_log.clear()
+    r = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}}", ref],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert (r.returncode, r.stdout.strip()) == (0, f"{docker_registry.host}/org/keyless-app"), r.stderr
+    used = [e for e in quay.auth_log if e["scopes"]]
+    assert used and all(e["user"] == ROBOT and e["credential"] == "jwt" and e["status"] == 200 for e in used)
+
+
+def test_cached_keyless_get_imports_nothing_heavy(env, quay, issuer):
+    from tests.test_startup import HEAVY, imported
+
+    env = dict(env, ID_TOKEN=issuer.token(SUBJECT))
+    assert cli(env, "login", quay.host, "-u", ROBOT, "--oidc", "env:ID_TOKEN").returncode == 0
+    get(env, quay.host)  # fills the cache
+    r, names = imported(env, "get", quay.host.encode())
+    assert r.returncode == 0 and json.loads(r.stdout)["Username"] == ROBOT
+    assert not names & (HEAVY | {"keyring", "jeepney"}), names
