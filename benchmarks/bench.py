@@ -29,6 +29,8 @@ from tests.oidc import OIDCIssuer  # noqa: E402
 from tests.quay_registry import QuayRegistry  # noqa: E402
 from tests.support import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
 
+PROVIDER = os.path.join(os.path.dirname(HELPER), "quay-credential-provider")
+
 NETNS = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
 ECR_REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 ECR_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"  # AWS's documented example key: no account behind it
@@ -142,14 +144,27 @@ def main():
             run([HELPER, "get"], env, quay.host.encode())  # fills the robot's token cache
             # A keyless robot on the same server under its other loopback name, its OIDC token in a variable.
             keyless = f"localhost:{quay.port}"
-            ca = trustme.CA()
-            ca.cert_pem.write_to_path(os.path.join(root, "oidc-ca.pem"))
-            issuer = OIDCIssuer(ca).__enter__()
-            quay.oidc_ca = os.path.join(root, "oidc-ca.pem")
+            issuer = OIDCIssuer(trustme.CA()).__enter__()
+            issuer.trusted_by(quay, Path(root))
             quay.federation[ROBOT] = [{"issuer": issuer.url, "subject": "bench"}]
             env["BENCH_ID_TOKEN"] = issuer.token("bench", lifetime=3600)
             run([CLI, "login", keyless, "-u", ROBOT, "--oidc", "env:BENCH_ID_TOKEN"], env)
             run([HELPER, "get"], env, keyless.encode())  # fills its token cache
+            # The kubelet's provider with a robot token file, answering from its cache.
+            provider_dir = os.path.join(root, "provider")
+            os.makedirs(provider_dir, mode=0o700)
+            robot_file = os.path.join(provider_dir, "robot-token")
+            with open(os.open(robot_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(ROBOT_TOKEN)
+            provider_config = os.path.join(provider_dir, "kubelet.ini")
+            with open(os.open(provider_config, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {robot_file}\n")
+            provider = [PROVIDER, "--config", provider_config]
+            kubelet_request = (
+                '{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1",'
+                f'"image":"{quay.host}/org/app"}}\n'
+            ).encode()
+            run(provider, env, kubelet_request)  # fills its cache
             ecr = ecr_env(root)
             net_env = dict(env)
 
@@ -159,6 +174,7 @@ def main():
                 "list": ([HELPER, "list"], env, b""),
                 "robot-cached": ([HELPER, "get"], env, quay.host.encode()),
                 "keyless-cached": ([HELPER, "get"], env, keyless.encode()),
+                "provider-cached": (provider, env, kubelet_request),
                 "user-secret-service": ([HELPER, "get"], env, b"user.bench.invalid"),
                 "go-secretservice": (["docker-credential-secretservice", "get"], env, go_server.encode()),
                 "robot-cached-netns": (NETNS + [HELPER, "get"], net_env, quay.host.encode()),
@@ -182,6 +198,9 @@ def main():
                 "    get keyless robot, cached JWT / python -I -c pass", median["keyless-cached"], median["python"], 1.3
             )
             check("    federation exchanges during all cached gets", cached_exchanges, None, 0, unit="", count=True)
+            check(
+                "    kubelet provider, cached JWT / python -I -c pass", median["provider-cached"], median["python"], 1.3
+            )
             check(
                 "(4) get user, Secret Service / Go docker-credential-secretservice",
                 median["user-secret-service"],

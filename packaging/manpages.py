@@ -127,7 +127,45 @@ def helper_page():
     return "\n".join(lines)
 
 
-PAGES = {"quay-cred-helper.1": quay_cred_helper_page, "docker-credential-quay.1": helper_page}
+def provider_page():
+    lines = header("quay-credential-provider", "kubelet image credential provider for Red Hat Quay")
+    lines += [
+        ".SH SYNOPSIS",
+        "\\fBquay\\-credential\\-provider\\fR \\fB\\-\\-config\\fR \\fIFILE\\fR "
+        "[\\fB\\-\\-cache\\-dir\\fR \\fIDIR\\fR]",
+        ".SH DESCRIPTION",
+        roff(
+            "Run by the kubelet (credentialprovider.kubelet.k8s.io v1, v1beta1, v1alpha1) for images that its "
+            "CredentialProviderConfig sends to it: reads one CredentialProviderRequest on stdin and answers "
+            "with a one-hour Quay robot JWT for the image's registry, never a long-lived robot token. Per "
+            "registry, the config FILE names a robot and its token file (robot_token_file), the node's OIDC "
+            "token (oidc = file:PATH), or each pod's service-account token (service_account = true, the robot "
+            "from the annotation quay-cred-helper/robot or robot =). The config and token files must not be "
+            "writable by other users."
+        ),
+        ".SH OPTIONS",
+        ".TP",
+        "\\fB\\-\\-config\\fR \\fIFILE\\fR",
+        roff("the provider's INI file: one section per registry."),
+        ".TP",
+        "\\fB\\-\\-cache\\-dir\\fR \\fIDIR\\fR",
+        roff("where JWTs are cached between runs (default: the user cache dir)."),
+        ".SH EXIT STATUS",
+        roff(
+            "0 with the response on stdout; 1 with one line on stderr (which the kubelet logs) and nothing on stdout."
+        ),
+        ".SH SEE ALSO",
+        "\\fBquay\\-cred\\-helper\\fR(1), \\fBdocker\\-credential\\-quay\\fR(1)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+PAGES = {
+    "quay-cred-helper.1": quay_cred_helper_page,
+    "docker-credential-quay.1": helper_page,
+    "quay-credential-provider.1": provider_page,
+}
 
 
 def main(outdir):

@@ -53,6 +53,8 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "robot": ("", str, "a keyless robot (org+name) for this registry, with `oidc`: nothing stored, no login step"),
     "oidc": ("", str, "where the keyless robot's OIDC token comes from: github, env:NAME or file:PATH"),
     "audience": ("", str, "the audience to ask GitHub Actions for (oidc = github)"),
+    "robot_token_file": ("", str, "kubelet provider: a file holding `robot`'s token, exchanged for one-hour JWTs"),
+    "service_account": ("false", _bool, "kubelet provider: each pod's service-account token, as the robot it names"),
 }
 
 
@@ -71,6 +73,8 @@ class Settings:
     robot: str
     oidc: str
     audience: str
+    robot_token_file: str
+    service_account: bool
 
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         values = values or {}
@@ -96,17 +100,25 @@ class Config:
         if self._sections is None:
             self._sections = {}
             if os.path.exists(self.path):
-                import configparser  # only when there is a file: keeps `get` lean
-
-                parser = configparser.ConfigParser(interpolation=None)
                 try:
                     with open(self.path, encoding="utf-8") as f:
-                        parser.read_file(f)
-                except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+                        text = f.read()
+                except (OSError, UnicodeDecodeError) as exc:
                     raise self._error(exc) from None
-                self._sections = {name: dict(parser[name]) for name in parser.sections()}
-                self._sections[""] = dict(parser.defaults())
+                self._sections = read_plain(text) or self._read_configparser(text)
         return self._sections
+
+    def _read_configparser(self, text: str) -> dict[str, dict[str, str]]:
+        import configparser  # only for files beyond the plain subset: it brings `re`
+
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(text, self.path)
+        except configparser.Error as exc:
+            raise self._error(exc) from None
+        sections = {name: dict(parser[name]) for name in parser.sections()}
+        sections[""] = dict(parser.defaults())
+        return sections
 
     def _error(self, exc: Exception) -> ConfigError:
         first = (str(exc).splitlines() or [""])[0][:200]
@@ -126,6 +138,37 @@ class Config:
             except ValueError as exc:
                 raise self._error(exc) from None
         return found
+
+
+def read_plain(text: str) -> dict[str, dict[str, str]] | None:
+    """configparser's reading of `text` (each section over DEFAULT, under "" the defaults alone) for the
+    plain subset: [section] lines, `key = value` or `key: value`, # and ; comment lines. None for anything
+    else (indented or continuation lines, duplicates, a key before any section): configparser decides.
+    configparser imports `re`, as long as the interpreter's own start, and the helper and the kubelet
+    provider read this file on every call; tests/test_properties.py checks the two agree."""
+    defaults: dict[str, str] = {}
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.split("\n"):  # the file was read with universal newlines, as configparser reads it
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if raw[0].isspace():
+            return None
+        if line[0] == "[":
+            name = line[1:-1]
+            if not line.endswith("]") or not name or name in sections or (name == "DEFAULT" and defaults):
+                return None
+            current = defaults if name == "DEFAULT" else sections.setdefault(name, {})
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        key = line[:cut].strip().lower() if cut > 0 else ""
+        if current is None or not key or key in current:
+            return None
+        current[key] = line[cut + 1 :].strip()
+    merged = {name: {**defaults, **values} for name, values in sections.items()}
+    merged[""] = defaults
+    return merged
 
 
 def config_path() -> str:

@@ -65,6 +65,16 @@ def loads(text: str) -> Any:
     return value
 
 
+def quote(text: str) -> str:
+    """A str as a JSON string literal, as json.dumps writes it (ASCII)."""
+    if _make_scanner is None:
+        import json
+
+        return json.dumps(text)
+    result: str = _quote(text)
+    return result
+
+
 def dumps_strings(mapping: Mapping[str, str]) -> str:
     """A {str: str} dict as json.dumps writes it (ASCII, ", " and ": " separators)."""
     if _make_scanner is None:

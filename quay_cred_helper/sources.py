@@ -41,13 +41,39 @@ class Keyless:
         self.robot, self.source, self.audience = robot, source, audience
 
     def identity(self) -> str:
-        """The token cache's identity for the robot's Quay JWT: exact, and without hashlib when short."""
-        material = "\0".join((self.robot, self.source, self.audience)).encode().hex()
-        if len(material) > 160:
-            import hashlib  # hot path: only for long file paths
+        """The token cache's identity for the robot's Quay JWT."""
+        from quay_cred_helper.registry.cache import fingerprint  # loaded already wherever a JWT is looked up
 
-            material = hashlib.sha256(material.encode()).hexdigest()
-        return "keyless" + material
+        return fingerprint("keyless", self.robot, self.source, self.audience)
+
+
+def federated_token(
+    cache: TokenCache,
+    tokens: Callable[[], Tokens],
+    key: str,
+    robot: str,
+    identity: str,
+    oidc_token: Callable[[], str],
+) -> Token:
+    """A keyless robot's Quay JWT from `cache` (nothing else touched), else one exchange of `oidc_token()`."""
+    hit = cache.load(key, identity, [])
+    if hit:
+        log.debug("keyless robot JWT for %s from the cache", key)
+        return hit
+    return tokens().federated(key, identity, robot, oidc_token)
+
+
+def read_oidc(keyless: Keyless) -> Callable[[], str]:
+    """A reader of the keyless robot's OIDC token from its source, run only when an exchange is due."""
+
+    def read() -> str:
+        from quay_cred_helper import oidc  # hot path: only when an exchange is due
+        from quay_cred_helper.config import Settings
+        from quay_cred_helper.registry.session import make_client
+
+        return oidc.read(keyless.source, keyless.audience, lambda: make_client(Settings()))
+
+    return read
 
 
 class ExchangingStore:
@@ -105,20 +131,12 @@ class ExchangingStore:
     def federated(self, key: str, keyless: Keyless, fresh: bool = False) -> Token:
         """The keyless robot's Quay JWT: cached, else one exchange of a freshly read OIDC token
         (`fresh`: always the exchange, and nothing cached: login and doctor verify with it)."""
-        hit = None if fresh else self.cache().load(key, keyless.identity(), [])
-        if hit:
-            log.debug("keyless robot JWT for %s from the cache", key)
-            return hit
-        from quay_cred_helper import oidc  # hot path: only when an exchange is due
-        from quay_cred_helper.config import Settings
-        from quay_cred_helper.registry.cache import NullCache
-        from quay_cred_helper.registry.session import make_client
+        cache, tokens = self.cache(), self.tokens
+        if fresh:
+            from quay_cred_helper.registry.cache import NullCache  # hot path: only for login and doctor
 
-        def oidc_token() -> str:
-            return oidc.read(keyless.source, keyless.audience, lambda: make_client(Settings()))
-
-        tokens = self.tokens(NullCache()) if fresh else self.tokens()
-        return tokens.federated(key, keyless.identity(), keyless.robot, oidc_token)
+            cache, tokens = NullCache(), lambda: self.tokens(NullCache())
+        return federated_token(cache, tokens, key, keyless.robot, keyless.identity(), read_oidc(keyless))
 
     def token_credentials(self, key: str) -> tuple[str, Credentials | None]:
         """(identity, credentials) for a /v2/auth token request: the credential's fingerprint, and a

@@ -124,6 +124,23 @@ def docker_registry(tmp_path):
         yield registry
 
 
+@pytest.fixture(scope="session")
+def oidc_ca():
+    """The test CA that OIDC issuers' certificates come from."""
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture
+def issuer(oidc_ca):
+    """An OIDC issuer on https://127.0.0.1 (discovery, JWKS, tokens on demand)."""
+    from tests.oidc import OIDCIssuer
+
+    with OIDCIssuer(oidc_ca) as found:
+        yield found
+
+
 @pytest.fixture
 def quay():
     with QuayRegistry(users=USERS, robots=ROBOTS, public_namespaces={"library"}) as registry:

@@ -84,8 +84,15 @@ class OIDCIssuer(_Server):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ca.issue_cert("127.0.0.1").configure_cert(context)
         super().__init__(context)
+        self.ca = ca
         self.keys = {}
         self.rotate()
+
+    def trusted_by(self, registry, workdir):
+        """Make a QuayRegistry trust this issuer's certificate (as a Quay trusts the public web's CAs)."""
+        path = workdir / "oidc-ca.pem"
+        self.ca.cert_pem.write_to_path(str(path))
+        registry.oidc_ca = str(path)
 
     def rotate(self):
         """A new signing key: the old kid disappears from the JWKS, as when an issuer rotates."""

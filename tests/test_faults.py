@@ -233,6 +233,7 @@ def test_plain_http_refused_off_loopback_unless_opted_in(tmp_path, monkeypatch):
 # -- secrets: error paths, tracebacks, files ------------------------------------------------------
 
 
+@pytest.mark.slow  # many processes: the full suite
 def test_exceptions_in_any_layer_print_no_secret(file_keyring, monkeypatch, capsys):
     from quay_cred_helper import cli
     from quay_cred_helper import helper as helper_module

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oidc import GitHubTokenService, OIDCIssuer
+from tests.oidc import GitHubTokenService
 from tests.quay_registry import QuayRegistry, b64url_decode
 from tests.support import ROBOT, ROBOTS, USERS, cli, helper
 
@@ -23,25 +23,10 @@ def claims_of(token):
     return json.loads(b64url_decode(token.split(".")[1]))
 
 
-@pytest.fixture(scope="module")
-def ca():
-    import trustme
-
-    return trustme.CA()
-
-
 @pytest.fixture
-def issuer(ca):
-    with OIDCIssuer(ca) as found:
-        yield found
-
-
-@pytest.fixture
-def quay(issuer, ca, tmp_path):
-    ca_path = tmp_path / "oidc-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
+def quay(issuer, tmp_path):
     with QuayRegistry(users=USERS, robots=ROBOTS, public_namespaces={"library"}) as registry:
-        registry.oidc_ca = str(ca_path)
+        issuer.trusted_by(registry, tmp_path)
         registry.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
         yield registry
 
@@ -161,6 +146,7 @@ def test_source_problems_say_how_to_fix_them(env, quay, tmp_path):
     assert exchanges(quay) == 0
 
 
+@pytest.mark.slow  # seven refusals, each a login and a get: the full suite
 @pytest.mark.parametrize(
     "case, expected",
     [
@@ -221,17 +207,15 @@ def test_oidc_token_and_jwt_stay_out_of_files_and_logs(env, quay, issuer):
 
 
 @pytest.mark.slow  # a real registry and skopeo
-def test_skopeo_pulls_as_the_keyless_robot(file_keyring, docker_registry, issuer, ca, tmp_path):
+def test_skopeo_pulls_as_the_keyless_robot(file_keyring, docker_registry, issuer, tmp_path):
     import shutil
 
     from tests.real_registry import oci_layout
 
     if not shutil.which("skopeo"):
         pytest.skip("skopeo not installed")
-    ca_path = tmp_path / "oidc-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
     quay = docker_registry.quay
-    quay.oidc_ca = str(ca_path)
+    issuer.trusted_by(quay, tmp_path)
     quay.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
     env = dict(file_keyring, REGISTRY_AUTH_FILE=str(tmp_path / "auth.json"), ID_TOKEN=issuer.token(SUBJECT))
     layout = tmp_path / "image"

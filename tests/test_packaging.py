@@ -37,7 +37,7 @@ def sh(argv, **kwargs):
 
 def test_man_pages_match_the_commands(tmp_path):
     sh([sys.executable, str(ROOT / "packaging" / "manpages.py"), str(tmp_path)])
-    for page in ("quay-cred-helper.1", "docker-credential-quay.1"):
+    for page in ("quay-cred-helper.1", "docker-credential-quay.1", "quay-credential-provider.1"):
         assert (tmp_path / page).read_text() == (ROOT / "docs" / "man" / page).read_text(), (
             f"docs/man/{page} is stale: run python3 packaging/manpages.py"
         )
@@ -118,6 +118,7 @@ def test_wheel_and_sdist(dist, tmp_path):
         "packaging/rpm/quay-cred-helper.spec",
         "packaging/debian/control",
         "bin/docker-credential-quay",
+        "bin/quay-credential-provider",
     ):
         assert f"{top}/{needed}" in names, needed
     assert f"quay_cred_helper-{__version__}.dist-info/METADATA" in zipfile.ZipFile(wheel).namelist()
@@ -133,6 +134,12 @@ def test_wheel_and_sdist(dist, tmp_path):
     assert shutil.which("docker-credential-quay", path=env["PATH"]) == str(venv / "bin" / "docker-credential-quay")
     assert sh(["docker-credential-quay", "version"], env=env).stdout.strip().endswith(__version__)
     assert sh(["quay-cred-helper", "--version"], env=env).stdout.strip() == f"quay-cred-helper {__version__}"
+    provider_script = (venv / "bin" / "quay-credential-provider").read_text()
+    assert (
+        provider_script.startswith(f"#!{venv}/bin/python")
+        and "from quay_cred_helper.provider import main" in provider_script
+    )
+    assert sh(["quay-credential-provider", "--version"], env=env).stdout.strip().endswith(__version__)
 
 
 # -- the RPM -------------------------------------------------------------------------------------
@@ -148,6 +155,7 @@ def test_rpm_builds_with_its_check_and_lists_everything(tmp_path):
     for path in (
         "/usr/bin/docker-credential-quay",
         "/usr/bin/quay-cred-helper",
+        "/usr/bin/quay-credential-provider",
         "/usr/share/bash-completion/completions/quay-cred-helper",
         "/usr/share/zsh/site-functions/_quay-cred-helper",
         "/usr/share/fish/vendor_completions.d/quay-cred-helper.fish",
@@ -155,6 +163,7 @@ def test_rpm_builds_with_its_check_and_lists_everything(tmp_path):
         assert path in files, path
     assert any(f.startswith("/usr/share/man/man1/quay-cred-helper.1") for f in files)
     assert any(f.startswith("/usr/share/man/man1/docker-credential-quay.1") for f in files)
+    assert any(f.startswith("/usr/share/man/man1/quay-credential-provider.1") for f in files)
     wrapper = subprocess.run(
         f"rpm2cpio {rpm} | cpio -i --quiet --to-stdout ./usr/bin/quay-cred-helper",
         shell=True,
@@ -186,6 +195,8 @@ def test_deb_installs_and_works_on_debians_python(tmp_path, secret_service, quay
         assert "from quay_cred_helper.cli import main" in cli_wrapper and "importlib.metadata" not in cli_wrapper
         assert sh([helper_bin, "version"], env=env).stdout.strip().endswith(__version__)
         assert sh(["/usr/bin/quay-cred-helper", "--version"], env=env).stdout.strip().endswith(__version__)
+        assert sh(["/usr/bin/quay-credential-provider", "--version"], env=env).stdout.strip().endswith(__version__)
+        assert Path("/usr/share/man/man1/quay-credential-provider.1.gz").exists()
 
         def run(verb, stdin):
             return subprocess.run([helper_bin, verb], input=stdin.encode(), env=env, capture_output=True, timeout=60)

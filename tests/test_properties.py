@@ -235,11 +235,18 @@ def test_client_config_files(workdir, content, remove):
 
 
 @settings(FAST, max_examples=examples(800))
-@given(st.text(alphabet=string.ascii_letters + string.digits + "[]=:._-# \n\t", max_size=120))
+@given(st.text(alphabet=string.ascii_letters + string.digits + "[]=:._-#; \n\t\x0b", max_size=120))
 def test_our_config_file(workdir, monkeypatch, text):
     count_case()
     path = workdir / "config.ini"
     path.write_text(text)
+    plain = config.read_plain(text)
+    if plain is not None:  # the fast reader answers only where configparser reads exactly the same
+        import configparser
+
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(text)
+        assert plain == {name: dict(parser[name]) for name in parser.sections()} | {"": dict(parser.defaults())}
     try:
         loaded = config.Config(str(path)).settings("quay.example.com")
     except HelperError as exc:
@@ -298,3 +305,33 @@ def test_index_files(workdir, content):
     assert all(isinstance(e.username, str) and isinstance(e.identity, str) for e in entries.values())
     entry = index.get("quay.example.com")  # never raises, whatever the file holds
     assert entry is None or entry.username == entries["quay.example.com"].username
+
+
+INI_LINES = st.one_of(
+    st.sampled_from(["[quay.example.com]", "[DEFAULT]", "[other:5000]", "[]", "[a]b]", "", "# note", "; note", "  x"]),
+    st.builds(
+        lambda key, sep, value, pad: f"{key}{pad}{sep}{pad}{value}",
+        st.sampled_from(["timeout", "Retries", "robot", "ca_bundle", "a b", ""]),
+        st.sampled_from(["=", ":", " = ", ": "]),
+        st.text(alphabet=string.ascii_letters + ":=;# ", max_size=8),
+        st.sampled_from(["", " ", "\t"]),
+    ),
+)
+
+
+@settings(FAST, max_examples=examples(1500))
+@given(st.lists(INI_LINES, max_size=8))
+def test_the_fast_config_reader_agrees_with_configparser(lines):
+    import configparser
+
+    count_case()
+    text = "\n".join(lines)
+    plain = config.read_plain(text)
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        assert plain is None  # what configparser refuses, the fast reader leaves to it
+        return
+    if plain is not None:
+        assert plain == {name: dict(parser[name]) for name in parser.sections()} | {"": dict(parser.defaults())}

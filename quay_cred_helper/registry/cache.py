@@ -30,6 +30,21 @@ CHALLENGE_LIFETIME = 3600.0
 NO_AUTH_LIFETIME = 60.0
 
 
+def fingerprint(prefix: str, *parts: str) -> str:
+    """A token-cache identity made of non-secret parts: exact (hex) while short, else a BLAKE2b digest.
+
+    The cache of a keyless `get` or a kubelet's cached answer looks it up on every call: _blake2 is
+    a builtin module, where hashlib loads OpenSSL (milliseconds)."""
+    material = "\0".join(parts).encode()
+    if len(material) <= 100:
+        return prefix + material.hex()
+    try:
+        from _blake2 import blake2b
+    except ImportError:  # pragma: no cover - other Pythons
+        from hashlib import blake2b
+    return prefix + blake2b(material, digest_size=20).hexdigest()
+
+
 def folder_name(key: str) -> str:
     """A registry key as one portable, unique folder name: `host_port`, or `ipv6_<address with - for :>_port`.
 

@@ -67,9 +67,10 @@ class Tokens:
 
     def federated(self, key: str, identity: str, robot: str, oidc_token: Callable[[], str]) -> Token:
         """A keyless robot's Quay JWT: from the cache, else one exchange of `oidc_token()` (read only then)."""
-        from quay_cred_helper.registry import federation  # httpx: only when an exchange is due
 
         def fetch() -> Token:
+            from quay_cred_helper.registry import federation  # httpx: only when an exchange is due
+
             client = self.client_for(key)
             try:
                 session = self.session(key, client)
