@@ -18,7 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import trustme  # noqa: E402
+
 from tests.artifacts import SBOM, push_demo  # noqa: E402
+from tests.oidc import OIDCIssuer  # noqa: E402
 from tests.quay_registry import QuayRegistry, b64url_decode  # noqa: E402
 from tests.real_registry import DockerRegistry, oci_layout  # noqa: E402
 from tests.support import ROBOTS, USERS, isolated_env  # noqa: E402
@@ -162,6 +165,40 @@ def main():
                     f"{quay.host}/org/demo:1.0",
                 ],
                 env,
+            )
+
+        step("Keyless: a CI job's own OIDC token becomes a one-hour robot JWT (Quay's robot federation)")
+        subject = "repo:org/app:ref:refs/heads/main"
+        with QuayRegistry(users=USERS, robots=ROBOTS) as quay, OIDCIssuer(trustme.CA()) as issuer:
+            issuer.trusted_by(quay, Path(root))
+            robot = next(iter(ROBOTS))
+            quay.federation[robot] = [{"issuer": issuer.url, "subject": subject}]
+            print(f"  Quay: robot {robot} trusts issuer {issuer.url}, subject {subject}")
+            ci = dict(env, CI_ID_TOKEN=issuer.token(subject))  # as GitLab CI's id_tokens: puts it
+            run(["quay-cred-helper", "login", quay.host, "-u", robot, "--oidc", "env:CI_ID_TOKEN"], ci)
+            got = run(
+                ["docker-credential-quay", "get"], ci, quay.host, show=f"echo {quay.host} | docker-credential-quay get"
+            )
+            print(f"  the client gets {jwt_summary(json.loads(got.stdout)['Secret'])}; nothing was stored")
+
+            step("Kubernetes: the kubelet runs quay-credential-provider for a pod's image")
+            node = Path(root, "node")
+            node.mkdir(mode=0o700)
+            token_file = node / "robot-token"
+            token_file.write_text(ROBOTS[robot])
+            token_file.chmod(0o600)
+            config = node / "kubelet.ini"
+            config.write_text(f"[{quay.host}]\nrobot = {robot}\nrobot_token_file = {token_file}\n")
+            config.chmod(0o600)
+            request = (
+                '{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1",'
+                f'"image":"{quay.host}/org/app"}}\n'
+            )
+            run(
+                ["quay-credential-provider", "--config", str(config)],
+                env,
+                request,
+                show=f"printf '%s\\n' '{request.strip()}' | quay-credential-provider --config {config}",
             )
 
         step("Log out")
