@@ -252,3 +252,27 @@ def test_cached_keyless_get_imports_nothing_heavy(env, quay, issuer):
     r, names = imported(env, "get", quay.host.encode())
     assert r.returncode == 0 and json.loads(r.stdout)["Username"] == ROBOT
     assert not names & (HEAVY | {"keyring", "jeepney"}), names
+
+
+def test_doctor_shows_the_oidc_token_and_the_exchange(env, quay, issuer):
+    env = dict(env, ID_TOKEN=issuer.token(SUBJECT, audience="quay.example.com"))
+    assert cli(env, "login", quay.host, "-u", ROBOT, "--oidc", "env:ID_TOKEN").returncode == 0
+    r = cli(env, "doctor", quay.host, "--json")
+    checks = {c["check"]: c for c in json.loads(r.stdout)["checks"]}
+    token = checks[f"{quay.host} OIDC token"]
+    assert token["status"] == "OK"
+    assert token["detail"].startswith(f"from env:ID_TOKEN: iss {issuer.url}, sub {SUBJECT}, aud quay.example.com, ")
+    exchange = checks[f"{quay.host} keyless exchange"]
+    assert exchange == {
+        "check": f"{quay.host} keyless exchange",
+        "status": "OK",
+        "detail": f"{ROBOT} accepted: Quay JWT sub {ROBOT}, aud {quay.server_hostname}",
+        "fix": None,
+    }
+    # A broken source is a FAIL with its fix, and no exchange is tried.
+    del env["ID_TOKEN"]
+    before = exchanges(quay)
+    checks = {c["check"]: c for c in json.loads(cli(env, "doctor", quay.host, "--json").stdout)["checks"]}
+    assert checks[f"{quay.host} OIDC token"]["status"] == "FAIL"
+    assert checks[f"{quay.host} OIDC token"]["fix"].startswith("GitLab CI: declare it under id_tokens")
+    assert exchanges(quay) == before
