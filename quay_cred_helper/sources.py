@@ -103,7 +103,8 @@ class ExchangingStore:
 
     def add_keyless(self, key: str, server: str, keyless: Keyless) -> None:
         """Record a keyless robot: the index alone, no keyring (a CI runner may have none)."""
-        entry = IndexEntry(server, keyless.robot, "", keyless.identity(), keyless.source, keyless.audience)
+        # No salt and no fingerprint: nothing secret is stored; the cache identity comes from Keyless.
+        entry = IndexEntry(server, keyless.robot, "", "", keyless.source, keyless.audience)
         with self.index.lock():
             self.index.put(key, entry)
         self.cache().drop(key)
@@ -120,9 +121,9 @@ class ExchangingStore:
     def list(self) -> dict[str, str]:
         return self.index.servers()
 
-    def keyless(self, key: str, entry: IndexEntry | None = None) -> Keyless | None:
-        """The keyless robot for a registry: recorded by login --oidc, else named in the config file."""
-        entry = entry or self.index.get(key)
+    def keyless(self, key: str, entry: IndexEntry | None) -> Keyless | None:
+        """The keyless robot for a registry (whose index entry the caller has read): recorded by
+        login --oidc, else named in the config file."""
         if entry is not None:
             return Keyless(entry.username, entry.oidc, entry.audience) if entry.oidc else None
         settings = self.config().settings(key)

@@ -62,16 +62,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         subject = digest or repository.resolve(tag or "latest")
         return subject, walk(repository, subject, args.artifact_type, args.depth if args.tree else 1)
 
-    client = tokens.client_for(key)
-    try:
-        session = tokens.session(key, client)
+    with tokens.opened(key) as session:
         try:
             subject, listing = list_with(tokens.challenge(session))
         except StaleChallenge:  # remembered "no auth", then a 401: the registry changed its mind
             subject, listing = list_with(tokens.rediscover(session))
-    finally:
-        if client is not tokens.client:
-            client.close()
     if listing.how == "tag-schema":
         ctx.warn(f"{key} has no referrers API: read the tag {subject.replace(':', '-')}")
     for note in listing.notes:

@@ -9,13 +9,16 @@ not import httpx: a warm `token` needs none; the session is built on a miss.
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 from quay_cred_helper import log
 from quay_cred_helper.credentials.index import ANONYMOUS
 from quay_cred_helper.errors import RegistryError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     import httpx
 
@@ -41,7 +44,7 @@ class Tokens:
         self.cache = cache
         self.settings = settings  # key -> Settings (config.Config.settings)
         self.client = client  # tests pass one with a mock transport; else one per request
-        self.sleep = sleep
+        self.sleep = sleep or time.sleep
 
     def get(
         self,
@@ -71,13 +74,8 @@ class Tokens:
         def fetch() -> Token:
             from quay_cred_helper.registry import federation  # httpx: only when an exchange is due
 
-            client = self.client_for(key)
-            try:
-                session = self.session(key, client)
+            with self.opened(key) as session:
                 return federation.exchange(session, self.challenge(session), robot, oidc_token())
-            finally:
-                if client is not self.client:
-                    client.close()
 
         token = self._single_flight(key, identity, [], False, fetch)
         assert token is not None
@@ -101,25 +99,25 @@ class Tokens:
                 self.cache.save(key, identity, scopes, token)
             return token
 
-    def session(self, key: str, client: httpx.Client) -> Session:
-        from quay_cred_helper.registry.session import Session  # httpx: only when a request is due
+    @contextlib.contextmanager
+    def opened(self, key: str) -> Iterator[Session]:
+        """A session to the registry: on the injected client, else on a client of its own, closed after."""
+        from quay_cred_helper.registry.session import Session, make_client  # httpx: only when a request is due
 
         settings = self.settings(key)
-        return Session(client, key, settings, self.sleep) if self.sleep else Session(client, key, settings)
-
-    def client_for(self, key: str) -> httpx.Client:
-        from quay_cred_helper.registry.session import make_client  # httpx: only when a request is due
-
-        return self.client or make_client(self.settings(key))
+        client = self.client or make_client(settings)
+        try:
+            yield Session(client, key, settings, self.sleep)
+        finally:
+            if client is not self.client:
+                client.close()
 
     def challenge(self, session: Session) -> Challenge:
         """How the registry wants to be authenticated: remembered, else asked at /v2/."""
         return self.cache.load_challenge(session.key) or self.rediscover(session)
 
     def _fetch(self, key: str, username: str | None, secret: str | None, scopes: Sequence[str]) -> Token | None:
-        client = self.client_for(key)
-        try:
-            session = self.session(key, client)
+        with self.opened(key) as session:
             remembered = self.cache.load_challenge(key)
             found = remembered or self.rediscover(session)
             if found.realm is None:
@@ -136,9 +134,6 @@ class Tokens:
                 if fresh == remembered or fresh.realm is None:
                     raise
                 return session.fetch_token(fresh, username, secret, scopes)
-        finally:
-            if client is not self.client:
-                client.close()
 
     def rediscover(self, session: Session) -> Challenge:
         found = session.discover()
