@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trustme  # noqa: E402
 
-from tests.oidc import OIDCIssuer  # noqa: E402
-from tests.quay_registry import QuayRegistry  # noqa: E402
+from tests.fakes.issuer import OIDCIssuer  # noqa: E402
+from tests.fakes.quay_registry import QuayRegistry  # noqa: E402
 from tests.support import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
 
 PROVIDER = os.path.join(os.path.dirname(HELPER), "quay-credential-provider")

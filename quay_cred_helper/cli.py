@@ -13,9 +13,10 @@ import sys
 import traceback
 
 from quay_cred_helper import __version__, log
-from quay_cred_helper.commands.referrers import FIELDS
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import HelperError, printable
+
+REFERRER_FIELDS = ("digest", "artifactType", "mediaType", "size", "created")  # what `referrers --format` prints
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact-type", action="append", default=[], metavar="TYPE", help="only this artifact type")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the referrers index (after filtering)")
-    output.add_argument("--format", choices=FIELDS, help="print one field per line, e.g. digest")
+    output.add_argument("--format", choices=REFERRER_FIELDS, help="print one field per line, e.g. digest")
     p.add_argument("--tree", action="store_true", help="also list referrers of referrers")
     p.add_argument("--depth", type=int, default=3, choices=range(1, 11), metavar="N", help="--tree depth (1-10)")
 
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         log.enable_from_environment()
     try:
         command = importlib.import_module(f"quay_cred_helper.commands.{args.command}")
-        code: int = command.run(args, Context(_warn))
+        # A command may bound every registry's settings (doctor's quick checks): `limits`.
+        code: int = command.run(args, Context(_warn, limits=getattr(command, "limits", None)))
         return code
     except HelperError as exc:
         _warn(str(exc))

@@ -59,9 +59,10 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
 
 
 class Settings:
-    """One registry's settings, typed; build a changed copy with replace()."""
+    """One registry's settings, typed; build a changed copy with replace(). `file` is the config file
+    they came from, so that every fix hint names the file that was really read."""
 
-    __slots__ = tuple(SETTINGS)
+    __slots__ = (*SETTINGS, "file")
     timeout: float
     connect_timeout: float
     retries: int
@@ -75,17 +76,23 @@ class Settings:
     audience: str
     robot_token_file: str
     service_account: bool
+    file: str
 
-    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+    def __init__(self, values: Mapping[str, str] | None = None, file: str = "") -> None:
         values = values or {}
         for name, (default, parse, _) in SETTINGS.items():
             setattr(self, name, parse(values.get(name, default)))
+        self.file = file
 
     def replace(self, **changes: object) -> Settings:
         copy = Settings.__new__(Settings)
-        for name in SETTINGS:
+        for name in self.__slots__:
             setattr(copy, name, changes[name] if name in changes else getattr(self, name))
         return copy
+
+    def where(self, setting: str, key: str) -> str:
+        """Where to put `setting` for registry `key`: `setting under [key] in FILE`, FILE the one read."""
+        return f"{setting} under [{key}] in {self.file or config_path()}"
 
 
 class Config:
@@ -134,7 +141,7 @@ class Config:
             try:
                 if unknown:
                     raise ValueError(f"unknown setting {sorted(unknown)[0]!r}")
-                found = self._settings[key] = Settings(values)
+                found = self._settings[key] = Settings(values, self.path)
             except ValueError as exc:
                 raise self._error(exc) from None
         return found

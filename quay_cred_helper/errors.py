@@ -3,6 +3,19 @@
 `str(error)` is the line printed (the problem, then ": " and the fix when
 there is one); doctor and the troubleshooting guide read `problem` and `fix`
 separately. No message ever contains a secret.
+
+    HelperError (problem, fix)
+    +-- InputError          malformed input from a client, the kubelet or a user
+    +-- NotFound            nothing stored: the exact text clients match
+    +-- ConfigError         our config file (or a file it names) cannot be used
+    +-- SourceError         a keyless robot's OIDC token cannot be had from its source
+    +-- KeyringError        the keyring is missing, refused or not answering
+    |   +-- KeyringLocked   ... or locked (we never prompt)
+    +-- RegistryError       the registry refused us or answered nonsense
+        +-- FederationRefused   Quay refused the OIDC token for the robot
+        +-- TLSError            the certificate could not be verified
+        +-- Unreachable         connection, DNS, timeout, 5xx after retries
+            +-- DeadlineExceeded    the command's whole budget ran out
 """
 
 from __future__ import annotations
@@ -46,6 +59,10 @@ class ConfigError(HelperError):
     """Our own config file cannot be used."""
 
 
+class SourceError(HelperError):
+    """The OIDC token cannot be had from its source (never "not found": the client would go on anonymously)."""
+
+
 class KeyringError(HelperError):
     """The keyring backend is missing, locked, refused or not answering."""
 
@@ -56,6 +73,10 @@ class KeyringLocked(KeyringError):
 
 class RegistryError(HelperError):
     """The registry or its token endpoint refused us or answered nonsense."""
+
+
+class FederationRefused(RegistryError):
+    """Quay refused the OIDC token for the robot."""
 
 
 class TLSError(RegistryError):

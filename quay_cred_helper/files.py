@@ -103,3 +103,16 @@ class Lock:
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor releases the lock
         self.fd = None
+
+
+def check_private(path: str, what: str) -> os.stat_result:
+    """The file's stat; a ConfigError when it is missing or other users can write it."""
+    from quay_cred_helper.errors import ConfigError
+
+    try:
+        found = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror or type(exc).__name__}") from None
+    if found.st_mode & 0o022:
+        raise ConfigError(f"refusing the {what} {path}: other users can write it", f"chmod go-w {path}")
+    return found

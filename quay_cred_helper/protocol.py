@@ -13,10 +13,33 @@ from quay_cred_helper.errors import InputError, NotFound
 from quay_cred_helper.names import registry_key
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import BinaryIO, TextIO
+if TYPE_CHECKING:  # a type for mypy only: `typing` costs as much as the interpreter's start
+    from typing import BinaryIO, Protocol, TextIO
 
-    from quay_cred_helper.contracts import Store
+    class Store(Protocol):
+        """A credential store, as in docker-credential-helpers: four methods, keyed by registry key.
+
+        `get` and `delete` raise errors.NotFound when nothing is stored under the key; `server` is the
+        name the client used, which `list` shows. tests/test_contracts.py runs one suite on each."""
+
+        def add(self, key: str, server: str, username: str, secret: str) -> None: ...
+
+        def get(self, key: str) -> tuple[str, str]: ...
+
+        def delete(self, key: str) -> None: ...
+
+        def list(self) -> dict[str, str]: ...
+
+    from quay_cred_helper.credentials.keyring_store import KeyringStore
+    from quay_cred_helper.store import HelperStore
+
+    # Conformance, checked by mypy, free at run time: each implementation is a Store.
+    def _keyring_store(store: KeyringStore) -> Store:
+        return store
+
+    def _helper_store(store: HelperStore) -> Store:
+        return store
+
 
 MAX_INPUT = 1 << 20  # 1 MiB: a credential is a few KiB at most, even a JWT
 

@@ -20,10 +20,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trustme  # noqa: E402
 
-from tests.artifacts import SBOM, push_demo  # noqa: E402
-from tests.oidc import OIDCIssuer  # noqa: E402
-from tests.quay_registry import QuayRegistry, b64url_decode  # noqa: E402
-from tests.real_registry import DockerRegistry, oci_layout  # noqa: E402
+from tests.fakes.artifacts import SBOM, push_demo  # noqa: E402
+from tests.fakes.issuer import OIDCIssuer  # noqa: E402
+from tests.fakes.quay_registry import QuayRegistry, b64url_decode  # noqa: E402
+from tests.fakes.real_registry import DockerRegistry, oci_layout  # noqa: E402
 from tests.support import ROBOTS, USERS, isolated_env  # noqa: E402
 
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")  # shown shortened: a demo need not print whole tokens

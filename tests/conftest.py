@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.quay_registry import QuayRegistry
+from tests.fakes.quay_registry import QuayRegistry
 from tests.support import FAULTS, GENERATED, ROBOTS, SECRETS, TIER, USERS, isolated_env, missing
 
 
@@ -116,7 +116,7 @@ def secret_keyring(home, secret_service):
 @pytest.fixture
 def docker_registry(tmp_path):
     """Debian's docker-registry on 127.0.0.1 (plain http), its tokens from a QuayRegistry (`.quay`)."""
-    from tests.real_registry import BINARY, DockerRegistry
+    from tests.fakes.real_registry import BINARY, DockerRegistry
 
     if not os.path.exists(BINARY) and not os.environ.get("CI"):
         pytest.skip("docker-registry not installed")
@@ -135,7 +135,7 @@ def oidc_ca():
 @pytest.fixture
 def issuer(oidc_ca):
     """An OIDC issuer on https://127.0.0.1 (discovery, JWKS, tokens on demand)."""
-    from tests.oidc import OIDCIssuer
+    from tests.fakes.issuer import OIDCIssuer
 
     with OIDCIssuer(oidc_ca) as found:
         yield found

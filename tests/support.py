@@ -57,10 +57,12 @@ def cli(env, *args, stdin=b"", timeout=30):
 def tokens(config_path, cache=None, client=None, sleep=None):
     """An in-process token exchange as the entry points build it (no cache unless given)."""
     from quay_cred_helper.config import Config
-    from quay_cred_helper.registry.cache import NullCache
-    from quay_cred_helper.registry.tokens import Tokens
+    from quay_cred_helper.registry.cache import NullTokenCache
+    from quay_cred_helper.registry.tokens import TokenExchange
 
-    return Tokens(cache if cache is not None else NullCache(), Config(str(config_path)).settings, client, sleep)
+    return TokenExchange(
+        cache if cache is not None else NullTokenCache(), Config(str(config_path)).settings, client, sleep
+    )
 
 
 # -- the two tiers ----------------------------------------------------------------------------------

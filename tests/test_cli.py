@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests.quay_registry import b64url_decode
+from tests.fakes.quay_registry import b64url_decode
 from tests.support import CLI, ROBOT, ROBOT_TOKEN, cli, helper
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs
-from tests.real_registry import oci_layout
+from tests.fakes.real_registry import oci_layout
 from tests.support import ROBOTS, helper
 
 pytestmark = pytest.mark.slow  # real clients, packages and builds: the full suite only

@@ -1,4 +1,4 @@
-"""One contract suite for every implementation of the seams in quay_cred_helper/contracts.py.
+"""One contract suite for every implementation of the seams: protocol.Store and registry.cache.TokenCache.
 
 Stores: the in-memory store, the keyring store over keyrings.alt's file
 backend, over a real Secret Service (gnome-keyring, full tier), and the
@@ -7,6 +7,7 @@ the null cache (which must never hand anything out).
 """
 
 import os
+import types
 
 import keyring
 import pytest
@@ -17,9 +18,9 @@ from quay_cred_helper.credentials.index import Index
 from quay_cred_helper.credentials.keyring_backend import Keyring
 from quay_cred_helper.credentials.keyring_store import KeyringStore
 from quay_cred_helper.errors import NotFound
-from quay_cred_helper.registry.cache import NullCache, Token, TokenCache
-from quay_cred_helper.sources import ExchangingStore
-from tests.memory_store import MemoryStore
+from quay_cred_helper.registry.cache import FileTokenCache, NullTokenCache, Token
+from quay_cred_helper.store import HelperStore
+from tests.fakes.memory_store import MemoryStore
 
 JWT_SIZED = "eyJ" + "x" * 4000  # identity tokens and JWTs are a few KiB
 KEYS = ("quay.example.com", "a.example.com", "b.example.com:5000", "docker.io")  # every key the tests use
@@ -68,11 +69,10 @@ def store(request, private_dirs, monkeypatch):
         backend = SecretServiceKeyring()
     inner, previous = keyring_store(private_dirs, backend)
     if kind.startswith("exchanging"):
-        cache = TokenCache(str(private_dirs / "tokens"))
+        cache = FileTokenCache(str(private_dirs / "tokens"))
         config = Config(str(private_dirs / "none.ini"))
-        yield ExchangingStore(
-            inner.index, lambda: config, lambda: cache, lambda: inner, tokens=_no_exchange, warn=_no_warning
-        )
+        use = types.SimpleNamespace(config=config, cache=cache, keyring_store=inner, tokens=_no_exchange)
+        yield HelperStore(inner.index, use, warn=_no_warning)
     else:
         yield inner
     for key in KEYS:  # a Secret Service outlives the test: leave its collection as found
@@ -81,7 +81,7 @@ def store(request, private_dirs, monkeypatch):
     keyring.set_keyring(previous)
 
 
-def _no_exchange():
+def _no_exchange(cached=True):
     raise AssertionError("users' credentials need no token exchange")
 
 
@@ -142,7 +142,7 @@ def clock():
 
 
 def test_disk_cache_hands_out_fresh_tokens_only(tmp_path, clock):
-    cache = TokenCache(str(tmp_path / "tokens"), clock=lambda: clock[0])
+    cache = FileTokenCache(str(tmp_path / "tokens"), clock=lambda: clock[0])
     cache.save("quay.example.com", "id", ["repository:a/b:pull"], Token("t", clock[0], clock[0] + 3600, ["x"]))
     hit = cache.load("quay.example.com", "id", ["repository:a/b:pull"])
     assert (hit.token, hit.access) == ("t", ["x"])
@@ -153,7 +153,7 @@ def test_disk_cache_hands_out_fresh_tokens_only(tmp_path, clock):
 
 
 def test_disk_cache_drop_forgets_one_registry(tmp_path, clock):
-    cache = TokenCache(str(tmp_path / "tokens"), clock=lambda: clock[0])
+    cache = FileTokenCache(str(tmp_path / "tokens"), clock=lambda: clock[0])
     for key in ("a.example.com", "b.example.com"):
         cache.save(key, "id", [], Token("t-" + key, clock[0], clock[0] + 3600))
     cache.drop("a.example.com")
@@ -162,9 +162,9 @@ def test_disk_cache_drop_forgets_one_registry(tmp_path, clock):
 
 
 def test_null_cache_hands_out_nothing_and_forgets_the_old_cache(tmp_path, clock):
-    disk = TokenCache(str(tmp_path / "tokens"), clock=lambda: clock[0])
+    disk = FileTokenCache(str(tmp_path / "tokens"), clock=lambda: clock[0])
     disk.save("quay.example.com", "id", [], Token("t", clock[0], clock[0] + 3600))
-    null = NullCache(stale=disk)
+    null = NullTokenCache(stale=disk)
     null.save("quay.example.com", "id", [], Token("u", clock[0], clock[0] + 3600))
     assert null.load("quay.example.com", "id", []) is None
     with null.lock("quay.example.com", "id", []):

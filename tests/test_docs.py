@@ -91,3 +91,42 @@ def test_architecture_names_every_module():
             assert f"{path.stem}" in doc, f"docs/architecture.md does not mention {path.relative_to(PACKAGE)}"
     for package in (p for p in PACKAGE.iterdir() if (p / "__init__.py").exists()):
         assert f"`{package.name}/`" in doc, package.name
+
+
+def _layers():
+    """The layers docs/architecture.md draws, top to bottom: {name: depth}."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    listed = doc.split("<!-- layers -->")[1].split("<!-- /layers -->")[0]
+    layers = {}
+    for depth, line in enumerate(line for line in listed.splitlines() if line.strip()):
+        for name in re.findall(r"`([\w]+)/?`", line):
+            layers[name] = depth
+    return layers
+
+
+def _imports(path):
+    """Every quay_cred_helper name a module imports: at run time, inside functions and for types."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names if alias.name.startswith("quay_cred_helper."))
+        elif isinstance(node, ast.ImportFrom) and node.module == "quay_cred_helper":
+            yield from (f"quay_cred_helper.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("quay_cred_helper."):
+            yield node.module
+
+
+def test_imports_go_only_downward_through_the_drawn_layers():
+    layers = _layers()
+    assert len(set(layers.values())) >= 6
+    seen = 0
+    for path in PACKAGE.rglob("*.py"):
+        own = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        assert own in layers, f"docs/architecture.md's layers do not name {own}"
+        for imported in _imports(path):
+            name = imported.split(".")[1]
+            target = name if name in layers else "__init__"  # `from quay_cred_helper import __version__`
+            seen += 1
+            assert layers[target] >= layers[own], f"{path.relative_to(PACKAGE)} imports {imported}, a layer above"
+    assert seen > 80

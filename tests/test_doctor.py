@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.real_registry import free_port
+from tests.fakes.real_registry import free_port
 from tests.support import cli
 
 

@@ -158,7 +158,7 @@ def test_16_processes_at_once(secret_keyring):
 
 
 def test_backend_that_raises(home):
-    home["PYTHON_KEYRING_BACKEND"] = "tests.raising_keyring.Raising"
+    home["PYTHON_KEYRING_BACKEND"] = "tests.fakes.raising_keyring.Raising"
     home["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     for verb, stdin in (("get", "quay.example.com"), ("store", '{"ServerURL":"h","Username":"u","Secret":"s"}')):
         r = helper(home, verb, stdin)
@@ -166,7 +166,7 @@ def test_backend_that_raises(home):
 
 
 def test_item_erased_while_being_read_is_not_found(home):
-    home["PYTHON_KEYRING_BACKEND"] = "tests.raising_keyring.Vanishing"
+    home["PYTHON_KEYRING_BACKEND"] = "tests.fakes.raising_keyring.Vanishing"
     home["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     r = helper(home, "get", "quay.example.com")
     assert (r.returncode, r.stdout) == (1, b"credentials not found in native keychain\n")
@@ -238,8 +238,8 @@ def test_exceptions_in_any_layer_print_no_secret(file_keyring, monkeypatch, caps
     from quay_cred_helper import cli
     from quay_cred_helper import helper as helper_module
     from quay_cred_helper.credentials.keyring_store import KeyringStore
-    from quay_cred_helper.registry.tokens import Tokens
-    from quay_cred_helper.sources import ExchangingStore
+    from quay_cred_helper.registry.tokens import TokenExchange
+    from quay_cred_helper.store import HelperStore
 
     secret = "layer-secret-value"
 
@@ -249,8 +249,8 @@ def test_exceptions_in_any_layer_print_no_secret(file_keyring, monkeypatch, caps
     for module, name in (
         (KeyringStore, "get"),
         (KeyringStore, "add"),
-        (ExchangingStore, "get"),
-        (Tokens, "get"),
+        (HelperStore, "get"),
+        (TokenExchange, "get"),
     ):
         with monkeypatch.context() as patch:
             patch.setattr(module, name, explode)

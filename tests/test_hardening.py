@@ -1,6 +1,6 @@
 """What a hostile registry, a hostile local user and a real Quay showed (issue 12): a test per finding.
 
-Hostile servers are local (tests/hostile.py): they drip bytes, hang up on TLS, or play a proxy
+Hostile servers are local (tests/fakes/hostile.py): they drip bytes, hang up on TLS, or play a proxy
 that logs what it would have seen. Nothing here leaves 127.0.0.1.
 """
 
@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from quay_cred_helper.config import Settings
 from quay_cred_helper.errors import InputError, RegistryError
 from quay_cred_helper.names import is_loopback, registry_key
-from tests.hostile import DripServer, LoggingProxy, TLSHangup
-from tests.quay_registry import b64url
+from tests.fakes.hostile import DripServer, LoggingProxy, TLSHangup
+from tests.fakes.quay_registry import b64url
 from tests.support import ROBOT, ROBOT_TOKEN, cli, count_case, examples, helper
 
 NOT_FOUND = b"credentials not found in native keychain\n"
@@ -93,7 +93,7 @@ def test_loopback_registries_never_go_through_a_proxy(file_keyring, quay):
 
 
 def test_remote_https_goes_through_connect_and_plain_http_credentials_never_through_a_proxy(monkeypatch):
-    from quay_cred_helper.registry.session import make_client
+    from quay_cred_helper.registry.transport import make_client
 
     with LoggingProxy() as proxy:
         for name in ("HTTPS_PROXY", "HTTP_PROXY"):
@@ -145,7 +145,7 @@ def test_a_maintenance_page_answering_200_once_does_not_switch_the_exchange_off(
 
 
 def test_referrers_after_a_maintenance_200_rediscovers_on_the_401(file_keyring, quay):
-    from tests.artifacts import push_demo
+    from tests.fakes.artifacts import push_demo
 
     push_demo(quay.url, "org/app", "alice", "alice-password")
     assert login(file_keyring, quay.host).returncode == 0
@@ -174,12 +174,12 @@ def moving_realm(realms, refused):
 
 
 def test_a_realm_that_moved_is_found_again_and_a_refusal_is_never_resent(tmp_path):
-    from quay_cred_helper.registry.cache import TokenCache
+    from quay_cred_helper.registry.cache import FileTokenCache
     from tests.support import tokens
 
     realms = ["/v2/auth"]
     handler, seen = moving_realm(realms, refused={"/v2/auth"})
-    cache = TokenCache(str(tmp_path / "tokens"))
+    cache = FileTokenCache(str(tmp_path / "tokens"))
     exchange = tokens(tmp_path / "none.ini", cache=cache, client=httpx.Client(transport=httpx.MockTransport(handler)))
     with pytest.raises(RegistryError, match="refused the credentials: Invalid"):
         exchange.get("quay.example.com", credentials=lambda: ("alice", "pw"))
@@ -255,9 +255,9 @@ def test_lifetimes_are_clamped(quay, file_keyring, answer, lifetime):
 
 
 def test_a_cached_token_claiming_an_endless_life_is_not_handed_out(tmp_path):
-    from quay_cred_helper.registry.cache import Token, TokenCache
+    from quay_cred_helper.registry.cache import FileTokenCache, Token
 
-    cache = TokenCache(str(tmp_path))
+    cache = FileTokenCache(str(tmp_path))
     cache.save("quay.example.com", "id", [], Token("t", time.time(), time.time() + 3600))
     path = next(tmp_path.rglob("id.json"))
     for expires in ("Infinity", "NaN", str(time.time() + 10 * 86400)):
@@ -289,9 +289,9 @@ def test_odd_names_cannot_reach_other_registries_tokens(file_keyring, quay):
 
 
 def test_cache_folders_are_unique_and_inside_the_root(tmp_path):
-    from quay_cred_helper.registry.cache import TokenCache
+    from quay_cred_helper.registry.cache import FileTokenCache
 
-    cache = TokenCache(str(tmp_path / "tokens"))
+    cache = FileTokenCache(str(tmp_path / "tokens"))
     keys = ["[::1]:5000", "[::1:5000]", "a:5000", "127.0.0.1:5000", "127.0.0.1_5000.example"]
     folders = [cache._dir(registry_key(k)) for k in keys if not k.startswith("127.0.0.1_")]
     assert len(set(folders)) == len(folders)
@@ -383,7 +383,7 @@ def test_a_digest_met_again_is_not_walked_again():
 
 
 def test_json_keeps_the_index_annotations(quay, file_keyring):
-    from tests.artifacts import push_demo
+    from tests.fakes.artifacts import push_demo
 
     push_demo(quay.url, "org/app", "alice", "alice-password")
     assert login(file_keyring, quay.host).returncode == 0
@@ -489,13 +489,13 @@ def test_a_lone_surrogate_is_refused_and_nothing_is_stored(file_keyring, field):
 
 
 def test_an_erase_that_loses_a_race_is_not_found(home):
-    home["PYTHON_KEYRING_BACKEND"] = "tests.raising_keyring.DeletedMeanwhile"
+    home["PYTHON_KEYRING_BACKEND"] = "tests.fakes.raising_keyring.DeletedMeanwhile"
     home["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     r = helper(home, "erase", "quay.example.com")
     assert (r.returncode, r.stdout) == (1, NOT_FOUND)
 
 
-# -- 14. the Secret Service fast read agrees with keyring, whatever keyring's settings ----------------------
+# -- 15. the Secret Service fast read agrees with keyring, whatever keyring's settings ----------------------
 
 OPERATIONS = st.lists(
     st.tuples(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.oidc import GitHubTokenService
-from tests.quay_registry import QuayRegistry, b64url_decode
+from tests.fakes.issuer import GitHubTokenService
+from tests.fakes.quay_registry import QuayRegistry, b64url_decode
 from tests.support import ROBOT, ROBOTS, USERS, cli, helper
 
 SUBJECT = "system:serviceaccount:ci:builder"
@@ -210,7 +210,7 @@ def test_oidc_token_and_jwt_stay_out_of_files_and_logs(env, quay, issuer):
 def test_skopeo_pulls_as_the_keyless_robot(file_keyring, docker_registry, issuer, tmp_path):
     import shutil
 
-    from tests.real_registry import oci_layout
+    from tests.fakes.real_registry import oci_layout
 
     if not shutil.which("skopeo"):
         pytest.skip("skopeo not installed")

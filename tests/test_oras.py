@@ -19,14 +19,14 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="session")
 def oras_go(tmp_path_factory):
-    """tests/oras_go built with Debian's Go and golang-oras-oras-go-dev (GOPATH mode, nothing downloaded)."""
+    """tests/fakes/oras_go built with Debian's Go and golang-oras-oras-go-dev (GOPATH mode, nothing downloaded)."""
     if not shutil.which("go") and not os.environ.get("CI"):
         pytest.skip("go not installed")
     out = tmp_path_factory.mktemp("oras-go")
     env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off", GOCACHE=str(out / "cache"), GOFLAGS="")
     binary = out / "oras-go-auth"
     r = subprocess.run(
-        ["go", "build", "-o", str(binary), str(HERE / "oras_go" / "main.go")],
+        ["go", "build", "-o", str(binary), str(HERE / "fakes" / "oras_go" / "main.go")],
         env=env,
         capture_output=True,
         text=True,
@@ -89,12 +89,14 @@ def test_oras_go_lookup_of_a_robot_gets_the_one_hour_jwt(oras_go, file_keyring, 
 
 
 def oras_py(env, *args):
-    return subprocess.run([sys.executable, str(HERE / "oras_py_client.py"), *args], env=env, capture_output=True)
+    return subprocess.run(
+        [sys.executable, str(HERE / "fakes" / "oras_py_client.py"), *args], env=env, capture_output=True
+    )
 
 
 def push_titled_artifact(host, repo, tag, name, data):
     """An artifact as `oras push` writes one (its layer titled with the file name), pushed as alice."""
-    from tests.artifacts import EMPTY, MANIFEST, Pusher
+    from tests.fakes.artifacts import EMPTY, MANIFEST, Pusher
 
     pusher = Pusher(f"http://{host}", "alice", "alice-password")
     try:

@@ -137,7 +137,7 @@ def test_wheel_and_sdist(dist, tmp_path):
     provider_script = (venv / "bin" / "quay-credential-provider").read_text()
     assert (
         provider_script.startswith(f"#!{venv}/bin/python")
-        and "from quay_cred_helper.provider import main" in provider_script
+        and "from quay_cred_helper.kubelet.main import main" in provider_script
     )
     assert sh(["quay-credential-provider", "--version"], env=env).stdout.strip().endswith(__version__)
 

@@ -20,7 +20,7 @@ from quay_cred_helper.names import registry_key
 from quay_cred_helper.protocol import serve
 from quay_cred_helper.registry import challenge, jwt
 from quay_cred_helper.registry.reference import parse_reference
-from tests.memory_store import MemoryStore
+from tests.fakes.memory_store import MemoryStore
 from tests.support import count_case, examples
 
 FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -124,7 +124,7 @@ def jwt_like(payload):
 )
 def test_jwt_payloads(token):
     count_case()
-    result = jwt.payload(token)
+    result = jwt.claims(token)
     assert result is None or isinstance(result, dict)
     if result is not None:
         value = jwt.number(result, "exp")
@@ -272,10 +272,10 @@ def test_our_config_file(workdir, monkeypatch, text):
     )
 )
 def test_cache_files(workdir, content):
-    from quay_cred_helper.registry.cache import Token, TokenCache
+    from quay_cred_helper.registry.cache import FileTokenCache, Token
 
     count_case()
-    cache = TokenCache(str(workdir / "tokens"))
+    cache = FileTokenCache(str(workdir / "tokens"))
     cache.save("quay.example.com", "abc", [], Token("t", 0, 1))  # creates the file to damage
     path = workdir / "tokens" / "quay.example.com" / "abc.json"
     path.write_bytes(content)

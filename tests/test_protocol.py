@@ -7,7 +7,7 @@ import pytest
 
 from quay_cred_helper.errors import HelperError, InputError, NotFound
 from quay_cred_helper.protocol import MAX_INPUT, serve
-from tests.memory_store import MemoryStore
+from tests.fakes.memory_store import MemoryStore
 
 
 def call(store, verb, stdin=b""):

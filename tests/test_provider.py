@@ -1,4 +1,4 @@
-"""quay-credential-provider as the kubelet runs it (tests/kubelet.py), against the Quay-compatible registry."""
+"""quay-credential-provider as the kubelet runs it (tests/fakes/fake_kubelet.py), against the test registry."""
 
 import concurrent.futures
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import kubelet
-from tests.quay_registry import QuayRegistry, b64url_decode
+from tests.fakes import fake_kubelet as kubelet
+from tests.fakes.quay_registry import QuayRegistry, b64url_decode
 from tests.support import BIN, ROBOT, ROBOT_TOKEN, ROBOTS, USERS
 
 PROVIDER = os.path.join(BIN, "quay-credential-provider")
@@ -75,6 +75,19 @@ def test_robot_token_file_gets_one_hour_jwts(node, quay, api_version):
     again = kubelet.run(PROVIDER, args, env, version, f"{quay.host}/org/other")
     assert again["auth"][quay.host]["password"] == auth["password"]
     assert (quay.count("/v2/"), quay.count("/v2/auth")) == requests
+
+
+def test_the_answer_is_a_function_of_the_request_bytes(node, quay, tmp_path):
+    """In-process, beside the subprocess harness: request bytes in, the response text the kubelet reads out."""
+    from quay_cred_helper.kubelet.main import answer
+
+    _, etc = node
+    args = robot_file(etc, quay)
+    text = answer(kubelet.request(V1, f"{quay.host}/org/app"), args[1], str(tmp_path / "cache"))
+    response = kubelet.decode(text.encode(), V1)
+    auth = kubelet.credentials_for(response, f"{quay.host}/org/app")
+    assert auth["username"] == ROBOT and claims_of(auth["password"])["sub"] == ROBOT
+    assert answer(kubelet.request(V1, f"{quay.host}/org/x"), args[1], str(tmp_path / "cache")) == text  # cached
 
 
 def test_a_new_robot_token_in_the_file_gets_a_new_jwt_and_the_jwt_works(node, quay):
@@ -282,8 +295,8 @@ def test_a_cached_answer_imports_nothing_heavy(node, quay):
 
 
 @pytest.mark.slow  # waits out a deadline in real time
-def test_a_dripping_registry_cannot_hold_the_kubelet(node):
-    from tests.hostile import DripServer
+def test_a_dripping_registry_cannot_hold_the_kubelet_and_the_fix_names_its_config(node):
+    from tests.fakes.hostile import DripServer
 
     env, etc = node
     challenge = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="http://127.0.0.1:1/v2/auth"\r\n\r\n'
@@ -293,6 +306,8 @@ def test_a_dripping_registry_cannot_hold_the_kubelet(node):
         token.chmod(0o600)
         args = configure(etc, f"[{drip.host}]\nrobot = {ROBOT}\nrobot_token_file = {token}\ndeadline = 2\n")
         start = time.monotonic()
-        with pytest.raises(kubelet.Rejected, match=f"{drip.host} did not finish within 2 s"):
+        with pytest.raises(kubelet.Rejected, match=f"{drip.host} did not finish within 2 s") as refused:
             kubelet.run(PROVIDER, args, env, V1, f"{drip.host}/org/app")
         assert time.monotonic() - start < 8
+    # The fix names the --config file, not the user's ~/.config file (it did, before Settings knew their file).
+    assert f"raise deadline = N under [{drip.host}] in {args[1]} if it is only slow" in str(refused.value)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tests.artifacts import ATTESTATION, SBOM, SIGNATURE, push_demo
-from tests.real_registry import free_port
+from tests.fakes.artifacts import ATTESTATION, SBOM, SIGNATURE, push_demo
+from tests.fakes.real_registry import free_port
 from tests.support import cli
 
 
@@ -90,7 +90,7 @@ def test_fallback_to_the_tag_schema_when_the_feature_is_off(quay, file_keyring):
 
 @pytest.mark.slow
 def test_fallback_against_a_real_registry(file_keyring, tmp_path):
-    from tests.real_registry import DockerRegistry
+    from tests.fakes.real_registry import DockerRegistry
     from tests.support import ROBOTS, USERS
 
     with DockerRegistry(tmp_path, USERS, ROBOTS) as registry:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.quay_registry import QuayRegistry, b64url_decode
-from tests.real_registry import free_port
+from tests.fakes.quay_registry import QuayRegistry, b64url_decode
+from tests.fakes.real_registry import free_port
 from tests.support import HELPER, ROBOT, ROBOT_TOKEN, helper
 
 NOT_FOUND = b"credentials not found in native keychain\n"
@@ -248,11 +248,11 @@ def test_realm_is_remembered(file_keyring, quay):
 
 @pytest.fixture
 def tokens(tmp_path, monkeypatch):
-    """In-process Tokens with a private cache dir and a config file the test may fill."""
-    from quay_cred_helper.registry.cache import TokenCache
+    """In-process TokenExchange with a private cache dir and a config file the test may fill."""
+    from quay_cred_helper.registry.cache import FileTokenCache
     from tests.support import tokens as make_tokens
 
-    return make_tokens(tmp_path / "config.ini", cache=TokenCache(str(tmp_path / "cache")))
+    return make_tokens(tmp_path / "config.ini", cache=FileTokenCache(str(tmp_path / "cache")))
 
 
 def set_config(tokens, path, text):

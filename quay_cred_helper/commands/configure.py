@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from quay_cred_helper import files
-from quay_cred_helper.clients import HELPER, credential_key, docker_config_path, helper_on_path, podman_auth_path
-from quay_cred_helper.clients import registries_conf_drop_in as drop_in_path
+from quay_cred_helper.client_configs import HELPER, credential_key, docker_config_path, helper_on_path, podman_auth_path
+from quay_cred_helper.client_configs import registries_conf_drop_in as drop_in_path
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import HelperError
 from quay_cred_helper.names import registry_key
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     def store_checked(key: str, server: str, username: str, secret: str) -> None:
         ctx.store.add(key, server, username, secret)
         # Only delete the plaintext once the keyring gives the same credential back.
-        if ctx.keyring_store().get(key) != (username, secret):
+        if ctx.keyring_store.get(key) != (username, secret):
             raise HelperError(f"the keyring did not give back the credential for {key}: nothing was changed")
 
     def show_only(key: str, server: str, username: str, secret: str) -> None:

@@ -19,18 +19,16 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from quay_cred_helper import clients, config, oidc, paths
+from quay_cred_helper import client_configs, config, paths
 from quay_cred_helper.config import Settings
 from quay_cred_helper.context import Context
 from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, KeyringError, printable
+from quay_cred_helper.keyless.robot import Keyless
 from quay_cred_helper.names import is_loopback, registry_key
 from quay_cred_helper.registry import jwt
-from quay_cred_helper.registry.cache import NullCache
-from quay_cred_helper.registry.session import Session, json_body, make_client, server_error
-from quay_cred_helper.registry.tokens import Tokens
-from quay_cred_helper.sources import Keyless
+from quay_cred_helper.registry.session import Session, json_body, server_error
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 QUICK = 2.5  # seconds: doctor's timeouts for each request
@@ -51,6 +49,16 @@ ENVIRONMENT = (
     config.CONFIG_ENV,
     config.NO_CACHE_ENV,
 )
+
+
+def limits(configured: Settings) -> Settings:
+    """Doctor must answer quickly: short timeouts, no retries (cli.py builds the context with this)."""
+    return configured.replace(
+        timeout=min(configured.timeout, QUICK),
+        connect_timeout=min(configured.connect_timeout, QUICK),
+        retries=0,
+        deadline=min(configured.deadline, BUDGET),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,12 +120,12 @@ def check_keyring(report: Report, ctx: Context) -> None:
 
 
 def check_files(report: Report) -> None:
-    problem = clients.helper_on_path()
+    problem = client_configs.helper_on_path()
     if problem:
         report.add("FAIL", "helper on PATH", f"{problem[0]}: {problem[1]}", problem[1])
     else:
         report.add("OK", "helper on PATH", "docker-credential-quay is this installation")
-    for path, where, helper in clients.missing_helpers():
+    for path, where, helper in client_configs.missing_helpers():
         # credsStore is every registry's fallback: without its helper, logins fail everywhere.
         report.add(
             "FAIL" if where == "credsStore" else "WARN",
@@ -139,24 +147,15 @@ def check_files(report: Report) -> None:
 
 
 def check_registry(report: Report, ctx: Context, key: str) -> None:
-    routes = clients.routes(key)
+    routes = client_configs.routes(key)
     report.add(
         "OK" if routes else "WARN",
         f"{key} clients",
         ", ".join(routes) if routes else "no client config sends this registry to the helper",
         None if routes else f"quay-cred-helper configure {key}",
     )
-    configured = ctx.config.settings(key)
-    # Doctor must answer quickly: short timeouts, no retries.
-    settings = configured.replace(
-        timeout=min(configured.timeout, QUICK),
-        connect_timeout=min(configured.connect_timeout, QUICK),
-        retries=0,
-        deadline=min(configured.deadline, BUDGET),
-    )
-    client = ctx.client or make_client(settings)
-    try:
-        session = Session(client, key, settings)
+    exchange = ctx.tokens(cached=False)
+    with exchange.opened(key) as session:
         try:
             found = session.discover()
         except HelperError as exc:
@@ -183,39 +182,36 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
         elif entry:
             identity, credentials = ctx.store.token_credentials(key)
             try:
-                Tokens(NullCache(), lambda _: settings, client).get(key, identity, credentials=credentials)
+                exchange.get(key, identity, credentials=credentials)
                 report.add("OK", f"{key} credentials", f"{entry.username} accepted")
             except HelperError as exc:
                 report.failure(f"{key} credentials", exc, f"quay-cred-helper login {key}")
         else:
             report.add("WARN", f"{key} credentials", "none stored", f"quay-cred-helper login {key}")
         _check_referrers(report, key, session, found.base)
-    finally:
-        if client is not ctx.client:
-            client.close()
 
 
 def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless) -> None:
     """The source, what its OIDC token says (decoded, not verified), one exchange, what the JWT says."""
     try:
-        token = oidc.read(keyless.source, keyless.audience, lambda: make_client(Settings()))
+        token = keyless.oidc_token()
     except HelperError as exc:
-        report.failure(f"{key} OIDC token", exc, f"check the source {keyless.source}")
+        report.failure(f"{key} OIDC token", exc, f"check the source {keyless.oidc}")
         return
-    claims = jwt.payload(token) or {}
+    claims = jwt.claims(token) or {}
     left = (jwt.number(claims, "exp") or 0) - time.time()
-    detail = f"from {keyless.source}: iss {claims.get('iss')}, sub {claims.get('sub')}, aud {claims.get('aud')}, " + (
+    detail = f"from {keyless.oidc}: iss {claims.get('iss')}, sub {claims.get('sub')}, aud {claims.get('aud')}, " + (
         f"{left:.0f} s left" if left > 0 else "expired"
     )
     report.add(
         "OK" if left > 0 else "FAIL", f"{key} OIDC token", detail, None if left > 0 else "the source must renew it"
     )
     try:
-        issued = ctx.store.federated(key, keyless, fresh=True)
+        issued = ctx.store.federated(key, keyless, cached=False)
     except HelperError as exc:
         report.failure(f"{key} keyless exchange", exc, "see docs/keyless.md")
         return
-    quay = jwt.payload(issued.token) or {}
+    quay = jwt.claims(issued.token) or {}
     report.add(
         "OK",
         f"{key} keyless exchange",

@@ -6,12 +6,12 @@ import argparse
 import getpass
 import sys
 
-from quay_cred_helper import log, oidc
+from quay_cred_helper import log
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import InputError
+from quay_cred_helper.keyless import oidc
+from quay_cred_helper.keyless.robot import Keyless
 from quay_cred_helper.names import is_robot, registry_key
-from quay_cred_helper.registry.cache import NullCache
-from quay_cred_helper.sources import Keyless
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -48,9 +48,9 @@ def _keyless(args: argparse.Namespace, ctx: Context, key: str) -> int:
     keyless = Keyless(args.username, oidc.check(args.oidc), args.audience)
     if not args.no_verify:
         # One exchange, uncached: the robot's federation must accept this source's token now.
-        ctx.store.federated(key, keyless, fresh=True)
+        ctx.store.federated(key, keyless, cached=False)
     ctx.store.add_keyless(key, args.registry, keyless)
-    print(f"Login Succeeded: {keyless.robot} at {key} (keyless, OIDC token from {keyless.source})", file=sys.stderr)
+    print(f"Login Succeeded: {keyless.robot} at {key} (keyless, OIDC token from {keyless.oidc})", file=sys.stderr)
     return 0
 
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     log.secret(password)
     if not args.no_verify:
         # One token request without scope (the cheapest); a refusal raises and stores nothing.
-        ctx.tokens(NullCache()).get(key, credentials=lambda: (username, password))
+        ctx.tokens(cached=False).get(key, credentials=lambda: (username, password))
     ctx.store.add(key, args.registry, username, password)
     print(f"Login Succeeded: {username} at {key}", file=sys.stderr)
     return 0

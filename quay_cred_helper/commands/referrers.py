@@ -1,8 +1,4 @@
-"""quay-cred-helper referrers: list the OCI referrers (signatures, SBOMs, attestations) of a manifest.
-
-The parser imports this module for FIELDS, so the registry code (httpx)
-is imported when the command runs, not before.
-"""
+"""quay-cred-helper referrers: list the OCI referrers (signatures, SBOMs, attestations) of a manifest."""
 
 from __future__ import annotations
 
@@ -12,10 +8,14 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from quay_cred_helper.cli import REFERRER_FIELDS as FIELDS
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import printable
-
-FIELDS = ("digest", "artifactType", "mediaType", "size", "created")
+from quay_cred_helper.registry.auth import BearerAuth
+from quay_cred_helper.registry.challenge import Challenge
+from quay_cred_helper.registry.reference import parse_reference
+from quay_cred_helper.registry.referrers import INDEX, Listing, Repository, StaleChallenge, walk
+from quay_cred_helper.registry.session import Session
 
 
 def _field(descriptor: dict[str, Any], name: str) -> str:
@@ -43,11 +43,6 @@ def _print_table(descriptors: list[dict[str, Any]]) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from quay_cred_helper.registry.auth import BearerAuth  # httpx: see the module docstring
-    from quay_cred_helper.registry.challenge import Challenge
-    from quay_cred_helper.registry.reference import parse_reference
-    from quay_cred_helper.registry.referrers import INDEX, Listing, Repository, StaleChallenge, walk
-
     key, name, tag, digest = parse_reference(args.reference)
     tokens = ctx.tokens()
     identity, credentials = ctx.store.token_credentials(key)
@@ -57,16 +52,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         token = tokens.get(key, identity, [scope], credentials, refresh=refresh)
         return token.token if token else None
 
-    def list_with(challenge: Challenge) -> tuple[str, Listing]:
+    def list_with(session: Session, challenge: Challenge) -> tuple[str, Listing]:
         repository = Repository(session, challenge, name, BearerAuth(bearer) if challenge.realm else None)
         subject = digest or repository.resolve(tag or "latest")
         return subject, walk(repository, subject, args.artifact_type, args.depth if args.tree else 1)
 
     with tokens.opened(key) as session:
         try:
-            subject, listing = list_with(tokens.challenge(session))
+            subject, listing = list_with(session, tokens.challenge(session))
         except StaleChallenge:  # remembered "no auth", then a 401: the registry changed its mind
-            subject, listing = list_with(tokens.rediscover(session))
+            subject, listing = list_with(session, tokens.rediscover(session))
     if listing.how == "tag-schema":
         ctx.warn(f"{key} has no referrers API: read the tag {subject.replace(':', '-')}")
     for note in listing.notes:

@@ -5,6 +5,10 @@ Layout: <user cache dir>/tokens/<registry>/<identity and scopes>.json plus
 cold call makes one request instead of two. Files that are corrupt or of
 another version are ignored and overwritten, never fatal. A cache hit is the
 hot path of a robot's `get`: this module imports nothing heavy.
+
+`Token` owns its whole lifetime: when it ends (`issued`), and until when we
+hand it out (`usable_until`), which both the helper's cache and the kubelet
+provider's cacheDuration go by.
 """
 
 from __future__ import annotations
@@ -17,13 +21,37 @@ from quay_cred_helper import files
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any
+    from contextlib import AbstractContextManager
+    from typing import Any, Protocol
 
     from quay_cred_helper.registry.challenge import Challenge
 
+    class TokenCache(Protocol):
+        """Where bearer tokens and registries' challenges are kept between runs (a type for mypy only:
+        `typing` costs as much as the interpreter's start; tests/test_contracts.py runs one suite on each).
+
+        `load` hands out only tokens that are still usable; `lock` is held around a fetch so that
+        concurrent cold calls for one token make one request."""
+
+        def load(self, key: str, identity: str, scopes: Sequence[str]) -> Token | None: ...
+
+        def save(self, key: str, identity: str, scopes: Sequence[str], token: Token) -> None: ...
+
+        def lock(self, key: str, identity: str, scopes: Sequence[str]) -> AbstractContextManager[object]: ...
+
+        def load_challenge(self, key: str) -> Challenge | None: ...
+
+        def save_challenge(self, key: str, challenge: Challenge) -> None: ...
+
+        def forget_challenge(self, key: str) -> None: ...
+
+        def drop(self, key: str) -> None: ...
+
+
 VERSION = 1
 MAX_MARGIN = 300.0  # seconds before expiry at which a token stops being handed out
-MAX_LIFETIME = 24 * 3600.0  # a cached token claiming a longer life is not ours to trust
+DEFAULT_LIFETIME = 60.0  # seconds, when neither expires_in nor a JWT exp says
+MAX_LIFETIME = 24 * 3600.0  # a server may not make us keep a token longer than this
 # How long what /v2/ said is remembered: a realm for an hour, "no authentication" only briefly,
 # so a maintenance page answering 200 once cannot switch the token exchange off for long.
 CHALLENGE_LIFETIME = 3600.0
@@ -76,8 +104,33 @@ class Token:
         self.token, self.issued_at, self.expires_at = token, issued_at, expires_at
         self.access = access
 
+    @classmethod
+    def issued(cls, token: str, expires_in: object = None) -> Token:
+        """A token just issued: it lives `expires_in` seconds, else until the JWT's exp, else
+        DEFAULT_LIFETIME; never longer than MAX_LIFETIME, never a time that is not a finite number.
+        Wall-clock time, as the JWT's exp is."""
+        import math  # builtin; only when a token is issued
+
+        from quay_cred_helper.registry import jwt
+
+        now = time.time()
+        claims = jwt.claims(token)
+        if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
+            end = now + float(expires_in)
+        else:
+            # Quay sends no expires_in: its JWTs live one hour, read exp from the payload.
+            end = jwt.number(claims, "exp") or now + DEFAULT_LIFETIME
+        end = min(end, now + MAX_LIFETIME) if math.isfinite(end) else now + DEFAULT_LIFETIME
+        access = claims.get("access") if claims else None
+        return cls(token, now, end, access if isinstance(access, list) else None)
+
+    @property
+    def usable_until(self) -> float:
+        """When we stop handing the token out: its margin before it expires."""
+        return self.expires_at - margin(self.expires_at - self.issued_at)
+
     def fresh(self, now: float) -> bool:
-        return now < self.expires_at - margin(self.expires_at - self.issued_at)
+        return now < self.usable_until
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Token | None:
@@ -102,8 +155,8 @@ class Token:
         }
 
 
-class TokenCache:
-    """Tokens and challenges on disk (meets contracts.TokenCache)."""
+class FileTokenCache:
+    """Tokens and challenges on disk."""
 
     def __init__(self, root: str, clock: Callable[[], float] = time.time) -> None:
         self.root = root
@@ -167,13 +220,14 @@ class TokenCache:
         shutil.rmtree(self._dir(key), ignore_errors=True)
 
 
-class NullCache:
-    """Caching turned off (QUAY_CRED_HELPER_NO_CACHE=1): every call asks the registry.
+class NullTokenCache:
+    """No cache: every call asks the registry (QUAY_CRED_HELPER_NO_CACHE=1, and login and doctor,
+    which verify with a fresh exchange).
 
     `stale` is the cache that was in use before, so that logout and erase still
     forget the tokens it holds."""
 
-    def __init__(self, stale: TokenCache | None = None) -> None:
+    def __init__(self, stale: FileTokenCache | None = None) -> None:
         self.stale = stale
 
     def load(self, key: str, identity: str, scopes: Sequence[str]) -> Token | None:
@@ -205,3 +259,12 @@ class _NoLock:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+if TYPE_CHECKING:  # conformance, checked by mypy, free at run time
+
+    def _file_cache_is_a_token_cache(cache: FileTokenCache) -> TokenCache:
+        return cache
+
+    def _null_cache_is_a_token_cache(cache: NullTokenCache) -> TokenCache:
+        return cache

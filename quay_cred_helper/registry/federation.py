@@ -7,15 +7,13 @@ an hour long. It is then the robot's password at /v2/auth.
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
 from quay_cred_helper import log
-from quay_cred_helper.errors import RegistryError, Unreachable
-from quay_cred_helper.registry import jwt
+from quay_cred_helper.errors import FederationRefused, RegistryError, Unreachable
 from quay_cred_helper.registry.cache import Token
 from quay_cred_helper.registry.challenge import Challenge
-from quay_cred_helper.registry.session import Session, json_body, lifetime_end
+from quay_cred_helper.registry.session import Session, json_body
 
 PATH = "/oauth2/federation/robot/token"
 
@@ -27,10 +25,6 @@ _HINTS = (
     ("could not find robot", "check the robot's name (org+name)"),
     ("does not have federated login", "configure federation for the robot (Robot Accounts > Set robot federation)"),
 )
-
-
-class FederationRefused(RegistryError):
-    """Quay refused the OIDC token for the robot."""
 
 
 def exchange(session: Session, challenge: Challenge, robot: str, oidc_token: str) -> Token:
@@ -48,8 +42,7 @@ def exchange(session: Session, challenge: Challenge, robot: str, oidc_token: str
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or token.count(".") != 2:
             raise RegistryError(f"{key} answered the robot federation without a token")
-        now = time.time()
-        return Token(token, now, lifetime_end(now, None, jwt.payload(token)), None)
+        return Token.issued(token)
     message = ""
     if isinstance(data, dict):
         found = data.get("error") or data.get("message")

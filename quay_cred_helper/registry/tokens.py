@@ -23,15 +23,14 @@ if TYPE_CHECKING:
     import httpx
 
     from quay_cred_helper.config import Settings
-    from quay_cred_helper.contracts import TokenCache
-    from quay_cred_helper.registry.cache import Token
+    from quay_cred_helper.registry.cache import Token, TokenCache
     from quay_cred_helper.registry.challenge import Challenge
     from quay_cred_helper.registry.session import Session
 
     Credentials = Callable[[], "tuple[str, str] | None"]
 
 
-class Tokens:
+class TokenExchange:
     """The exchange at a registry's token realm, with the cache in front of it."""
 
     def __init__(
@@ -40,11 +39,14 @@ class Tokens:
         settings: Callable[[str], Settings],
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] | None = None,
+        before_network: Callable[[], None] | None = None,
     ) -> None:
         self.cache = cache
-        self.settings = settings  # key -> Settings (config.Config.settings)
+        self.settings = settings  # key -> Settings (config.Config.settings, as the entry point bounds them)
         self.client = client  # tests pass one with a mock transport; else one per request
         self.sleep = sleep or time.sleep
+        # Called before the first connection of each session: the kubelet provider arms its watchdog there.
+        self.before_network = before_network
 
     def get(
         self,
@@ -62,29 +64,29 @@ class Tokens:
         """
         scopes = sorted(set(scopes))
 
-        def fetch() -> Token | None:
+        def obtain() -> Token | None:
             username, secret = (credentials() if credentials else None) or (None, None)
-            return self._fetch(key, username, secret, scopes)
+            return self._from_realm(key, username, secret, scopes)
 
-        return self._single_flight(key, identity, scopes, refresh, fetch)
+        return self._single_flight(key, identity, scopes, refresh, obtain)
 
     def federated(self, key: str, identity: str, robot: str, oidc_token: Callable[[], str]) -> Token:
         """A keyless robot's Quay JWT: from the cache, else one exchange of `oidc_token()` (read only then)."""
 
-        def fetch() -> Token:
+        def obtain() -> Token:
             from quay_cred_helper.registry import federation  # httpx: only when an exchange is due
 
             with self.opened(key) as session:
                 return federation.exchange(session, self.challenge(session), robot, oidc_token())
 
-        token = self._single_flight(key, identity, [], False, fetch)
+        token = self._single_flight(key, identity, [], False, obtain)
         assert token is not None
         return token
 
     def _single_flight(
-        self, key: str, identity: str, scopes: list[str], refresh: bool, fetch: Callable[[], Token | None]
+        self, key: str, identity: str, scopes: list[str], refresh: bool, obtain: Callable[[], Token | None]
     ) -> Token | None:
-        """The cached token, else `fetch()`'s, fetched by one process at a time and cached."""
+        """The cached token, else `obtain()`'s, obtained by one process at a time and cached."""
         hit = None if refresh else self.cache.load(key, identity, scopes)
         if hit:
             log.debug("token for %s %s from the cache", key, scopes)
@@ -94,7 +96,7 @@ class Tokens:
             hit = None if refresh else self.cache.load(key, identity, scopes)
             if hit:
                 return hit
-            token = fetch()
+            token = obtain()
             if token is not None:
                 self.cache.save(key, identity, scopes, token)
             return token
@@ -102,8 +104,11 @@ class Tokens:
     @contextlib.contextmanager
     def opened(self, key: str) -> Iterator[Session]:
         """A session to the registry: on the injected client, else on a client of its own, closed after."""
-        from quay_cred_helper.registry.session import Session, make_client  # httpx: only when a request is due
+        from quay_cred_helper.registry.session import Session
+        from quay_cred_helper.registry.transport import make_client
 
+        if self.before_network is not None:
+            self.before_network()
         settings = self.settings(key)
         client = self.client or make_client(settings)
         try:
@@ -116,7 +121,7 @@ class Tokens:
         """How the registry wants to be authenticated: remembered, else asked at /v2/."""
         return self.cache.load_challenge(session.key) or self.rediscover(session)
 
-    def _fetch(self, key: str, username: str | None, secret: str | None, scopes: Sequence[str]) -> Token | None:
+    def _from_realm(self, key: str, username: str | None, secret: str | None, scopes: Sequence[str]) -> Token | None:
         with self.opened(key) as session:
             remembered = self.cache.load_challenge(key)
             found = remembered or self.rediscover(session)

@@ -1,4 +1,4 @@
-"""A keyring backend that fails, selected with PYTHON_KEYRING_BACKEND=tests.raising_keyring.Raising."""
+"""A keyring backend that fails, selected with PYTHON_KEYRING_BACKEND=tests.fakes.raising_keyring.Raising."""
 
 from keyring.backend import KeyringBackend
 

@@ -3,9 +3,10 @@
     quay-credential-provider --config /etc/quay-cred-helper/kubelet.ini [--cache-dir DIR]
 
 The only place that touches argv, stdin, stdout and the exit code for the
-provider: it reads one request, builds the collaborators, and prints the
-response; any failure is exit 1 with one line on stderr (the kubelet logs all
-of stderr) and nothing on stdout. The whole run is bounded well under the
+provider: it reads one request, hands its bytes to `answer` (request bytes
+in, response text out, testable in-process), and prints the response; any
+failure is exit 1 with one line on stderr (the kubelet logs all of stderr)
+and nothing on stdout. The whole run is bounded well under the
 kubelet's one-minute limit. A cached answer imports neither httpx nor the keyring.
 """
 
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from quay_cred_helper import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from quay_cred_helper.config import Settings
-    from quay_cred_helper.registry.tokens import Tokens
 
 USAGE = "Usage: quay-credential-provider --config FILE [--cache-dir DIR] (a request on stdin, as the kubelet sends)"
 BUDGET = 30  # seconds for the whole run, all retries included; the kubelet kills us at 60
@@ -27,14 +30,19 @@ REQUEST_DEADLINE = 25.0  # seconds one registry exchange may take
 
 
 def _fail(message: str) -> int:
-    from quay_cred_helper.errors import printable
-
-    print(f"quay-credential-provider: {printable(message)}", file=sys.stderr)
+    _warn(message)
     return 1
 
 
+def _warn(message: str) -> None:
+    from quay_cred_helper.errors import printable
+
+    print(f"quay-credential-provider: {printable(message)}", file=sys.stderr)
+
+
 def _options(argv: list[str]) -> dict[str, str] | None:
-    """{"--config": ..., "--cache-dir": ...} from `--name value` or `--name=value`; None if malformed."""
+    """{"--config": ..., "--cache-dir": ...} from `--name value` or `--name=value`; None if malformed.
+    By hand, not argparse: argparse imports `re`, and a cached answer must start fast."""
     found: dict[str, str] = {}
     args = list(argv)
     while args:
@@ -49,23 +57,26 @@ def _options(argv: list[str]) -> dict[str, str] | None:
     return found
 
 
-_armed: list[bool] = []
+_timer = None  # the watchdog of this run, once armed
 
 
 def _watchdog() -> None:
-    """Exit 1 (one line on stderr, nothing on stdout) once the run has taken BUDGET seconds."""
-    if _armed:
+    """Exit 1 (one line on stderr, nothing on stdout) once the run has taken BUDGET seconds.
+
+    Armed before the first connection (the context's before_network hook): a cached answer reads
+    local files and cannot hang, and threading costs a fifth of the interpreter's start."""
+    global _timer
+    if _timer is not None:
         return
-    _armed.append(True)
     import threading
 
     def expire() -> None:
         _fail(f"did not finish within {BUDGET} s")
         os._exit(1)
 
-    timer = threading.Timer(BUDGET, expire)
-    timer.daemon = True
-    timer.start()
+    _timer = threading.Timer(BUDGET, expire)
+    _timer.daemon = True
+    _timer.start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,35 +101,34 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"internal error: {type(exc).__name__}")
 
 
+def _within_budget(settings: Settings) -> Settings:
+    return settings.replace(deadline=min(settings.deadline, REQUEST_DEADLINE))
+
+
 def _answer(config_path: str, cache_dir: str | None) -> int:
-    import time
+    from quay_cred_helper.kubelet.protocol import MAX_REQUEST
 
-    from quay_cred_helper import kubelet, paths
-    from quay_cred_helper.config import Config
-    from quay_cred_helper.node import NodeSources, check_private
-    from quay_cred_helper.registry.cache import TokenCache, margin
-
-    request = kubelet.parse_request(sys.stdin.buffer.read(kubelet.MAX_REQUEST + 1))
-    check_private(config_path, "provider config file")
-    config = Config(config_path)
-    cache = TokenCache(os.path.join(cache_dir or paths.cache_dir(), "tokens"))
-
-    def settings(key: str) -> Settings:
-        found = config.settings(key)
-        return found.replace(deadline=min(found.deadline, REQUEST_DEADLINE))
-
-    def tokens() -> Tokens:
-        # Only when an exchange is due: a cached answer reads local files and cannot hang, and
-        # threading costs a fifth of the interpreter's start.
-        _watchdog()
-        from quay_cred_helper.registry.tokens import Tokens  # hot path: a cached answer needs no exchange
-
-        return Tokens(cache, settings)
-
-    username, token = NodeSources(config, cache, tokens).credentials(request)
-    # The kubelet keeps the answer until cacheDuration ends: that must come before the password does,
-    # with our own margin and a minute to spare.
-    now = time.time()
-    cache_seconds = token.expires_at - margin(token.expires_at - token.issued_at) - 60 - now
-    sys.stdout.write(kubelet.response(request.api_version, request.host, username, token.token, cache_seconds))
+    data = sys.stdin.buffer.read(MAX_REQUEST + 1)
+    sys.stdout.write(answer(data, config_path, cache_dir, before_network=_watchdog))
     return 0
+
+
+def answer(
+    data: bytes, config_path: str, cache_dir: str | None = None, before_network: Callable[[], None] | None = None
+) -> str:
+    """The response text for one request's bytes (what the kubelet reads on stdout); raises HelperError.
+    `before_network` runs before each connection (main arms the watchdog that exits the process)."""
+    from quay_cred_helper.config import Config
+    from quay_cred_helper.context import Context
+    from quay_cred_helper.files import check_private
+    from quay_cred_helper.kubelet import protocol
+    from quay_cred_helper.kubelet.node import NodeSources
+
+    request = protocol.parse_request(data)
+    check_private(config_path, "provider config file")
+    ctx = Context(_warn, Config(config_path), cache_dir, limits=_within_budget, before_network=before_network)
+    username, token = NodeSources(ctx).credentials(request)
+    # The kubelet keeps the answer until cacheDuration ends: that must come before we would stop
+    # handing the token out ourselves, with a minute to spare.
+    cache_seconds = token.usable_until - 60 - time.time()
+    return protocol.response(request.api_version, request.host, username, token.token, cache_seconds)

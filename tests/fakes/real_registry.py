@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.quay_registry import ISSUER, QuayRegistry
+from tests.fakes.quay_registry import ISSUER, QuayRegistry
 
 BINARY = "/usr/bin/docker-registry"
 

@@ -16,55 +16,27 @@ another service account's token obtained.
 
 from __future__ import annotations
 
-import os
-
-from quay_cred_helper import fastjson, log
+from quay_cred_helper import log
 from quay_cred_helper.errors import ConfigError, InputError, RegistryError
+from quay_cred_helper.files import check_private
 from quay_cred_helper.names import is_robot, registry_key
 from quay_cred_helper.registry.cache import fingerprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from quay_cred_helper.config import Config
-    from quay_cred_helper.contracts import TokenCache
-    from quay_cred_helper.kubelet import Request
+    from quay_cred_helper.context import Context
+    from quay_cred_helper.kubelet.protocol import Request
     from quay_cred_helper.registry.cache import Token
-    from quay_cred_helper.registry.tokens import Tokens
 
 ANNOTATION = "quay-cred-helper/robot"  # the service-account annotation naming the pod's robot
 
 
-def check_private(path: str, what: str) -> os.stat_result:
-    """The file's stat; a ConfigError when it is missing or other users can write it."""
-    try:
-        found = os.stat(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror or type(exc).__name__}") from None
-    if found.st_mode & 0o022:
-        raise ConfigError(f"refusing the {what} {path}: other users can write it", f"chmod go-w {path}")
-    return found
-
-
-def _claims(token: str) -> dict[str, object]:
-    """A JWT's payload, decoded (not verified: the kubelet made it, Quay verifies it)."""
-    import binascii  # hot path: only for service-account tokens (base64 would import more)
-
-    try:
-        part = token.split(".")[1]
-        data = binascii.a2b_base64(part.replace("-", "+").replace("_", "/") + "=" * (-len(part) % 4))
-        claims = fastjson.loads(data.decode("utf-8"))
-    except (IndexError, ValueError, binascii.Error):
-        raise InputError("the service-account token in the request is not a JWT") from None
-    if not isinstance(claims, dict):
-        raise InputError("the service-account token in the request is not a JWT")
-    return claims
-
-
 class NodeSources:
-    def __init__(self, config: Config, cache: TokenCache, tokens: Callable[[], Tokens]) -> None:
-        self.config, self.cache, self.tokens = config, cache, tokens
+    """Where the node's credentials come from, per registry (the provider's config file says)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.config, self.cache = ctx.config, ctx.cache
 
     def credentials(self, request: Request) -> tuple[str, Token]:
         """(username, token) for the request's registry: the token is a Quay JWT, never a stored secret."""
@@ -73,10 +45,10 @@ class NodeSources:
         if settings.robot_token_file:
             return settings.robot, self._robot_file(key, settings.robot, settings.robot_token_file)
         if settings.oidc:
-            from quay_cred_helper.sources import Keyless, federated_token, read_oidc  # keyless only
+            from quay_cred_helper.keyless.robot import Keyless, robot_jwt  # keyless only
 
             keyless = Keyless(settings.robot, settings.oidc, settings.audience)
-            token = federated_token(self.cache, self.tokens, key, keyless.robot, keyless.identity(), read_oidc(keyless))
+            token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), keyless.oidc_token)
             return settings.robot, token
         if settings.service_account:
             return self._service_account(key, request, settings.robot)
@@ -101,7 +73,7 @@ class NodeSources:
             return robot, secret
 
         # The cache first: a cached answer reads no secret and builds no exchange.
-        token = self.cache.load(key, identity, []) or self.tokens().get(key, identity, [], credentials=credentials)
+        token = self.cache.load(key, identity, []) or self.ctx.tokens().get(key, identity, [], credentials=credentials)
         if token is None:
             raise RegistryError(f"{key} needs no credentials", "remove it from the provider's matchImages")
         return token
@@ -120,11 +92,15 @@ class NodeSources:
                 f"annotate its service account {ANNOTATION}: ORG+NAME (and list that key in the kubelet's "
                 f"optionalServiceAccountAnnotationKeys), or set robot = under [{key}]",
             )
-        claims = _claims(request.service_account_token)
+        from quay_cred_helper.registry import jwt  # per-pod tokens only
+
+        claims = jwt.claims(request.service_account_token)
+        if claims is None:
+            raise InputError("the service-account token in the request is not a JWT")
         # Per robot and per service account: never a JWT another service account's token obtained.
         identity = fingerprint("sa", robot, *(str(claims.get(name)) for name in ("iss", "sub", "aud")))
         pod_token = request.service_account_token
         log.secret(pod_token)
-        from quay_cred_helper.sources import federated_token  # keyless only
+        from quay_cred_helper.keyless.robot import robot_jwt
 
-        return robot, federated_token(self.cache, self.tokens, key, robot, identity, lambda: pod_token)
+        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, identity, lambda: pod_token)

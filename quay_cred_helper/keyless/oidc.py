@@ -13,21 +13,18 @@ written anywhere, and registered with the log's redaction.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from quay_cred_helper import log
-from quay_cred_helper.errors import HelperError, InputError
+from quay_cred_helper.config import Settings
+from quay_cred_helper.errors import InputError, SourceError
 from quay_cred_helper.names import is_loopback_host
+from quay_cred_helper.registry.transport import make_client
 
 KINDS = ("github", "env:NAME", "file:PATH")
 MAX_TOKEN = 64 * 1024  # an OIDC token is a few KiB
-
-
-class SourceError(HelperError):
-    """The OIDC token cannot be had from its source (never "not found": the client would go on anonymously)."""
 
 
 def check(spec: str) -> str:
@@ -38,11 +35,11 @@ def check(spec: str) -> str:
     raise InputError(f"unknown OIDC source {spec!r}", f"use one of {', '.join(KINDS)}")
 
 
-def read(spec: str, audience: str, client: Callable[[], httpx.Client]) -> str:
-    """The OIDC token from its source; `client` makes the HTTP client for `github`."""
+def read(spec: str, audience: str) -> str:
+    """The OIDC token from its source."""
     kind, _, rest = check(spec).partition(":")
     if kind == "github":
-        token = _github(audience, client)
+        token = _github(audience)
     elif kind == "env":
         token = os.environ.get(rest, "").strip()
         if not token:
@@ -73,7 +70,7 @@ def _file(path: str) -> str:
     return token
 
 
-def _github(audience: str, client: Callable[[], httpx.Client]) -> str:
+def _github(audience: str) -> str:
     url = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", "")
     request_token = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "")
     if not url or not request_token:
@@ -87,7 +84,7 @@ def _github(audience: str, client: Callable[[], httpx.Client]) -> str:
     if audience:
         url += ("&" if "?" in url else "?") + "audience=" + quote(audience, safe="")
     log.secret(request_token)
-    http = client()
+    http = make_client(Settings())
     try:
         response = http.get(url, headers={"Authorization": f"bearer {request_token}"})
         value = response.json().get("value") if response.status_code == 200 else None

@@ -1,0 +1,162 @@
+"""The helper's store: what a client gets for a registry, and what a token request sends.
+
+For a robot account (`org+name`) `get` exchanges the stored long-lived robot
+token at /v2/auth for a one-hour JWT and hands out only that: Quay accepts a
+robot's JWT (aud = its SERVER_HOSTNAME) as the robot's password. A cached JWT
+is found through the index alone, without the keyring and without httpx.
+Users, `$app`, `$oauthtoken` and `<token>` entries get their stored secret.
+
+A keyless robot (keyless/robot.py) has nothing stored: `get` exchanges the
+job's or pod's own OIDC token through Quay's robot federation for a one-hour
+robot JWT, cached the same way.
+"""
+
+from __future__ import annotations
+
+from quay_cred_helper import log
+from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, identity
+from quay_cred_helper.errors import NotFound, Unreachable
+from quay_cred_helper.names import is_robot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Protocol
+
+    from quay_cred_helper.config import Config
+    from quay_cred_helper.credentials.index import Index
+    from quay_cred_helper.credentials.keyring_store import KeyringStore
+    from quay_cred_helper.keyless.robot import Keyless
+    from quay_cred_helper.registry.cache import Token, TokenCache
+    from quay_cred_helper.registry.tokens import Credentials, TokenExchange
+
+    class Collaborators(Protocol):
+        """What the store uses, each built on first use (context.Context meets this): `list` needs
+        none of them, a cached `get` the config and the cache, never the keyring or the exchange."""
+
+        @property
+        def config(self) -> Config: ...
+
+        @property
+        def cache(self) -> TokenCache: ...
+
+        @property
+        def keyring_store(self) -> KeyringStore: ...
+
+        def tokens(self, cached: bool = True) -> TokenExchange: ...
+
+
+_NO_SALT = "00" * 16  # identity for a credential whose index entry was lost
+
+
+class HelperStore:
+    """The store docker-credential-quay serves: the keyring store, with robots' secrets exchanged for JWTs."""
+
+    def __init__(self, index: Index, use: Collaborators, warn: Callable[[str], None]) -> None:
+        self.index = index
+        self.use = use
+        self.warn = warn
+
+    def add(self, key: str, server: str, username: str, secret: str) -> None:
+        self.use.keyring_store.add(key, server, username, secret)
+        self.use.cache.drop(key)
+
+    def add_keyless(self, key: str, server: str, keyless: Keyless) -> None:
+        """Record a keyless robot: the index alone, no keyring (a CI runner may have none)."""
+        # No salt and no fingerprint: nothing secret is stored; the cache identity comes from Keyless.
+        entry = IndexEntry(server, keyless.robot, "", "", keyless.oidc, keyless.audience)
+        with self.index.lock():
+            self.index.put(key, entry)
+        self.use.cache.drop(key)
+
+    def delete(self, key: str) -> None:
+        self.use.cache.drop(key)
+        entry = self.index.get(key)
+        if entry is not None and entry.oidc:
+            with self.index.lock():
+                self.index.remove(key)
+            return
+        self.use.keyring_store.delete(key)
+
+    def list(self) -> dict[str, str]:
+        return self.index.servers()
+
+    def keyless(self, key: str, entry: IndexEntry | None) -> Keyless | None:
+        """The keyless robot for a registry (whose index entry the caller has read): recorded by
+        login --oidc, else named in the config file."""
+        if entry is not None:
+            robot, oidc, audience = entry.username, entry.oidc, entry.audience
+        else:
+            settings = self.use.config.settings(key)
+            robot, oidc, audience = settings.robot, settings.oidc, settings.audience
+        if not oidc or not robot:
+            return None
+        from quay_cred_helper.keyless.robot import Keyless  # two modules fewer for `list`, users and robots
+
+        return Keyless(robot, oidc, audience)
+
+    def federated(self, key: str, keyless: Keyless, cached: bool = True) -> Token:
+        """The keyless robot's Quay JWT: cached, else one exchange of a freshly read OIDC token.
+
+        Not `cached`: always the exchange, and nothing kept (login and doctor verify with it)."""
+        from quay_cred_helper.keyless.robot import robot_jwt
+
+        exchange: Callable[[], TokenExchange] = self.use.tokens  # built only on a miss
+        cache = self.use.cache
+        if not cached:
+            uncached = self.use.tokens(cached=False)
+            cache, exchange = uncached.cache, lambda: uncached
+        return robot_jwt(cache, exchange, key, keyless.robot, keyless.identity(), keyless.oidc_token)
+
+    def token_credentials(self, key: str) -> tuple[str, Credentials | None]:
+        """What a /v2/auth token request sends, as (identity, credentials).
+
+        The identity is the credential's fingerprint. The credentials are a callable that reads the
+        keyring (or exchanges an OIDC token) only on a token-cache miss; None when nothing is stored."""
+        entry = self.index.get(key)
+        keyless = self.keyless(key, entry)
+        if keyless is not None:
+            # Its /v2/auth tokens under an identity of their own: never the federation JWT itself.
+            return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
+        if entry is None:
+            return ANONYMOUS, None
+
+        def credentials() -> tuple[str, str] | None:
+            try:
+                return self.use.keyring_store.get(key)
+            except NotFound:
+                return None
+
+        return entry.identity or ANONYMOUS, credentials
+
+    def get(self, key: str) -> tuple[str, str]:
+        entry = self.index.get(key)
+        keyless = self.keyless(key, entry)
+        if keyless is not None:
+            # Never "not found" when the source is broken: the client would pull anonymously.
+            return keyless.robot, self.federated(key, keyless).token
+        if entry and entry.identity and self._exchanges(key, entry.username):
+            hit = self.use.cache.load(key, entry.identity, [])
+            if hit:
+                log.debug("robot JWT for %s from the cache", key)
+                return entry.username, hit.token  # the hot path: index, config, one cache file
+        username, secret = self.use.keyring_store.get(key)
+        if not self._exchanges(key, username):
+            return username, secret  # users, $app, $oauthtoken, <token>
+        return username, self._robot_jwt(key, entry, username, secret)
+
+    def _exchanges(self, key: str, username: str) -> bool:
+        return is_robot(username) and self.use.config.settings(key).robot_exchange
+
+    def _robot_jwt(self, key: str, entry: IndexEntry | None, username: str, secret: str) -> str:
+        """A robot's one-hour JWT for its token; the token itself when the registry cannot be reached."""
+        fingerprint = entry.identity if entry is not None and entry.username == username else ""
+        fingerprint = fingerprint or identity(username, secret, _NO_SALT)  # the index entry is missing or stale
+        try:
+            token = self.use.tokens().get(key, fingerprint, credentials=lambda: (username, secret))
+        except Unreachable as exc:
+            # The client will try the robot token itself; it may reach the registry yet.
+            log.debug("robot exchange for %s failed: %s", key, exc)
+            self.warn(f"{exc}; returning the stored robot token")
+            return secret
+        return token.token if token else secret
