@@ -78,8 +78,9 @@ def test_shortcut_is_dropped_when_keyrings_choice_may_differ(secret_keyring):
 def test_launchers_are_plain():
     lines = Path(HELPER).read_text().splitlines()
     assert lines[0].startswith("#!") and "python" in lines[0]
-    code = [line for line in lines if line.strip() and not line.startswith("#")]
-    assert code == ["import sys", "from quay_cred_helper.helper import main", "sys.exit(main())"]
+    code = [line.split("#")[0].rstrip() for line in lines if line.strip() and not line.startswith("#")]
+    assert code[:4] == ["import os", "import sys", "from quay_cred_helper.helper import main", "code = main()"]
+    assert code[-1] == "os._exit(code)" and "    sys.stdout.flush()" in code  # flushed, then no teardown
     assert "importlib.metadata" not in Path(CLI).read_text()  # a legacy install would use it
 
 
@@ -159,3 +160,41 @@ def test_warm_token_needs_neither_httpx_nor_keyring(file_keyring, quay):
     r, names = _modules([CLI, "token", f"{quay.host}/org/app"], file_keyring)
     assert r.stdout == first
     assert not names & {"httpx", "httpcore", "keyring", "secretstorage", "jeepney"}, names
+
+
+# -- the launchers end with os._exit: output, exit codes and a closed pipe stay as they were -----------
+
+
+def test_a_large_list_arrives_whole_through_a_pipe(file_keyring):
+    """list's answer, far beyond a pipe's 64 KiB, is flushed before the launcher's os._exit."""
+    registries = {f"r{n}.example.com": {"server": f"r{n}.example.com", "username": f"user-{n}"} for n in range(4000)}
+    env = dict(os.environ, **file_keyring)
+    index = subprocess.run(
+        [sys.executable, "-c", "from quay_cred_helper import paths; print(paths.index_file())"],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert index
+    os.makedirs(os.path.dirname(index), exist_ok=True)
+    Path(index).write_text(json.dumps({"version": 1, "registries": registries}))
+    r = subprocess.run([HELPER, "list"], env=env, capture_output=True, timeout=30)  # pipes
+    assert r.returncode == 0 and len(r.stdout) > 100_000
+    assert json.loads(r.stdout) == {name: entry["username"] for name, entry in registries.items()}
+
+
+def test_exit_codes_and_messages_are_unchanged_by_the_launcher(file_keyring):
+    r = helper(file_keyring, "get", b"nothing.example.com")
+    assert (r.returncode, r.stdout) == (1, b"credentials not found in native keychain\n")
+    r = helper(file_keyring, "bogus")
+    assert r.returncode == 1 and r.stdout.startswith(b"Usage: docker-credential-quay")
+    assert helper(file_keyring, "version").returncode == 0
+
+
+def test_a_closed_stdout_fails_at_once_as_before(file_keyring):
+    """A reader that hung up: exit 1, as with the sys.exit launcher before, and never a hang."""
+    read, write = os.pipe()
+    os.close(read)
+    r = subprocess.run([HELPER, "version"], env=file_keyring, stdout=write, stderr=subprocess.PIPE, timeout=30)
+    os.close(write)
+    assert r.returncode == 1 and b"BrokenPipeError" in r.stderr
