@@ -172,6 +172,15 @@ def test_rpm_builds_with_its_check_and_lists_everything(tmp_path):
         timeout=60,
     ).stdout
     assert "from quay_cred_helper.cli import main" in wrapper and "importlib.metadata" not in wrapper
+    for launcher in ("docker-credential-quay", "quay-credential-provider"):
+        text = subprocess.run(
+            f"rpm2cpio {rpm} | cpio -i --quiet --to-stdout ./usr/bin/{launcher}",
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        assert text.startswith("#!/usr/bin/python3 -IS\n") and "sys.flags.no_site" in text, launcher
     requires = sh(["rpm", "-qp", "--requires", str(rpm)]).stdout
     assert "python3-keyring >= 23.9" in requires and "python3-httpx >= 0.23" in requires
 
@@ -190,7 +199,8 @@ def test_deb_installs_and_works_on_debians_python(tmp_path, secret_service, quay
     try:
         env = secret_service.apply(dict(home, PATH="/usr/bin:/bin"))
         helper_bin = "/usr/bin/docker-credential-quay"
-        assert Path(helper_bin).read_text().startswith("#!/usr/bin/python3\n")
+        for launcher in (helper_bin, "/usr/bin/quay-credential-provider"):  # no `site`: they name dist-packages
+            assert Path(launcher).read_text().startswith("#!/usr/bin/python3 -IS\n"), launcher
         cli_wrapper = Path("/usr/bin/quay-cred-helper").read_text()
         assert "from quay_cred_helper.cli import main" in cli_wrapper and "importlib.metadata" not in cli_wrapper
         assert sh([helper_bin, "version"], env=env).stdout.strip().endswith(__version__)
