@@ -73,6 +73,16 @@ def test_a_failed_close_does_not_lose_the_secret(bus):
     assert secretservice.read(SERVICE, USER) == SECRET
 
 
+@pytest.mark.parametrize("after", [b"", b"\xff" * 40, b"l\x02\x01\x01" + b"\xff" * 12])
+def test_trouble_after_the_secret_loses_nothing(bus, after):
+    from jeepney.low_level import calc_msg_size
+
+    # The answer to GetSecrets whole, then the end, or garbage, where the answer to Close should be.
+    bus(mutate=(1, lambda wire: wire[: calc_msg_size(wire)] + after))
+    value, elapsed = timed_read()
+    assert value == SECRET and elapsed < BOUND
+
+
 def test_it_hangs_up_only_after_the_close_is_answered(bus):
     # gnome-keyring 42 has crashed when a Close and the client's disconnection came together.
     bus("hang-close")
