@@ -285,13 +285,12 @@ class _Bus:
         data = bytes(self.buffer[:total])
         del self.buffer[:total]
         kind = data[1]
-        header = _Reader(data, order, 12, fields_end)
+        header = _Reader(data, order, 16, fields_end)  # the fields, a(yv), after their length
         fields: dict[int, Value] = {}
-        entries = header.value("a(yv)")
-        for code, value in entries if isinstance(entries, list) else ():
-            fields[code] = value
-        if header.pos != fields_end:
-            raise Unexpected("malformed header")
+        while header.pos < fields_end:
+            header.align(8)
+            code = header.take(1)[0]
+            fields[code] = header.parse("v", 0, 0)[0]
         return kind, fields, _Reader(data, order, body_start, total)
 
 
