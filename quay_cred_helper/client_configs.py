@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import sysconfig
 
 from quay_cred_helper import files
 from quay_cred_helper.names import DOCKER_HUB
 
 HELPER = "quay"  # credHelpers value: clients run docker-credential-<HELPER>
+# pip installs the helper on Windows as Scripts\docker-credential-quay.exe, which docker finds by PATHEXT.
+WINDOWS = sys.platform == "win32"
 DROP_IN = "50-quay-cred-helper.conf"
 
 
@@ -69,11 +72,18 @@ def missing_helpers() -> list[tuple[str, str, str]]:
 
 def helper_on_path() -> tuple[str, str] | None:
     """None if `docker-credential-quay` on PATH is this installation, else (problem, fix)."""
-    expected = os.path.join(sysconfig.get_path("scripts"), "docker-credential-quay")
-    found = shutil.which("docker-credential-quay")
-    if found and os.path.realpath(found) == os.path.realpath(expected):
+    program = "docker-credential-quay.exe" if WINDOWS else "docker-credential-quay"
+    expected = os.path.join(sysconfig.get_path("scripts"), program)
+    found = shutil.which(program)
+    if found and _same_file_name(found, expected):
         return None
     where = os.path.dirname(expected)
     if not found:
-        return "docker-credential-quay is not on PATH", f"add {where} to PATH (export PATH={where}:$PATH)"
-    return f"the docker-credential-quay on PATH is {found}, not this installation's", f"put {where} first in PATH"
+        shell = f'$env:Path = "{where};" + $env:Path' if WINDOWS else f"export PATH={where}:$PATH"
+        return f"{program} is not on PATH", f"add {where} to PATH ({shell})"
+    return f"the {program} on PATH is {found}, not this installation's", f"put {where} first in PATH"
+
+
+def _same_file_name(a: str, b: str) -> bool:
+    # normcase: Windows names are case-insensitive (shutil.which may answer ...\DOCKER-CREDENTIAL-QUAY.EXE).
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))

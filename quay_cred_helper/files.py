@@ -4,6 +4,9 @@ Everything we write (index, token cache, config) goes through here so a crash
 at any instant leaves either the old file or the new one, never a mix, and no
 file is ever readable by other users whatever the umask. Reads are on the hot
 path, so the modules only writes need (tempfile, json) are imported there.
+
+On Windows, file modes mean nothing but read-only: privacy comes from the user
+profile's ACL (%LOCALAPPDATA%, %USERPROFILE%\\.docker), so modes are not set there.
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from quay_cred_helper import fastjson
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+# Windows refuses to replace a file another process has open (a `get` reading the index or the
+# token cache: Python opens files without FILE_SHARE_DELETE) with a sharing violation, which
+# Python raises as PermissionError. Readers hold a file for one read, so a writer retries, briefly.
+REPLACE_TRIES = 10 if sys.platform == "win32" else 1
+REPLACE_WAIT = 0.02  # seconds, times the try's number: under a second over all tries
 
 
 def private_dir(path: str, tighten: bool = True) -> str:
@@ -33,7 +42,8 @@ def private_dir(path: str, tighten: bool = True) -> str:
             os.mkdir(directory, 0o700)
         except FileExistsError:
             continue  # another process made it first
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+        if os.name == "posix":
+            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     if tighten and os.name == "posix" and os.stat(path).st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
@@ -46,18 +56,32 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
 
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".part")
     try:
-        # mkstemp already creates 0600; chmod only matters for other modes.
-        if mode != 0o600:
+        # mkstemp already creates 0600; chmod only matters for other modes, and only on POSIX.
+        if sys.platform != "win32" and mode != 0o600:
             os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _replace(tmp: str, path: str) -> None:
+    """os.replace, retried on Windows while a reader holds `path` open (REPLACE_TRIES)."""
+    for attempt in range(1, REPLACE_TRIES + 1):
+        try:
+            os.replace(tmp, path)
+            return
+        except PermissionError:
+            if attempt == REPLACE_TRIES:
+                raise
+            import time
+
+            time.sleep(REPLACE_WAIT * attempt)
 
 
 def write_json(path: str, obj: object, mode: int = 0o600) -> None:

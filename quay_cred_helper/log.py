@@ -2,8 +2,8 @@
 
 `quay-cred-helper --debug` logs to stderr; the helper, which clients run with
 no flags, logs when QUAY_CRED_HELPER_LOG=debug, to a 0600 file in the user
-log dir (rotated at 1 MiB, three old files kept), or to stderr with
-QUAY_CRED_HELPER_LOG_FILE=-. When logging is off, `debug()` costs one
+log dir (rotated at 1 MiB, three old files kept; on Windows checked at start,
+one old file), or to stderr with QUAY_CRED_HELPER_LOG_FILE=-. When logging is off, `debug()` costs one
 attribute check and imports nothing: it is called on hot paths.
 """
 
@@ -59,7 +59,7 @@ def enable(to_stderr: bool = False) -> None:
         from quay_cred_helper import files, paths
 
         path = target or os.path.join(files.private_dir(paths.log_dir()), "quay-cred-helper.log")
-        handler = _rotating_file(path)
+        handler = _size_checked_file(path) if sys.platform == "win32" else _rotating_file(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(message)s"))
     logger.addHandler(handler)
     _logger = logger
@@ -78,6 +78,22 @@ def _rotating_file(path: str) -> logging.Handler:
             return open(self.baseFilename, self.mode, encoding=self.encoding, opener=_private_open)  # noqa: SIM115
 
     return PrivateRotatingFile(path, maxBytes=MAX_BYTES, backupCount=BACKUPS)
+
+
+def _size_checked_file(path: str) -> logging.Handler:
+    """The log for Windows: the size is checked once, when a process opens the log, and one old file is kept.
+
+    RotatingFileHandler renames the log when it fills up, and Windows refuses to rename a file another
+    helper process has open (docker runs several at once): the rollover then fails on every line after.
+    Here a log over MAX_BYTES becomes `.1` when no other process holds it; else it grows a little
+    until a later start finds it free."""
+    import contextlib
+    import logging
+
+    with contextlib.suppress(OSError):  # missing, or held open by another process
+        if os.path.getsize(path) > MAX_BYTES:
+            os.replace(path, path + ".1")
+    return logging.FileHandler(path, encoding="utf-8")
 
 
 def enable_from_environment() -> None:

@@ -236,12 +236,15 @@ def pytest_configure(config):
 
 
 SLOW_FIXTURES = {"secret_service", "secret_keyring", "docker_registry"}  # the full suite only
+POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="means POSIX: file modes, signals, fork or unix sockets")
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("posix"):
+            item.add_marker(POSIX_ONLY)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -16,7 +16,15 @@ ROBOT_TOKEN = "R0B0T" * 12 + "TOKN"  # 64 characters, like Quay's robot tokens
 ROBOTS = {ROBOT: ROBOT_TOKEN}
 
 # Every secret the suite uses: the watcher looks for them in every process's argv and environment.
-SECRETS = ["alice-password", ROBOT_TOKEN, "s3cret", "fast-path-secret", "migrated-password", "py-secret"]
+SECRETS = [
+    "alice-password",
+    ROBOT_TOKEN,
+    "s3cret",
+    "fast-path-secret",
+    "migrated-password",
+    "py-secret",
+    "windows-long-token-",
+]
 
 
 def isolated_env(root):

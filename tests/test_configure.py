@@ -35,6 +35,7 @@ def write(path, data, mode=0o644):
     path.chmod(mode)
 
 
+@pytest.mark.posix
 def test_adds_keeps_everything_else_and_is_idempotent(env):
     write(docker_config(env), ORIGINAL, 0o640)
     before = docker_config(env).read_text()

@@ -67,6 +67,7 @@ def leftovers(directory):
 
 
 @pytest.mark.slow
+@pytest.mark.posix
 def test_sigkill_during_store_and_erase(secret_keyring):
     rng = random.Random(1)
     env = secret_keyring
@@ -86,6 +87,7 @@ def test_sigkill_during_store_and_erase(secret_keyring):
 
 
 @pytest.mark.slow
+@pytest.mark.posix
 def test_sigkill_during_configure(file_keyring):
     rng = random.Random(2)
     env = file_keyring
@@ -105,6 +107,7 @@ def test_sigkill_during_configure(file_keyring):
 
 
 @pytest.mark.slow
+@pytest.mark.posix
 def test_sigkill_during_token_cache_writes(file_keyring, quay):
     rng = random.Random(3)
     env = file_keyring
@@ -266,6 +269,7 @@ def test_exceptions_in_any_layer_print_no_secret(file_keyring, monkeypatch, caps
         assert "Traceback (most recent call last)" not in out.out
 
 
+@pytest.mark.posix
 def test_files_stay_private_under_umask_000(file_keyring, quay):
     env = dict(file_keyring, QUAY_CRED_HELPER_LOG="debug")
     old = os.umask(0)

@@ -414,6 +414,7 @@ def test_referrer_cells_are_escaped(capsys):
 # -- 11. private files and directories whatever the umask -------------------------------------------------
 
 
+@pytest.mark.posix
 def test_configure_and_logs_create_private_files_under_umask_000(file_keyring, tmp_path):
     from quay_cred_helper import log
 

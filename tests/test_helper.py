@@ -112,6 +112,7 @@ def test_list_works_without_any_keyring(home):
     assert (r.returncode, json.loads(r.stdout)) == (0, {})
 
 
+@pytest.mark.posix
 def test_index_file_is_private(file_keyring):
     store(file_keyring, "quay.example.com", "alice", "s3cret-value")
     directory = os.path.join(file_keyring["XDG_CONFIG_HOME"], "quay-cred-helper")
@@ -180,6 +181,7 @@ def test_locked_keyring(home, tmp_path_factory):
         service.stop()
 
 
+@pytest.mark.posix
 def test_dbus_that_never_answers(home, tmp_path):
     # A socket that accepts connections and never says a word: the D-Bus handshake hangs.
     path = str(tmp_path / "silent-bus")

@@ -192,6 +192,7 @@ def test_concurrent_cold_gets_make_one_exchange(env, quay, issuer):
     assert len(set(secrets)) == 1 and exchanges(quay) == 1
 
 
+@pytest.mark.posix
 def test_oidc_token_and_jwt_stay_out_of_files_and_logs(env, quay, issuer):
     oidc_token = issuer.token(SUBJECT)
     env = dict(env, ID_TOKEN=oidc_token, QUAY_CRED_HELPER_LOG="debug")

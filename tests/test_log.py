@@ -4,9 +4,12 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.support import ROBOT, ROBOT_TOKEN, cli, helper
 
 
+@pytest.mark.posix
 def test_helper_logs_to_a_private_file_without_secrets(file_keyring, quay):
     env = dict(file_keyring, QUAY_CRED_HELPER_LOG="debug")
     helper(env, "store", json.dumps({"ServerURL": quay.host, "Username": ROBOT, "Secret": ROBOT_TOKEN}))

@@ -234,3 +234,286 @@ def test_deb_installs_and_works_on_debians_python(tmp_path, secret_service, quay
         print(f"deb tested against Debian's httpx {versions[0]} and platformdirs {versions[1]}")
     finally:
         subprocess.run(["apt-get", "remove", "-y", "-qq", "quay-cred-helper"], capture_output=True, timeout=300)
+
+
+# -- Windows: console_scripts there (.exe launchers), plain bin/ launchers everywhere else ---------
+#
+# Nothing here runs on Windows: the wheels are built here, pip chooses among them for each
+# platform, and `installer` lays a Windows wheel out as a Windows install does (Scripts\*.exe from
+# the launchers it bundles, the same kind pip writes). See README: Platforms.
+
+WINDOWS = {  # wheel platform tag -> (installer's launcher kind, PE machine of that launcher)
+    "win_amd64": ("win-amd64", 0x8664),
+    "win32": ("win-ia32", 0x014C),
+    "win_arm64": ("win-arm64", 0xAA64),
+}
+PROGRAMS = ("docker-credential-quay", "quay-credential-provider")  # bin/ launchers on POSIX, .exe on Windows
+INTERPRETER = r"C:\Program Files\Python312\python.exe"  # a space in it, as in a default Windows install
+
+
+def launcher_module(program):
+    """The module whose main bin/PROGRAM runs (`from M import main  # noqa: E402`)."""
+    (line,) = [
+        li for li in (ROOT / "bin" / program).read_text().splitlines() if re.match(r"from \S+ import main\b", li)
+    ]
+    return line.split()[1]
+
+
+def console_scripts(wheel):
+    """{name: target} of the wheel's entry_points.txt [console_scripts]."""
+    parser = configparser.ConfigParser(delimiters=("=",))
+    parser.optionxform = str  # names keep their case
+    parser.read_string(dist_info(wheel, "entry_points.txt"))
+    return dict(parser["console_scripts"]) if parser.has_section("console_scripts") else {}
+
+
+def dist_info(wheel, name):
+    with zipfile.ZipFile(wheel) as z:
+        (path,) = [n for n in z.namelist() if n.endswith(f".dist-info/{name}")]
+        return z.read(path).decode()
+
+
+def expected_console_scripts():
+    return {
+        "quay-cred-helper": "quay_cred_helper.cli:main",
+        **{program: f"{launcher_module(program)}:main" for program in PROGRAMS},
+    }
+
+
+@pytest.fixture(scope="module")
+def wheels(dist, tmp_path_factory):
+    """{"any" or a Windows platform tag: wheel}, the Windows ones built as a release builds them."""
+    out = tmp_path_factory.mktemp("windows-wheels")
+    for plat in WINDOWS:
+        option = f"-C--build-option=--plat-name={plat}"  # one word: build's argparse takes -C's value glued on
+        sh([sys.executable, "-m", "build", "--wheel", option, "--outdir", str(out / plat), str(ROOT)])
+    found = {plat: next((out / plat).glob("*.whl")) for plat in WINDOWS}
+    (found["any"],) = dist.glob("*.whl")
+    return found
+
+
+def test_posix_wheel_has_plain_launchers_and_one_console_script(wheels):
+    wheel = wheels["any"]
+    assert wheel.name == f"quay_cred_helper-{__version__}-py3-none-any.whl"
+    assert "Tag: py3-none-any" in dist_info(wheel, "WHEEL").splitlines()
+    assert console_scripts(wheel) == {"quay-cred-helper": "quay_cred_helper.cli:main"}
+    with zipfile.ZipFile(wheel) as z:
+        data = sorted(n for n in z.namelist() if ".data/" in n)
+        assert data == [f"quay_cred_helper-{__version__}.data/scripts/{p}" for p in sorted(PROGRAMS)]
+        for name in data:
+            text = z.read(name).decode()
+            assert text.startswith("#!python\n")  # the installer writes the interpreter's path here
+            assert f"from {launcher_module(name.rsplit('/', 1)[1])} import main" in text
+            assert "import re" not in [li for li in text.splitlines() if not li.startswith("#")]
+
+
+@pytest.mark.parametrize("plat", WINDOWS)
+def test_windows_wheel_declares_console_scripts_and_ships_no_launchers(wheels, plat):
+    wheel = wheels[plat]
+    assert wheel.name == f"quay_cred_helper-{__version__}-py3-none-{plat}.whl"
+    info = dist_info(wheel, "WHEEL").splitlines()
+    assert f"Tag: py3-none-{plat}" in info and "Root-Is-Purelib: true" in info
+    assert console_scripts(wheel) == expected_console_scripts()
+    with zipfile.ZipFile(wheel) as z, zipfile.ZipFile(wheels["any"]) as posix:
+        assert not [n for n in z.namelist() if ".data/" in n]
+        package = sorted(n for n in z.namelist() if n.startswith("quay_cred_helper/"))
+        assert package and package == sorted(n for n in posix.namelist() if n.startswith("quay_cred_helper/"))
+        assert all(z.read(n) == posix.read(n) for n in package)
+    assert dist_info(wheel, "METADATA") == dist_info(wheels["any"], "METADATA")  # one distribution
+
+
+def test_every_console_script_names_a_main_that_exists(wheels):
+    import importlib
+
+    for target in console_scripts(wheels["win_amd64"]).values():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), target
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        ("win_amd64", "win_amd64"),
+        ("win32", "win32"),
+        ("win_arm64", "win_arm64"),
+        ("manylinux2014_x86_64", "any"),
+        ("macosx_11_0_arm64", "any"),
+    ],
+)
+def test_pip_picks_the_windows_wheel_only_on_windows(wheels, tmp_path, platform, expected):
+    links = tmp_path / "links"
+    links.mkdir()
+    for wheel in wheels.values():
+        shutil.copy(wheel, links)
+    sh(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-index", "--find-links", str(links), "--no-deps"]
+        + ["--only-binary=:all:", "--platform", platform, "--python-version", "3.12", "-d", str(tmp_path / "got")]
+        + ["quay-cred-helper"]
+    )
+    (got,) = (tmp_path / "got").iterdir()
+    assert got.name == f"quay_cred_helper-{__version__}-py3-none-{expected}.whl"
+
+
+def pe_machine(data):
+    """The Machine field of a PE image; fails on anything that is not one."""
+    import struct
+
+    assert data[:2] == b"MZ"
+    (offset,) = struct.unpack_from("<I", data, 0x3C)
+    assert data[offset : offset + 4] == b"PE\0\0"
+    return struct.unpack_from("<H", data, offset + 4)[0]
+
+
+def install_windows(wheel, target, kind, interpreter=INTERPRETER):
+    """Install `wheel` into `target` laid out as a Windows venv (Lib\\site-packages, Scripts)."""
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
+
+    lib = str(target / "Lib" / "site-packages")
+    scheme = {"purelib": lib, "platlib": lib, "headers": str(target / "Include"), "scripts": str(target / "Scripts")}
+    scheme["data"] = str(target)
+    destination = SchemeDictionaryDestination(scheme, interpreter=interpreter, script_kind=kind)
+    with WheelFile.open(wheel) as source:
+        install(source, destination, {"INSTALLER": b"test\n"})
+    return target / "Scripts"
+
+
+@pytest.mark.parametrize("plat", WINDOWS)
+def test_windows_install_has_exe_launchers(wheels, tmp_path, plat):
+    import io
+
+    kind, machine = WINDOWS[plat]
+    scripts = install_windows(wheels[plat], tmp_path, kind)
+    expected = {name: target.partition(":")[0] for name, target in expected_console_scripts().items()}
+    assert sorted(p.name for p in scripts.iterdir()) == sorted(f"{name}.exe" for name in expected)
+    for name, module in expected.items():
+        data = (scripts / f"{name}.exe").read_bytes()
+        assert pe_machine(data) == machine, name
+        # The launcher reads the #! line before its appended zip, and runs that interpreter on the zip.
+        shebang = f"#!{INTERPRETER}\n".encode()
+        assert data[data.rindex(shebang) + len(shebang) :].startswith(b"PK\x03\x04"), name
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        assert archive.namelist() == ["__main__.py"]
+        main = archive.read("__main__.py").decode()
+        assert f"from {module} import main" in main and "sys.exit(main())" in main, name
+    (record,) = tmp_path.glob("Lib/site-packages/*.dist-info/RECORD")
+    recorded = {line.split(",")[0] for line in record.read_text().splitlines()}
+    assert {f"../../Scripts/{name}.exe" for name in expected} <= recorded
+
+
+@pytest.mark.parametrize(
+    ("how", "env", "options"),
+    [
+        # sysconfig.get_platform() reads _PYTHON_HOST_PLATFORM: setup.py then sees a Windows host,
+        # as when pip on Windows builds from the sdist.
+        ("built on Windows", {"_PYTHON_HOST_PLATFORM": "win-amd64"}, []),
+        # pip prepares the metadata (dist_info, no --build-option) before bdist_wheel: setup.py has
+        # bdist_wheel write its own rather than reuse that.
+        ("pip wheel --plat-name", {}, ["-C--build-option=--plat-name=win_amd64"]),
+    ],
+)
+def test_pip_wheel_from_the_sdist_for_windows(dist, tmp_path, how, env, options):
+    (sdist,) = dist.glob("*.tar.gz")
+    sh(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "out"), *options, str(sdist)],
+        env=dict(os.environ, **env),
+    )
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    assert wheel.name == f"quay_cred_helper-{__version__}-py3-none-win_amd64.whl", how
+    assert console_scripts(wheel) == expected_console_scripts(), how
+    assert not [n for n in zipfile.ZipFile(wheel).namelist() if ".data/" in n], how
+
+
+# -- what docker does on Windows, under Wine: find the .exe by PATHEXT and run it ------------------
+
+WINE = shutil.which("wine64") or next((p for p in ("/usr/lib/wine/wine64",) if os.path.exists(p)), None)
+GOCODE = Path("/usr/share/gocode/src/github.com/docker/docker-credential-helpers/client")
+
+# Stands in for python.exe (no CPython for Windows here): it answers `get` with its arguments, its
+# stdin and the import line of the __main__.py in the zip it is given (the launcher passes its own path).
+PYTHON_STANDIN = r"""
+package main
+
+import ("archive/zip"; "encoding/json"; "fmt"; "io"; "os"; "strings")
+
+func main() {
+	zr, err := zip.OpenReader(os.Args[1])
+	if err != nil { fmt.Println("not a zip:", err); os.Exit(3) }
+	imports := ""
+	for _, f := range zr.File {
+		if f.Name == "__main__.py" {
+			rc, _ := f.Open(); body, _ := io.ReadAll(rc)
+			for _, line := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(line, "from ") { imports = strings.TrimSpace(line) }
+			}
+		}
+	}
+	stdin, _ := io.ReadAll(os.Stdin)
+	if strings.TrimSpace(string(stdin)) == "missing.example.com" {
+		fmt.Println("credentials not found in native keychain"); os.Exit(1)
+	}
+	out, _ := json.Marshal(map[string]string{"ServerURL": strings.TrimSpace(string(stdin)),
+		"Username": strings.Join(os.Args[2:], ","), "Secret": imports})
+	fmt.Println(string(out))
+}
+"""
+
+# What docker does on Windows: exec.LookPath (PATHEXT), then docker-credential-helpers' client.
+DOCKER_PROBE = r"""
+package main
+
+import ("fmt"; "os"; "os/exec"
+	"github.com/docker/docker-credential-helpers/client"
+	"github.com/docker/docker-credential-helpers/credentials")
+
+func main() {
+	os.Setenv("PATH", os.Args[1]+";"+os.Getenv("PATH"))
+	path, err := exec.LookPath("docker-credential-quay")
+	if err != nil { fmt.Println("lookpath:", err); os.Exit(1) }
+	fmt.Println("found", path)
+	program := client.NewShellProgramFunc("docker-credential-quay")
+	if _, err := client.Get(program, "missing.example.com"); !credentials.IsErrCredentialsNotFound(err) {
+		fmt.Println("not-found answer lost:", err); os.Exit(1)
+	}
+	creds, err := client.Get(program, "quay.example.com")
+	if err != nil { fmt.Println("get:", err); os.Exit(1) }
+	fmt.Printf("server=%s args=%s main=%s\n", creds.ServerURL, creds.Username, creds.Secret)
+}
+"""
+
+
+def windows_path(path):
+    return "Z:" + str(path).replace("/", "\\")  # Wine maps Z: to /
+
+
+@pytest.mark.skipif(
+    not (WINE and shutil.which("go") and GOCODE.is_dir()) and not os.environ.get("CI"),
+    reason="needs wine64, go and docker-credential-helpers' Go source (scripts/setup installs them on amd64)",
+)
+def test_docker_on_windows_finds_and_runs_the_exe_launcher_under_wine(wheels, tmp_path):
+    go = dict(os.environ, GOOS="windows", GOARCH="amd64", GO111MODULE="off", GOCACHE=str(tmp_path / "gocache"))
+    go["GOPATH"] = f"{tmp_path / 'gopath'}:/usr/share/gocode"
+    python = tmp_path / "Program Files" / "python.exe"  # a space in the interpreter's path, as on Windows
+    for name, source, exe in (("standin", PYTHON_STANDIN, python), ("probe", DOCKER_PROBE, tmp_path / "probe.exe")):
+        package = tmp_path / "gopath" / "src" / name
+        package.mkdir(parents=True)
+        (package / "main.go").write_text(source)
+        sh(["go", "build", "-o", str(exe), name], env=go, cwd=package)
+    scripts = install_windows(wheels["win_amd64"], tmp_path / "venv", "win-amd64", windows_path(python))
+    posix = tmp_path / "posix"  # the POSIX wheel's launchers, as they would land in Scripts\ without .exe
+    posix.mkdir()
+    with zipfile.ZipFile(wheels["any"]) as z:
+        for name in z.namelist():
+            if ".data/scripts/" in name:
+                (posix / name.rsplit("/", 1)[1]).write_bytes(z.read(name))
+    wine = dict(os.environ, WINEDEBUG="-all", WINEPREFIX=str(tmp_path / "wineprefix"))
+    probe = [WINE, str(tmp_path / "probe.exe")]
+    ran = subprocess.run([*probe, windows_path(scripts)], capture_output=True, text=True, env=wine, timeout=600)
+    assert ran.returncode == 0, (ran.stdout, ran.stderr[-2000:])
+    assert ran.stdout.splitlines()[:2] == [
+        f"found {windows_path(scripts / 'docker-credential-quay.exe')}",
+        "server=quay.example.com args=get main=from quay_cred_helper.helper import main",
+    ]
+    missed = subprocess.run([*probe, windows_path(posix)], capture_output=True, text=True, env=wine, timeout=600)
+    assert missed.returncode == 1 and "executable file not found in %PATH%" in missed.stdout, missed.stdout

@@ -218,6 +218,7 @@ def test_unknown_request_fields_are_ignored(node, quay):
     assert r.returncode == 0 and kubelet.decode(r.stdout, V1)
 
 
+@pytest.mark.posix
 def test_configuration_problems(node, quay, issuer):
     env, etc = node
     image = f"{quay.host}/org/app"

@@ -171,6 +171,7 @@ def test_erase_drops_the_registrys_tokens(file_keyring, quay):
     assert helper(file_keyring, "get", quay.host).stdout == NOT_FOUND
 
 
+@pytest.mark.posix
 def test_cache_files_are_private_and_versioned(file_keyring, quay):
     os.umask(0o000)
     try:

@@ -5,7 +5,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import ProcWatcher, descendants
+
+pytestmark = pytest.mark.posix  # fork, and /proc
 
 DAEMON = (
     "import os, sys, time\n"

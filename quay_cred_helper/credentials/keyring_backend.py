@@ -11,6 +11,7 @@ cached `get` never are.
 from __future__ import annotations
 
 import os
+import sys
 
 from quay_cred_helper import files, log, paths
 from quay_cred_helper.errors import KeyringError, KeyringLocked
@@ -28,6 +29,11 @@ ALLOW_PLAINTEXT_ENV = "QUAY_CRED_HELPER_ALLOW_PLAINTEXT"
 TIMEOUT_ENV = "QUAY_CRED_HELPER_KEYRING_TIMEOUT"
 DEFAULT_TIMEOUT = 4.0  # seconds; below the 5 s we promise for any keyring failure
 SECRET_SERVICE = "keyring.backends.SecretService.Keyring"
+# Windows Credential Manager (keyring's WinVaultKeyring) holds at most CRED_MAX_CREDENTIAL_BLOB_SIZE
+# (wincred.h: 5 * 512) bytes per secret, and keyring writes the secret as UTF-16: about 1,280
+# characters. CredWrite refuses more with "The stub received bad data" (docker-credential-helpers#190).
+WINDOWS_CREDENTIAL_MANAGER = "keyring.backends.Windows.WinVaultKeyring"
+WINDOWS_MAX_BYTES = 2560
 
 _UNUSABLE = {"keyring.backends.fail", "keyring.backends.null"}
 _LOCKED_FIX = "unlock it (log in to the desktop session, or run gnome-keyring-daemon --unlock) and retry"
@@ -50,6 +56,23 @@ def is_plaintext(backend: object) -> bool:
 def name(backend: object) -> str:
     cls = type(backend)
     return f"{cls.__module__}.{cls.__name__}"
+
+
+def is_windows_credential_manager(backend: object) -> bool:
+    # By the class's lineage, not an import: keyring.backends.Windows loads pywin32 where it exists.
+    return any(f"{cls.__module__}.{cls.__qualname__}" == WINDOWS_CREDENTIAL_MANAGER for cls in type(backend).__mro__)
+
+
+def check_fits(backend: object, what: str, password: str) -> None:
+    """A KeyringError, before anything is written, when `backend` cannot hold `password`."""
+    size = len(password.encode("utf-16-le"))
+    if is_windows_credential_manager(backend) and size > WINDOWS_MAX_BYTES:
+        raise KeyringError(
+            f"the credential for {what} is {size} bytes as Windows Credential Manager stores it (UTF-16), "
+            f"over its limit of {WINDOWS_MAX_BYTES}: nothing was stored",
+            "store a shorter secret (a password or robot token rather than a long token), "
+            "or choose another keyring backend with PYTHON_KEYRING_BACKEND",
+        )
 
 
 def _no_unlock_prompts() -> None:
@@ -104,7 +127,10 @@ def remembered_secret_service() -> bool:
 
 def _fast_read_agrees() -> bool:
     """The fast read looks where keyring's Secret Service backend looks by default; KEYRING_PROPERTY_*
-    (scheme, preferred collection) makes keyring look elsewhere, so then keyring answers itself."""
+    (scheme, preferred collection) makes keyring look elsewhere, so then keyring answers itself.
+    Linux only: elsewhere (macOS Keychain, Windows Credential Locker) keyring always answers."""
+    if not sys.platform.startswith("linux"):
+        return False
     return not any(name.startswith("KEYRING_PROPERTY_") for name in os.environ) and remembered_secret_service()
 
 
@@ -232,6 +258,7 @@ class Keyring:
 
     def set(self, service: str, username: str, password: str) -> None:
         backend = self.backend()
+        check_fits(backend, username, password)
         self._call(backend.set_password, service, username, password)
 
     def delete(self, service: str, username: str) -> bool:
