@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON")
     output.add_argument("-q", "--quiet", action="store_true", help="print registry names only")
+    output.add_argument("-l", "--long", action="store_true", help="also when each secret was stored, and its age")
 
     p = sub.add_parser("token", help="print a bearer token (for curl and scripts)")
     p.add_argument("reference", metavar="REGISTRY[/NS/REPO]", help="registry, or a repository to get a pull token for")
@@ -83,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check the keyring, client configs and registries; say how to fix")
     p.add_argument("registries", nargs="*", metavar="REGISTRY", help="default: every registry with credentials")
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+    p = sub.add_parser("robot", help="rotate a robot's token or show a robot, through Quay's API (an OAuth token)")
+    p.add_argument(
+        "action",
+        choices=("rotate", "show", "api-token"),
+        help="rotate: a new token from Quay, stored where the old one was; show: dates, federation, permissions; "
+        "api-token: store the OAuth token for Quay's API (stdin or a prompt)",
+    )
+    p.add_argument("registry", help="registry host, e.g. quay.example.com")
+    p.add_argument("robot", nargs="?", metavar="NAMESPACE+NAME", help="the robot (rotate, show)")
+    p.add_argument("--api-token-stdin", action="store_true", help="read the OAuth token from stdin, not the keyring")
+    p.add_argument("--json", action="store_true", help="show: print JSON")
+    p.add_argument("--remove", action="store_true", help="api-token: remove the stored OAuth token")
 
     p = sub.add_parser("completion", help="print a shell completion script")
     p.add_argument("shell", choices=("bash", "zsh", "fish"))

@@ -40,6 +40,30 @@ def _list(text: str) -> list[str]:
     return [item for item in text.replace(",", " ").split() if item]
 
 
+UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60}  # max_secret_age: a whole number and one unit
+
+
+def duration(text: str) -> float:
+    """Seconds in `90d`, `2w`, `12h` or `30m` (a whole number, one unit); empty or `0`: 0 (off).
+    By hand, not with `re`: `get` parses every setting of its registry."""
+    value = text.strip().lower()
+    if value in ("", "0"):
+        return 0.0
+    number, unit = value[:-1], value[-1:]
+    if unit not in UNITS or not number.isascii() or not number.isdigit() or int(number) == 0:
+        raise ValueError(f"not a duration: {text.strip()!r} (a whole number and a unit: 90d, 2w, 12h or 30m)")
+    return float(int(number) * UNITS[unit])
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as max_secret_age is written, in its largest unit, rounded down: 3d, 5h, 12m, 40s."""
+    seconds = max(0, int(seconds))
+    for unit in "dhm":
+        if seconds >= UNITS[unit]:
+            return f"{seconds // UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
 # name: (default, parser, meaning) -- the documentation is checked against this table.
 SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "timeout": ("10", float, "seconds to wait for each response from a registry"),
@@ -55,6 +79,11 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "audience": ("", str, "the audience to ask GitHub Actions for (oidc = github)"),
     "robot_token_file": ("", str, "kubelet provider: a file holding `robot`'s token, exchanged for one-hour JWTs"),
     "service_account": ("false", _bool, "kubelet provider: each pod's service-account token, as the robot it names"),
+    "max_secret_age": (
+        "",
+        duration,
+        "warn (doctor; `get` once a day) when a stored secret is older: 90d, 2w, 12h, 30m",
+    ),
 }
 
 
@@ -76,6 +105,7 @@ class Settings:
     audience: str
     robot_token_file: str
     service_account: bool
+    max_secret_age: float  # seconds; 0: no limit
     file: str
 
     def __init__(self, values: Mapping[str, str] | None = None, file: str = "") -> None:

@@ -13,6 +13,7 @@ separately. No message ever contains a secret.
     |   +-- KeyringLocked   ... or locked (we never prompt)
     +-- RegistryError       the registry refused us or answered nonsense
         +-- FederationRefused   Quay refused the OIDC token for the robot
+        +-- ApiRefused          Quay's API refused the call (4xx): the token, its scope, the robot; nothing changed
         +-- TLSError            the certificate could not be verified
         +-- Unreachable         connection, DNS, timeout, 5xx after retries
             +-- DeadlineExceeded    the command's whole budget ran out
@@ -77,6 +78,10 @@ class RegistryError(HelperError):
 
 class FederationRefused(RegistryError):
     """Quay refused the OIDC token for the robot."""
+
+
+class ApiRefused(RegistryError):
+    """Quay's REST API answered 4xx: the OAuth token, its scopes or the robot are wrong, and nothing changed."""
 
 
 class TLSError(RegistryError):

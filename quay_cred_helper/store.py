@@ -13,9 +13,12 @@ robot JWT, cached the same way.
 
 from __future__ import annotations
 
-from quay_cred_helper import log
+import os
+import time
+
+from quay_cred_helper import fastjson, files, log, paths
 from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, identity
-from quay_cred_helper.errors import NotFound, Unreachable
+from quay_cred_helper.errors import HelperError, NotFound, Unreachable
 from quay_cred_helper.names import is_robot
 
 TYPE_CHECKING = False
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
 
 
 _NO_SALT = "00" * 16  # identity for a credential whose index entry was lost
+AGE_WARNINGS = "age-warnings.json"  # in the cache dir: {key: when `get` last warned of a secret's age}
+WARN_EVERY = 86400.0  # seconds: `get` warns of an old secret at most once a day per registry
 
 
 class HelperStore:
@@ -135,6 +140,8 @@ class HelperStore:
         if keyless is not None:
             # Never "not found" when the source is broken: the client would pull anonymously.
             return keyless.robot, self.federated(key, keyless).token
+        if entry is not None and entry.stored:
+            self._warn_if_old(key, entry)
         if entry and entry.identity and self._exchanges(key, entry.username):
             hit = self.use.cache.load(key, entry.identity, [])
             if hit:
@@ -144,6 +151,46 @@ class HelperStore:
         if not self._exchanges(key, username):
             return username, secret  # users, $app, $oauthtoken, <token>
         return username, self._robot_jwt(key, entry, username, secret)
+
+    def _warn_if_old(self, key: str, entry: IndexEntry) -> None:
+        """Past max_secret_age, a warning on stderr (never stdout: clients parse it), at most once a day.
+
+        Costs nothing without the setting; past it, one small file in the cache dir is read. Advisory:
+        a config or cache dir it cannot use never fails the `get`."""
+        try:
+            limit = self.use.config.settings(key).max_secret_age
+            age = time.time() - entry.stored
+            if not limit or age <= limit or not self._first_warning_today(key):
+                return
+        except (HelperError, OSError) as exc:
+            log.debug("secret age of %s not checked: %s", key, type(exc).__name__)
+            return
+        from quay_cred_helper.config import format_duration  # only when warning
+
+        fix = (
+            f"rotate it: quay-cred-helper robot rotate {key} {entry.username}"
+            if is_robot(entry.username)
+            else f"store a new one: quay-cred-helper login {key}"
+        )
+        self.warn(
+            f"the secret of {entry.username} for {key} was stored {format_duration(age)} ago, "
+            f"past max_secret_age ({format_duration(limit)}): {fix}"
+        )
+
+    @staticmethod
+    def _first_warning_today(key: str) -> bool:
+        """True, and remembered, if `get` has not warned about this registry's secret for a day."""
+        path = os.path.join(paths.cache_dir(), AGE_WARNINGS)
+        files.private_dir(os.path.dirname(path))
+        with files.Lock(path + ".lock"):  # concurrent `get`s: one of them warns
+            warned = files.read_json(path) or {}
+            last = warned.get(key)  # a Unix time as a string: written with fastjson, no json import here either
+            if isinstance(last, str) and last.isdigit() and 0 <= time.time() - int(last) < WARN_EVERY:
+                return False
+            stamps = {k: v for k, v in warned.items() if isinstance(v, str)}
+            stamps[key] = str(int(time.time()))
+            files.write_atomic(path, fastjson.dumps_strings(stamps).encode() + b"\n")
+        return True
 
     def _exchanges(self, key: str, username: str) -> bool:
         return is_robot(username) and self.use.config.settings(key).robot_exchange

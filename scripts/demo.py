@@ -24,7 +24,7 @@ from tests.fakes.artifacts import SBOM, push_demo  # noqa: E402
 from tests.fakes.issuer import OIDCIssuer  # noqa: E402
 from tests.fakes.quay_registry import QuayRegistry, b64url_decode  # noqa: E402
 from tests.fakes.real_registry import DockerRegistry, oci_layout  # noqa: E402
-from tests.support import ROBOTS, USERS, isolated_env  # noqa: E402
+from tests.support import API_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
 
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")  # shown shortened: a demo need not print whole tokens
 
@@ -200,6 +200,24 @@ def main():
                 request,
                 show=f"printf '%s\\n' '{request.strip()}' | quay-credential-provider --config {config}",
             )
+
+        step("Rotate the robot's token through Quay's API, and see how old each secret is")
+        with QuayRegistry(users=USERS, robots=ROBOTS) as quay:
+            robot, robot_token = next(iter(ROBOTS.items()))
+            quay.api.oauth[API_TOKEN] = ("alice", {"org:admin", "user:admin"})
+            print("  Quay: alice made an OAuth token with org:admin (Applications > Generate Token)")
+            shown = f"echo $ROBOT_TOKEN | quay-cred-helper login {quay.host} -u {robot} --password-stdin"
+            run(["quay-cred-helper", "login", quay.host, "-u", robot, "--password-stdin"], env, robot_token, show=shown)
+            shown = f"echo $QUAY_API_TOKEN | quay-cred-helper robot api-token {quay.host}"
+            run(["quay-cred-helper", "robot", "api-token", quay.host], env, API_TOKEN, show=shown)
+            run(["quay-cred-helper", "robot", "show", quay.host, robot], env)
+            run(["quay-cred-helper", "robot", "rotate", quay.host, robot], env)
+            print(f"  Quay on the old token now: {quay.check_password(robot, robot_token)}")
+            got = run(
+                ["docker-credential-quay", "get"], env, quay.host, show=f"echo {quay.host} | docker-credential-quay get"
+            )
+            print(f"  -> Secret is a {jwt_summary(json.loads(got.stdout)['Secret'])}, from the new token")
+            run(["quay-cred-helper", "list", "--long"], env)
 
         step("Log out")
         run(["quay-cred-helper", "logout", host], env)

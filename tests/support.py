@@ -14,6 +14,11 @@ USERS = {"alice": ("alice-password", ["alice", "org", "library"])}
 ROBOT = "org+ci"
 ROBOT_TOKEN = "R0B0T" * 12 + "TOKN"  # 64 characters, like Quay's robot tokens
 ROBOTS = {ROBOT: ROBOT_TOKEN}
+# OAuth application tokens for Quay's API (40 characters, as Quay makes them; never JWT-shaped), by scopes.
+API_TOKEN = "QUAYAPI0AUTH" + "T0KEN" * 4 + "ADMIN000"  # alice: org:admin and user:admin
+API_TOKEN_ORG = "QUAYAPI0AUTH" + "T0KEN" * 4 + "0RG0NLY0"  # alice: org:admin only
+API_TOKEN_READ = "QUAYAPI0AUTH" + "T0KEN" * 4 + "REP0READ"  # alice: repo:read only
+ROTATED_PREFIX = "R0TATEDR0B0T"  # every token the test registry regenerates starts with it
 
 # Every secret the suite uses: the watcher looks for them in every process's argv and environment.
 SECRETS = [
@@ -25,6 +30,7 @@ SECRETS = [
     "py-secret",
     "windows-long-token-",
 ]
+SECRETS += ["QUAYAPI0AUTH", ROTATED_PREFIX]  # every API token and every regenerated robot token
 
 
 def isolated_env(root):

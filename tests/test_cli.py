@@ -23,7 +23,9 @@ def test_login_list_logout(file_keyring, quay):
     width = len(quay.host)
     assert r.stdout.decode().splitlines() == [f"{'REGISTRY':<{width}}  USERNAME", f"{quay.host}  alice"]
     r = cli(file_keyring, "list", "--json")
-    assert json.loads(r.stdout) == [{"registry": quay.host, "username": "alice"}]
+    [row] = json.loads(r.stdout)  # with when the secret was stored, and its age
+    assert set(row) == {"registry", "username", "stored", "age_seconds"} and 0 <= row["age_seconds"] < 60
+    assert (row["registry"], row["username"]) == (quay.host, "alice")
 
     r = cli(file_keyring, "logout", quay.host)
     assert r.returncode == 0 and b"Removed" in r.stderr

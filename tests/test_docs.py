@@ -23,6 +23,7 @@ ERRORS = {
     "NotFound",
     "SourceError",
     "FederationRefused",
+    "ApiRefused",
 }
 
 

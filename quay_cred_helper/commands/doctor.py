@@ -9,6 +9,7 @@ never again after a 401 (Quay throttles failed logins).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import email.utils
 import json
@@ -22,11 +23,12 @@ from urllib.parse import urlsplit
 from quay_cred_helper import client_configs, config, paths
 from quay_cred_helper.config import Settings
 from quay_cred_helper.context import Context
+from quay_cred_helper.credentials import rotation
 from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, KeyringError, printable
 from quay_cred_helper.keyless.robot import Keyless
-from quay_cred_helper.names import is_loopback, registry_key
+from quay_cred_helper.names import is_loopback, is_robot, registry_key
 from quay_cred_helper.registry import jwt
 from quay_cred_helper.registry.session import Session, json_body, server_error
 
@@ -256,11 +258,64 @@ def _check_referrers(report: Report, key: str, session: Session, base: str) -> N
         )
 
 
+def check_ages(report: Report, ctx: Context, key: str) -> None:
+    """How old each secret kept for the registry is (its credential, the API token, a robot token file),
+    WARN past max_secret_age; FAIL for an interrupted robot rotation."""
+    settings = ctx.settings(key)
+    entry = ctx.index.get(key)
+    secrets: list[tuple[str, float, str]] = []  # (which, when stored (0: unknown), the fix when too old)
+    if entry is not None and not entry.oidc:
+        fix = f"quay-cred-helper robot rotate {key} {entry.username}" if is_robot(entry.username) else ""
+        secrets.append(
+            (
+                f"{entry.username}'s secret",
+                entry.stored,
+                fix or f"quay-cred-helper login {key} (a new password or token)",
+            )
+        )
+    api = pending = None
+    if not any(c.check == "keyring" and c.status == "FAIL" for c in report.checks):  # else it says why
+        try:
+            api = rotation.ApiTokens(ctx.keyring).get(key)
+            pending = rotation.KeyringStaging(ctx.keyring, key).load()
+        except KeyringError:
+            pass
+    if api is not None:
+        secrets.append(
+            ("the Quay API token", api[1], f"store a new OAuth token: quay-cred-helper robot api-token {key}")
+        )
+    if settings.robot_token_file:
+        with contextlib.suppress(OSError):  # a missing file is the provider's error to report
+            stored = os.stat(settings.robot_token_file).st_mtime
+            secrets.append(
+                (f"{settings.robot}'s token file", stored, f"quay-cred-helper robot rotate {key} {settings.robot}")
+            )
+        pending = pending or rotation.FileStaging(settings.robot_token_file).load()
+    if pending is not None:
+        report.add(
+            "FAIL",
+            f"{key} rotation",
+            f"a rotation of {pending.robot} was interrupted",
+            f"quay-cred-helper robot rotate {key} {pending.robot} (it finishes the rotation)",
+        )
+    limit = settings.max_secret_age
+    for what, stored, fix in secrets:
+        age = time.time() - stored
+        if not stored and limit:
+            report.add("WARN", f"{key} secret age", f"{what}: age unknown (stored before ages were kept)", fix)
+        elif limit and age > limit:
+            detail = f"{what} was stored {config.format_duration(age)} ago, past max_secret_age"
+            report.add("WARN", f"{key} secret age", f"{detail} ({config.format_duration(limit)})", fix)
+        elif stored:
+            report.add("OK", f"{key} secret age", f"{what}: stored {config.format_duration(age)} ago")
+
+
 def diagnose(ctx: Context, registries: list[str]) -> Report:
     report = Report()
     check_keyring(report, ctx)
     check_files(report)
     for key in registries or sorted(ctx.index.entries()):
+        check_ages(report, ctx, key)
         check_registry(report, ctx, key)
     return report
 

@@ -1,27 +1,56 @@
-"""quay-cred-helper list: registries with stored credentials, from the index alone (no keyring, no network)."""
+"""quay-cred-helper list: registries with stored credentials, from the index alone (no keyring, no network).
+
+`--long` and `--json` add when each secret was stored and its age (keyless robots store none; entries
+from before ages were kept have none)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 
+from quay_cred_helper.config import format_duration
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import printable
 
 
+def _when(stored: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored))
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    rows = sorted((key, printable(entry.username)) for key, entry in ctx.index.entries().items())
+    entries = sorted(ctx.index.entries().items())
+    rows = [(key, printable(entry.username)) for key, entry in entries]
     if args.quiet:
         for key, _ in rows:
             print(key)
         return 0
+    now = time.time()
     if args.json:
-        json.dump([{"registry": k, "username": u} for k, u in rows], sys.stdout, indent=2)
+        listed = []
+        for key, entry in entries:
+            row: dict[str, object] = {"registry": key, "username": entry.username, "stored": None, "age_seconds": None}
+            if entry.stored:
+                row.update(stored=_when(entry.stored), age_seconds=max(0, int(now - entry.stored)))
+            listed.append(row)
+        json.dump(listed, sys.stdout, indent=2)
         print()
         return 0
     width = max([len("REGISTRY")] + [len(k) for k, _ in rows])
-    print(f"{'REGISTRY':<{width}}  USERNAME")
-    for key, username in rows:
-        print(f"{key:<{width}}  {username}")
+    if not args.long:
+        print(f"{'REGISTRY':<{width}}  USERNAME")
+        for key, username in rows:
+            print(f"{key:<{width}}  {username}")
+        return 0
+    user_width = max([len("USERNAME")] + [len(u) for _, u in rows])
+    print(f"{'REGISTRY':<{width}}  {'USERNAME':<{user_width}}  {'STORED':<20}  AGE")
+    for (key, username), (_, entry) in zip(rows, entries):
+        if entry.oidc:
+            stored, age = "-", "keyless: no secret"
+        elif entry.stored:
+            stored, age = _when(entry.stored), format_duration(now - entry.stored)
+        else:
+            stored, age = "unknown", "-"
+        print(f"{key:<{width}}  {username:<{user_width}}  {stored:<20}  {age}")
     return 0

@@ -35,20 +35,35 @@ def identity(username: str, secret: str, salt: str) -> str:
 class IndexEntry:
     """The non-secret half of a stored credential (a plain class: `list` and `get` read it).
 
-    A keyless robot has no secret at all: `oidc` names where its OIDC token comes from."""
+    A keyless robot has no secret at all: `oidc` names where its OIDC token comes from. `stored` is
+    when the secret was first stored (Unix time; 0: unknown, an entry from before ages were kept)."""
 
-    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience")
+    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience", "stored")
 
     def __init__(
-        self, server: str, username: str, salt: str, identity: str, oidc: str = "", audience: str = ""
+        self,
+        server: str,
+        username: str,
+        salt: str,
+        identity: str,
+        oidc: str = "",
+        audience: str = "",
+        stored: float = 0.0,
     ) -> None:
         self.server, self.username, self.salt, self.identity = server, username, salt, identity
-        self.oidc, self.audience = oidc, audience
+        self.oidc, self.audience, self.stored = oidc, audience, stored
 
     @classmethod
-    def new(cls, server: str, username: str, secret: str) -> IndexEntry:
+    def new(cls, server: str, username: str, secret: str, previous: IndexEntry | None = None) -> IndexEntry:
+        """The entry for a secret being stored. The same secret stored again (`docker login` every
+        morning) keeps its age: it is as old as it was."""
+        import time  # builtin: only when storing
+
+        same = previous is not None and previous.stored and previous.username == username and previous.salt
+        if previous is not None and same and identity(username, secret, previous.salt) == previous.identity:
+            return cls(server, username, previous.salt, previous.identity, stored=previous.stored)
         salt = os.urandom(16).hex()
-        return cls(server, username, salt, identity(username, secret, salt))
+        return cls(server, username, salt, identity(username, secret, salt), stored=float(int(time.time())))
 
     @classmethod
     def from_json(cls, data: object) -> IndexEntry | None:
@@ -56,12 +71,23 @@ class IndexEntry:
             return None
         fields = [data.get(name) for name in ("server", "salt", "identity", "oidc", "audience")]
         server, salt, fingerprint, oidc, audience = (value if isinstance(value, str) else "" for value in fields)
-        return cls(server, data["username"], salt, fingerprint, oidc, audience)
+        stored = data.get("stored")
+        # Entries written before ages were kept have none; a value that is not a time is as good as none.
+        if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not 0 < stored < 1e11:
+            stored = 0.0
+        return cls(server, data["username"], salt, fingerprint, oidc, audience, float(stored))
 
-    def to_json(self) -> dict[str, str]:
-        data = {"server": self.server, "username": self.username, "salt": self.salt, "identity": self.identity}
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "server": self.server,
+            "username": self.username,
+            "salt": self.salt,
+            "identity": self.identity,
+        }
         if self.oidc:
             data.update(oidc=self.oidc, audience=self.audience)
+        if self.stored:
+            data["stored"] = int(self.stored)
         return data
 
 

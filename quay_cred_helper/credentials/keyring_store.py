@@ -27,7 +27,7 @@ class KeyringStore:
 
     def add(self, key: str, server: str, username: str, secret: str) -> None:
         value = fastjson.dumps_strings({"username": username, "secret": secret})
-        entry = IndexEntry.new(server, username, secret)  # the slow hash, outside the lock
+        entry = IndexEntry.new(server, username, secret, self.index.get(key))  # the slow hash, outside the lock
         self.keyring.backend()  # and loading keyring: only the write itself happens under the lock
         with self.index.lock():
             self.keyring.set(SERVICE, key, value)

@@ -72,10 +72,14 @@ class Session:
         auth: httpx.Auth | tuple[str, str] | None = None,
         headers: dict[str, str] | None = None,
         limit: int = MAX_BODY,
+        method: str = "GET",
     ) -> tuple[httpx.Response, bytes]:
-        """GET with retries on connection errors, 429 and 502-504; never on 401. Returns (response, body)."""
-        for attempt in range(self.settings.retries + 1):
-            last = attempt == self.settings.retries
+        """GET with retries on connection errors, 429 and 502-504; never on 401. Returns (response, body).
+
+        Any other method is sent once: it may change something (Quay's regenerate), so it is never repeated."""
+        retries = self.settings.retries if method == "GET" else 0
+        for attempt in range(retries + 1):
+            last = attempt == retries
             response = None
             left = self.remaining()
             if left <= 0:
@@ -85,13 +89,15 @@ class Session:
             timeout = httpx.Timeout(min(self.settings.timeout, left), connect=min(self.settings.connect_timeout, left))
             try:
                 with alarm(left, self.expired):
-                    response, body = self._get(url, tuple(params) if params else None, auth, headers, timeout, limit)
+                    response, body = self._request(
+                        method, url, tuple(params) if params else None, auth, headers, timeout, limit
+                    )
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 error, retryable = self._classify(exc, url)
                 if last or not retryable:
                     raise error from None
             else:
-                log.debug("GET %s -> %s (%d bytes)", url, response.status_code, len(body))
+                log.debug("%s %s -> %s (%d bytes)", method, url, response.status_code, len(body))
                 self.last_headers = response.headers
                 if response.status_code not in RETRY_STATUSES or last:
                     return response, body
@@ -128,8 +134,9 @@ class Session:
             raise self.expired()
         self.sleep(wait)
 
-    def _get(
+    def _request(
         self,
+        method: str,
         url: str,
         params: tuple[tuple[str, str], ...] | None,
         auth: httpx.Auth | tuple[str, str] | None,
@@ -137,7 +144,7 @@ class Session:
         timeout: httpx.Timeout,
         limit: int,
     ) -> tuple[httpx.Response, bytes]:
-        with self.client.stream("GET", url, params=params, auth=auth, headers=headers, timeout=timeout) as response:
+        with self.client.stream(method, url, params=params, auth=auth, headers=headers, timeout=timeout) as response:
             return response, self._read_capped(response, limit)
 
     def _read_capped(self, response: httpx.Response, limit: int) -> bytes:

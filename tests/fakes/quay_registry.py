@@ -132,6 +132,8 @@ class QuayRegistry:
         self.oidc_ca = None
         self.federation_log = []  # {"robot", "subject", "jti", "status"} per exchange
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
+        self.api = RobotApi(self)  # Quay's REST API for robots: OAuth tokens, regenerate, federation, permissions
+        self.hook = None  # hook(event) at "token request" and the regenerate stages (RobotApi): a test's cue
         self.lock = threading.Lock()
         self._server_hostname = server_hostname
         self._ssl_context = ssl_context
@@ -292,6 +294,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self.token()
         if path == FEDERATION:
             return self.federated()
+        if path.startswith("/api/v1/"):
+            return robot_api(self, path)
         if path == "/v2/" or path == "/v2":
             if self.bearer_claims() is None and not reg.v2_open:
                 return self.errors(
@@ -311,6 +315,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.registry.requests[path] += 1
         if path == FEDERATION:
             return self.send(405, b"<html>Method Not Allowed</html>", "text/html")
+        if path.startswith("/api/v1/"):
+            return robot_api(self, path)
         if path == "/v2/auth":
             # Quay's /v2/auth is GET only: no OAuth2 password or refresh grant.
             body = {"errors": [{"code": "UNSUPPORTED", "message": "The operation is unsupported.", "detail": {}}]}
@@ -555,6 +561,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def token(self):
         reg = self.registry
+        if reg.hook:
+            reg.hook("token request")
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True)
         service = (query.get("service") or [""])[0]
         scopes = query.get("scope", [])
@@ -602,3 +610,152 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         kind = "robot" if username and "+" in username else ("user" if username else "anonymous")
         token = reg.issue(username, service, access, {"version": 2, "entity_kind": kind})
         self.send(200, {"token": token})
+
+
+# -- Quay's REST API for robots (quay/quay endpoints/api/robot.py, auth/oauth.py, endpoints/csrf.py) ---------
+
+ROTATED = "R0TATEDR0B0T"  # every regenerated robot token starts with it (tests/support.py SECRETS watches it)
+_API_ROBOT = re.compile(
+    r"/api/v1/(?:organization/(?P<org>[^/]+)|user)/robots/(?P<short>[^/]+)(?P<rest>/regenerate|/federation|/permissions)?"
+)
+CSRF = "CSRF token was invalid or missing."
+FORBIDDEN = (
+    "You don't have the permission to access the requested resource. It is either read-protected or not "
+    "readable by the server."
+)
+
+
+class RobotApi:
+    """The state behind Quay's robot API: OAuth application tokens (40 characters, not JWTs: a JWT-looking
+    bearer is an SSO token to Quay), each robot's metadata and permissions, and what happened."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.oauth = {}  # OAuth token -> (user, {scopes}): org:admin, user:admin, repo:read, ...
+        self.created = {}  # robot -> Unix time (default: when the registry started)
+        self.descriptions = {}  # robot -> description
+        self.permissions = {}  # robot -> [{"repository": {"name", "is_public"}, "role"}]
+        self.requests = []  # (method, path, status) of every API request
+        self.audit = []  # (kind, namespace, metadata), as Quay's audit log: regenerate_robot_token
+        self.started = int(time.time())
+        self.serial = 0
+
+    def new_token(self):
+        """64 characters, like Quay's random_string_generator(length=64)."""
+        import secrets
+
+        self.serial += 1
+        head = f"{ROTATED}{self.serial:04d}"
+        return head + "".join(
+            secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+            for _ in range(64 - len(head))
+        )
+
+    def robot(self, name, include_token, metadata=True):
+        """Robot.to_dict: RFC 2822 dates (email.utils.formatdate, as Quay's format_date)."""
+        import email.utils
+
+        data = {
+            "name": name,
+            "created": email.utils.formatdate(self.created.get(name, self.started)),
+            "last_accessed": None,  # FEATURE_USER_LAST_ACCESSED is off by default
+            "description": self.descriptions.get(name, ""),
+        }
+        if include_token:
+            data["token"] = self.registry.accounts[name].password
+        if metadata:
+            data["unstructured_metadata"] = {}
+        return data
+
+
+def _looks_like_jwt(token):
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        json.loads(b64url_decode(parts[0]))
+        return json.loads(b64url_decode(parts[1]))
+    except Exception:
+        return None
+
+
+def robot_api(self, path):
+    """One request to /api/v1/...robots/... (`self` is its handler): process_oauth, csrf_protect, the
+    permission checks, the answer."""
+    reg = self.registry
+    state = reg.api
+
+    def answer(status, body, content_type="application/json", headers=()):
+        with reg.lock:
+            state.requests.append((self.command, path, status))
+        return self.send(status, body, content_type, headers)
+
+    def problem(status, error_type, detail):
+        url = f"{reg.scheme}://{reg.server_hostname}/api/v1/error/{error_type}"
+        body = {"detail": detail, "error_message": detail, "error_type": error_type, "title": error_type}
+        return answer(status, dict(body, type=url, status=status))
+
+    # process_oauth: exactly "Bearer <token>" (scheme in any case); a JWT is an SSO token and fails at once,
+    # an unknown application token leaves the request anonymous.
+    parts = [part.strip() for part in self.headers.get("Authorization", "").split(" ") if part]
+    user, scopes = None, set()
+    if len(parts) == 2 and parts[0].lower() == "bearer":
+        claims = _looks_like_jwt(parts[1])
+        if claims is not None:
+            issuer = claims.get("iss") if isinstance(claims, dict) else None
+            message = f"Issuer {issuer} not configured" if issuer else "Token does not contain issuer"
+            return answer(401, {"error": message})
+        user, scopes = state.oauth.get(parts[1], (None, set()))
+    match = _API_ROBOT.fullmatch(path)
+    if not match:
+        return answer(404, {"message": "The requested URL was not found on the server."})
+    org, short, rest = match.group("org"), match.group("short"), match.group("rest") or ""
+    post = rest == "/regenerate"
+    if self.command != ("POST" if post else "GET"):
+        return answer(405, {"message": "The method is not allowed for the requested URL."})
+    if self.command != "GET" and user is None:
+        # csrf_protect: no validated OAuth token on a POST. Built by util/http.py abort: text/html, CORS headers.
+        headers = [("Access-Control-Allow-Origin", "*")]
+        return answer(403, json.dumps({"error": CSRF}).encode(), "text/html; charset=utf-8", headers)
+
+    def unauthorized():  # endpoints/exception.py Unauthorized
+        if user is None:
+            return problem(401, "invalid_token", "Requires authentication")
+        return problem(403, "insufficient_scope", "Unauthorized")
+
+    users = {name for name in reg.accounts if "+" not in name}
+    if (org is None or rest == "/permissions") and (user is None or "user:admin" not in scopes):
+        return unauthorized()  # require_user_admin
+    if org is not None:
+        admin = user is not None and "org:admin" in scopes and org in reg.accounts[user].namespaces
+        if not admin:
+            if rest == "/permissions":
+                return answer(403, {"message": FORBIDDEN})  # flask abort(403), as Flask-RESTful words it
+            return unauthorized()
+        if org in users:
+            return answer(400, {"message": f"Organization does not exist: {org}"})
+    name = f"{org or user}+{short}"
+    if name not in reg.accounts:
+        return answer(400, {"message": "Could not find robot with specified username"})
+    if rest == "":
+        return answer(200, state.robot(name, include_token=True))
+    if rest == "/federation":
+        return answer(200, reg.federation.get(name, []))
+    if rest == "/permissions":
+        return answer(200, {"permissions": state.permissions.get(name, [])})
+    # POST .../regenerate: the hook may kill the client at each stage, or drop the request before it counts.
+    if reg.hook and reg.hook("regenerate received") == "abort":
+        self.close_connection = True
+        self.connection.shutdown(2)
+        return None
+    with reg.lock:
+        reg.accounts[name].password = state.new_token()
+        reg.accounts[name].failures = 0
+        state.audit.append(("regenerate_robot_token", org or user, {"robot": short}))
+    if reg.hook:
+        reg.hook("regenerate done")
+    answer(200, state.robot(name, include_token=True, metadata=False))
+    self.wfile.flush()
+    if reg.hook:
+        reg.hook("regenerate answered")
+    return None
