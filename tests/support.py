@@ -14,9 +14,10 @@ USERS = {"alice": ("alice-password", ["alice", "org", "library"])}
 ROBOT = "org+ci"
 ROBOT_TOKEN = "R0B0T" * 12 + "TOKN"  # 64 characters, like Quay's robot tokens
 ROBOTS = {ROBOT: ROBOT_TOKEN}
+TEAM_A_TOKEN = "T3AMA" * 12 + "TOKN"  # a second organization's robot token (robots per namespace)
 
 # Every secret the suite uses: the watcher looks for them in every process's argv and environment.
-SECRETS = ["alice-password", ROBOT_TOKEN, "s3cret", "fast-path-secret", "migrated-password", "py-secret"]
+SECRETS = ["alice-password", ROBOT_TOKEN, TEAM_A_TOKEN, "s3cret", "fast-path-secret", "migrated-password", "py-secret"]
 
 
 def isolated_env(root):
