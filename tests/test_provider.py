@@ -315,11 +315,15 @@ def test_auth_keys_are_tried_in_reverse_byte_order_not_longest_first():
     assert tried == ["prefix", "host", "wildcard"]
 
 
-def test_a_cached_answer_imports_nothing_heavy(node, quay):
+@pytest.mark.parametrize("routed", [False, True])
+def test_a_cached_answer_imports_nothing_heavy(node, quay, routed):
     from tests.test_startup import HEAVY, _modules
 
     env, etc = node
     args = robot_file(etc, quay)
+    if routed:  # robots per namespace: the prefix lookup is on the hot path too
+        text = (etc / "kubelet.ini").read_text().replace(f"[{quay.host}]", f"[{quay.host}/org]")
+        args = configure(etc, text + f"[{quay.host}/other]\n")
     kubelet.run(PROVIDER, args, env, V1, f"{quay.host}/org/app")  # fills the cache
     _, interpreter = _modules(["-c", "pass"], env)
     r, names = _modules([PROVIDER, *args], env, kubelet.request(V1, f"{quay.host}/org/app"))

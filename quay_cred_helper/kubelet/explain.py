@@ -125,31 +125,36 @@ def explain(images: list[str], config_path: str | None, bin_dir: str | None, tok
         )
     for problem in config.problems:
         findings.append(("FAIL", "provider config", f"{problem.where}: {problem.detail}", problem.fix))
-    if config.problems:
-        findings.append(
-            (
-                "FAIL",
-                "kubelet start",
-                "a kubelet with this config exits at start (Failed to register CRI auth plugins)",
-                "fix the lines above; `journalctl -u kubelet` shows the kubelet's own words",
-            )
-        )
+    starts = not config.problems
     if not os.path.isdir(bin_dir):
+        starts = False
         findings.append(
             (
                 "FAIL",
                 "bin dir",
-                f"plugin binary directory {bin_dir} did not exist: the kubelet exits at start",
+                f"plugin binary directory {bin_dir} did not exist",
                 f"mkdir -p {bin_dir} and link the provider there",
             )
         )
     findings.append(("OK", "image", f"{image} (what the kubelet matches and sends: no tag or digest)", None))
     chosen = _matching(findings, config.providers, image)
+    # At start the kubelet looks up every provider's executable, matching or not.
+    runnable = [p for p in config.providers if _executable(findings, p, os.path.join(bin_dir, p.name), kubelet)]
+    if len(runnable) < len(config.providers):
+        starts = False
+    if not starts:
+        findings.append(
+            (
+                "FAIL",
+                "kubelet start",
+                "a kubelet with this setup exits at start (Failed to register CRI auth plugins): it pulls nothing",
+                "fix the lines above; `journalctl -u kubelet` shows the kubelet's own words",
+            )
+        )
+        return findings
     token = _read_token(findings, token_file) if token_file else None
     for provider in chosen:
-        path = os.path.join(bin_dir, provider.name)
-        if _executable(findings, provider, path, kubelet):
-            _run(findings, provider, path, image, kubelet, token, gate, gate_source)
+        _run(findings, provider, os.path.join(bin_dir, provider.name), image, kubelet, token, gate, gate_source)
     return findings
 
 
