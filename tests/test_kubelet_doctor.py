@@ -105,6 +105,7 @@ def test_a_good_setup_runs_the_provider_and_shows_the_jwt(node, quay):
     assert ROBOT_TOKEN not in json.dumps(checks) and quay.count("/v2/auth") == 1
 
 
+@pytest.mark.slow  # three doctor runs, two exchanges
 def test_per_pod_mode_sends_the_service_account_token(node, quay, issuer, tmp_path):
     env, etc, bin_dir = node
     (etc / "kubelet.ini").write_text(f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
@@ -112,6 +113,7 @@ def test_per_pod_mode_sends_the_service_account_token(node, quay, issuer, tmp_pa
       serviceAccountTokenAudience: quay
       cacheType: ServiceAccount
       requireServiceAccount: true
+      optionalServiceAccountAnnotationKeys: ["quay-cred-helper/robot"]
 """
     config = written(etc, provider_yaml(quay, etc, extra=attributes))
     ok, checks = explained(config, bin_dir, f"{quay.host}/org/app")  # no token: nothing runs
@@ -123,6 +125,8 @@ def test_per_pod_mode_sends_the_service_account_token(node, quay, issuer, tmp_pa
     assert ok, failures(checks)
     details = {c["check"]: c["detail"] for c in checks}
     assert details["service-account token"].startswith(f"sub {SA}, aud quay, ")
+    notes = [c["detail"] for c in checks if c["check"] == "provider quay-credential-provider answer"]
+    assert "annotations quay-cred-helper/robot; this run passes none (as for a service account without" in notes[0]
     assert details["provider quay-credential-provider answer"].startswith(f"username {ROBOT} for {quay.host}: JWT sub")
     assert quay.federation_log[-1]["subject"] == SA
     # A token for another audience: the kubelet would never send it.
@@ -284,7 +288,7 @@ def test_a_directory_of_configs_is_merged_and_a_name_in_two_files_refused(node, 
     )
     other["providers"][0]["name"] = "quay-credential-provider"
     written(configs, json.dumps(other), "10-ecr.json")
-    ok, checks = doctor(env, configs, bin_dir, f"{quay.host}/org/app")
+    ok, checks = explained(configs, bin_dir, f"{quay.host}/org/app")
     assert not ok and "duplicate provider name 'quay-credential-provider'" in failures(checks)[0][1]
 
 
@@ -322,6 +326,7 @@ def test_a_failing_provider_shows_its_stderr(node, quay):
     assert fix.startswith("the kubelet logs this and pulls without these credentials")
 
 
+@pytest.mark.slow  # a stand-in kubelet process and two doctor runs
 def test_the_flags_of_the_running_kubelet(node, quay, tmp_path):
     """No flags given: the kubelet's own command line in /proc (a stand-in process named kubelet)."""
     env, etc, bin_dir = node

@@ -583,7 +583,7 @@ def test_no_image_ever_gets_another_organizations_jwt_cached_or_not(fleet, round
     assert registry.count("/v2/auth") == 1
 
 
-@pytest.mark.parametrize("cache_key_type", ["Registry", "Global"])
+@pytest.mark.parametrize("cache_key_type", ["Registry", pytest.param("Global", marks=pytest.mark.slow)])
 def test_why_not_registry_or_global_the_kubelets_cache_would_mix_namespaces(fleet, cache_key_type):
     """What the kubelet would do with our answers cached per registry (or globally): with image keys,
     the next namespace gets nothing until cacheDuration ends; keyed by the host, as for a host without

@@ -15,7 +15,7 @@ _quay_cred_helper() {
         token) opts="--help --push --scope --json" ;;
         referrers) opts="--help --artifact-type --json --format --tree --depth" ;;
         configure) opts="--help --docker --podman --registries-conf --all --remove --migrate --dry-run" ;;
-        doctor) opts="--help --json" ;;
+        doctor) opts="--help --json --kubelet --kubelet-config --bin-dir --service-account-token" ;;
         completion) opts="--help"; words="bash zsh fish" ;;
     esac
     if [[ "$cur" == -* ]]; then

@@ -39,6 +39,10 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from configure' -l dry-r
 complete -c quay-cred-helper -n __fish_use_subcommand -a doctor -d 'check the keyring, client configs and registries; say how to fix'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l json
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l kubelet
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l kubelet-config
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l bin-dir
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l service-account-token
 complete -c quay-cred-helper -n __fish_use_subcommand -a completion -d 'print a shell completion script'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from completion' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'

@@ -139,9 +139,9 @@ def explain(images: list[str], config_path: str | None, bin_dir: str | None, tok
     findings.append(("OK", "image", f"{image} (what the kubelet matches and sends: no tag or digest)", None))
     chosen = _matching(findings, config.providers, image)
     # At start the kubelet looks up every provider's executable, matching or not.
-    runnable = [p for p in config.providers if _executable(findings, p, os.path.join(bin_dir, p.name), kubelet)]
-    if len(runnable) < len(config.providers):
-        starts = False
+    if starts or os.path.isdir(bin_dir):
+        found = [p for p in config.providers if _executable(findings, p, os.path.join(bin_dir, p.name), kubelet)]
+        starts = starts and len(found) == len(config.providers)
     if not starts:
         findings.append(
             (
@@ -414,6 +414,21 @@ def _run(
             )
         )
         return
+    if attributes is not None and token is not None and (attributes.required_keys or attributes.optional_keys):
+        listed = ", ".join(attributes.required_keys + attributes.optional_keys)
+        findings.append(
+            (
+                "WARN" if attributes.required_keys else "OK",
+                check,
+                f"the kubelet also passes the service account's annotations {listed}; this run passes none "
+                + (
+                    "(the kubelet runs it only for service accounts that have the required ones)"
+                    if attributes.required_keys
+                    else "(as for a service account without them: the default robot)"
+                ),
+                None,
+            )
+        )
     request: dict[str, Any] = {"kind": "CredentialProviderRequest", "apiVersion": provider.api_version, "image": image}
     if token:
         request["serviceAccountToken"] = token
