@@ -212,6 +212,12 @@ def main():
                 f'"image":"{quay.host}/org/app"}}\n'
             ).encode()
             run(provider, env, kubelet_request)  # fills its cache
+            # The same robot routed by namespace ([host/org]): answers per image, the prefix looked up.
+            routed_config = os.path.join(provider_dir, "kubelet-routed.ini")
+            with open(os.open(routed_config, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(f"[{quay.host}/org]\nrobot = {ROBOT}\nrobot_token_file = {robot_file}\n[{quay.host}/other]\n")
+            routed = [PROVIDER, "--config", routed_config]
+            run(routed, env, kubelet_request)  # fills its cache
             ecr = ecr_env(root)
             net_env = dict(env)
             packaged = packaged_launcher(root)
@@ -224,6 +230,7 @@ def main():
                 "keyless-cached": ([HELPER, "get"], env, keyless.encode()),
                 "provider-cached": (provider, env, kubelet_request),
                 "robot-cached-packaged": (packaged, env, quay.host.encode()),
+                "provider-routed-cached": (routed, env, kubelet_request),
                 "user-secret-service": ([HELPER, "get"], env, b"user.bench.invalid"),
                 "go-secretservice": (["docker-credential-secretservice", "get"], env, go_server.encode()),
                 "robot-cached-netns": (NETNS + [HELPER, "get"], net_env, quay.host.encode()),
@@ -255,6 +262,12 @@ def main():
             check("    federation exchanges during all cached gets", cached_exchanges, None, 0, unit="", count=True)
             check(
                 "    kubelet provider, cached JWT / python -I -c pass", median["provider-cached"], median["python"], 1.1
+            )
+            check(
+                "    kubelet provider, robots per namespace, cached JWT / python -I -c pass",
+                median["provider-routed-cached"],
+                median["python"],
+                1.3,
             )
             check(
                 "(4) get user, Secret Service / Go docker-credential-secretservice",

@@ -82,8 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print a unified diff, write nothing")
 
     p = sub.add_parser("doctor", help="check the keyring, client configs and registries; say how to fix")
-    p.add_argument("registries", nargs="*", metavar="REGISTRY", help="default: every registry with credentials")
+    p.add_argument(
+        "registries",
+        nargs="*",
+        metavar="REGISTRY",
+        help="default: every registry with credentials; with --kubelet: the IMAGE to explain",
+    )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.add_argument(
+        "--kubelet", action="store_true", help="explain how this node's kubelet would get credentials for IMAGE"
+    )
+    p.add_argument(
+        "--kubelet-config",
+        metavar="FILE",
+        help="its CredentialProviderConfig file or directory (default: the running kubelet's flag)",
+    )
+    p.add_argument("--bin-dir", metavar="DIR", help="its provider bin dir (default: the running kubelet's flag)")
+    p.add_argument(
+        "--service-account-token",
+        metavar="FILE",
+        help="run the provider as for a pod with this service-account token (per-pod mode)",
+    )
 
     p = sub.add_parser("robot", help="rotate a robot's token or show a robot, through Quay's API (an OAuth token)")
     p.add_argument(

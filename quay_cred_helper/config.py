@@ -6,10 +6,19 @@
     [quay.example.com]
     ca_bundle = /etc/pki/quay-ca.pem
 
-Sections are registry keys (`host[:port]`); DEFAULT applies to all. `get`
-reads settings on every call, so this module imports configparser only when
-the file exists, and Settings is a plain class (dataclasses cost more than
-the interpreter's own start).
+    [quay.example.com/team-a]           ; repositories under team-a/ on that host: their own robot
+    robot = team-a+nodes
+    robot_token_file = /etc/quay-cred-helper/team-a-token
+
+Sections are registry keys (`host[:port]`), or a registry key and a path
+prefix (`host/team-a`): for a repository the longest prefix that ends on a
+path segment wins (`team-a` never matches `team-ab/x`), else the host's own
+section. A prefix section holds the identity settings (the robot and its
+source, any of them); the connection settings (HOST_SETTINGS) belong to the
+host, since one connection serves every repository. DEFAULT applies to all.
+`get` reads settings on every call, so this module imports configparser only
+when the file exists, and Settings is a plain class (dataclasses cost more
+than the interpreter's own start).
 """
 
 from __future__ import annotations
@@ -86,12 +95,18 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
 }
 
+# Settings of the connection to a host, the same for every repository on it: only [host] may set them.
+HOST_SETTINGS = frozenset(
+    {"timeout", "connect_timeout", "retries", "deadline", "ca_bundle", "insecure_http", "realm_hosts", "robot_exchange"}
+)
+
 
 class Settings:
     """One registry's settings, typed; build a changed copy with replace(). `file` is the config file
-    they came from, so that every fix hint names the file that was really read."""
+    they came from, so that every fix hint names the file that was really read, and `section` the
+    section (`host` or `host/prefix`; "" when only DEFAULT applied)."""
 
-    __slots__ = (*SETTINGS, "file")
+    __slots__ = (*SETTINGS, "file", "section")
     timeout: float
     connect_timeout: float
     retries: int
@@ -107,12 +122,14 @@ class Settings:
     service_account: bool
     max_secret_age: float  # seconds; 0: no limit
     file: str
+    section: str
 
-    def __init__(self, values: Mapping[str, str] | None = None, file: str = "") -> None:
+    def __init__(self, values: Mapping[str, str] | None = None, file: str = "", section: str = "") -> None:
         values = values or {}
         for name, (default, parse, _) in SETTINGS.items():
             setattr(self, name, parse(values.get(name, default)))
         self.file = file
+        self.section = section
 
     def replace(self, **changes: object) -> Settings:
         copy = Settings.__new__(Settings)
@@ -126,12 +143,14 @@ class Settings:
 
 
 class Config:
-    """The config file, parsed on first use and then kept: `settings(key)` for each registry."""
+    """The config file, parsed on first use and then kept: `settings(key)` for each registry,
+    `settings(key, repository)` for a repository on it."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path or config_path()
         self._sections: dict[str, dict[str, str]] | None = None
         self._settings: dict[str, Settings] = {}
+        self._prefixes: dict[str, list[tuple[str, str]]] | None = None
 
     def _read(self) -> dict[str, dict[str, str]]:
         if self._sections is None:
@@ -161,20 +180,66 @@ class Config:
         first = (str(exc).splitlines() or [""])[0][:200]
         return ConfigError(f"cannot use config file {self.path}: {first}")
 
-    def settings(self, key: str) -> Settings:
-        """The settings for one registry key (its section over DEFAULT)."""
-        found = self._settings.get(key)
+    def settings(self, key: str, repository: str = "") -> Settings:
+        """The settings for one registry key (its section over DEFAULT); with a repository
+        (`ns/repo`), those of the longest prefix section that holds it, else the key's."""
+        section = self.section_for(key, repository) if repository else key
+        found = self._settings.get(section)
         if found is None:
             sections = self._read()
-            values = sections.get(key, sections.get("", {}))
+            values = sections.get(section, sections.get("", {}))
             unknown = set(values) - set(SETTINGS)
             try:
                 if unknown:
                     raise ValueError(f"unknown setting {sorted(unknown)[0]!r}")
-                found = self._settings[key] = Settings(values, self.path)
+                if section != key:
+                    values = self._with_host_settings(key, section, values)
+                found = Settings(values, self.path, section if section in sections else "")
             except ValueError as exc:
                 raise self._error(exc) from None
+            self._settings[section] = found
         return found
+
+    def _with_host_settings(self, key: str, section: str, values: dict[str, str]) -> dict[str, str]:
+        """A prefix section's values, with the connection settings of its host."""
+        sections = self._read()
+        defaults, host = sections.get("", {}), sections.get(key, sections.get("", {}))
+        for name in sorted(HOST_SETTINGS):
+            if values.get(name) != defaults.get(name):
+                raise ValueError(f"{name} in [{section}] applies to the whole host: set it under [{key}]")
+        return {**values, **{name: host[name] for name in HOST_SETTINGS if name in host}}
+
+    def prefixes(self, key: str) -> list[str]:
+        """The prefix sections of a registry key (`host/team-a`, ...), longest first."""
+        return [section for _, section in self._prefix_index().get(key, [])]
+
+    def section_for(self, key: str, repository: str) -> str:
+        """The section that serves `repository` on `key`: the longest prefix section whose path is
+        the repository or a parent of it (whole segments), else the key itself."""
+        path = repository.strip("/").lower()
+        for prefix, section in self._prefix_index().get(key, []):
+            if path == prefix or path.startswith(prefix + "/"):
+                return section
+        return key
+
+    def _prefix_index(self) -> dict[str, list[tuple[str, str]]]:
+        if self._prefixes is None:
+            index: dict[str, list[tuple[str, str]]] = {}
+            for section in self._read():
+                host, slash, path = section.partition("/")
+                if not slash:
+                    continue
+                prefix = path.strip("/").lower()
+                if not prefix or "" in prefix.split("/"):
+                    raise self._error(ValueError(f"section [{section}] names no repository path: write [host/ns]"))
+                found = index.setdefault(host.lower(), [])
+                if any(prefix == known for known, _ in found):
+                    raise self._error(ValueError(f"section [{section}] repeats a prefix of another section"))
+                found.append((prefix, section))
+            for found in index.values():
+                found.sort(key=lambda entry: len(entry[0]), reverse=True)
+            self._prefixes = index
+        return self._prefixes
 
 
 def read_plain(text: str) -> dict[str, dict[str, str]] | None:

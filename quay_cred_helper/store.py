@@ -113,11 +113,16 @@ class HelperStore:
             cache, exchange = uncached.cache, lambda: uncached
         return robot_jwt(cache, exchange, key, keyless.robot, keyless.identity(), keyless.oidc_token)
 
-    def token_credentials(self, key: str) -> tuple[str, Credentials | None]:
+    def token_credentials(self, key: str, repository: str = "") -> tuple[str, Credentials | None]:
         """What a /v2/auth token request sends, as (identity, credentials).
 
         The identity is the credential's fingerprint. The credentials are a callable that reads the
-        keyring (or exchanges an OIDC token) only on a token-cache miss; None when nothing is stored."""
+        keyring (or exchanges an OIDC token) only on a token-cache miss; None when nothing is stored.
+        With a repository (`ns/repo`), the robot of the config's prefix section that holds it comes
+        first (its keyless source or its robot token file), then the registry's own credentials."""
+        routed = self._routed(key, repository) if repository else None
+        if routed is not None:
+            return routed
         entry = self.index.get(key)
         keyless = self.keyless(key, entry)
         if keyless is not None:
@@ -133,6 +138,21 @@ class HelperStore:
                 return None
 
         return entry.identity or ANONYMOUS, credentials
+
+    def _routed(self, key: str, repository: str) -> tuple[str, Credentials] | None:
+        """The robot of the prefix section holding `repository` (config.py), if it names one a command
+        can use; None for the host's own section (the kubelet's service_account is the kubelet's only)."""
+        settings = self.use.config.settings(key, repository)
+        if "/" not in settings.section or not settings.robot:
+            return None
+        if settings.oidc:
+            from quay_cred_helper.keyless.robot import Keyless  # routed repositories only
+
+            keyless = Keyless(settings.robot, settings.oidc, settings.audience)
+            return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
+        if settings.robot_token_file and is_robot(settings.robot):
+            return _robot_file(settings.robot, settings.robot_token_file)
+        return None
 
     def get(self, key: str) -> tuple[str, str]:
         entry = self.index.get(key)
@@ -207,3 +227,23 @@ class HelperStore:
             self.warn(f"{exc}; returning the stored robot token")
             return secret
         return token.token if token else secret
+
+
+def _robot_file(robot: str, path: str) -> tuple[str, Credentials]:
+    """A robot token file's (identity, credentials): known by its path's stat, read only on a cache miss
+    (the identity the kubelet provider gives the same file, kubelet/node.py)."""
+    from quay_cred_helper.files import check_private  # routed repositories only
+    from quay_cred_helper.registry.cache import fingerprint
+
+    found = check_private(path, "robot token file")
+    identity = fingerprint(
+        "file", robot, str(found.st_dev), str(found.st_ino), str(found.st_mtime_ns), str(found.st_size)
+    )
+
+    def credentials() -> tuple[str, str]:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+        log.secret(secret)
+        return robot, secret
+
+    return identity, credentials

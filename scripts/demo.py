@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -200,6 +201,21 @@ def main():
                 request,
                 show=f"printf '%s\\n' '{request.strip()}' | quay-credential-provider --config {config}",
             )
+
+            step("doctor --kubelet: that pull explained the way the kubelet will make it")
+            bin_dir = node / "credential-providers"
+            bin_dir.mkdir()
+            installed = shutil.which("quay-credential-provider", path=env["PATH"])
+            (bin_dir / "quay-credential-provider").symlink_to(installed)  # as the kubelet's bin dir links it
+            kubelet_config = node / "credential-provider-config.yaml"
+            kubelet_config.write_text(
+                "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+                "  - name: quay-credential-provider\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n"
+                f'    matchImages: ["{quay.host}"]\n    defaultCacheDuration: "10m"\n'
+                f'    args: ["--config", "{config}"]\n'
+            )
+            explain = ["quay-cred-helper", "doctor", "--kubelet", "--kubelet-config", str(kubelet_config)]
+            run([*explain, "--bin-dir", str(bin_dir), f"{quay.host}/org/app:1.0"], env)
 
         step("Rotate the robot's token through Quay's API, and see how old each secret is")
         with QuayRegistry(users=USERS, robots=ROBOTS) as quay:

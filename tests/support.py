@@ -19,11 +19,13 @@ API_TOKEN = "QUAYAPI0AUTH" + "T0KEN" * 4 + "ADMIN000"  # alice: org:admin and us
 API_TOKEN_ORG = "QUAYAPI0AUTH" + "T0KEN" * 4 + "0RG0NLY0"  # alice: org:admin only
 API_TOKEN_READ = "QUAYAPI0AUTH" + "T0KEN" * 4 + "REP0READ"  # alice: repo:read only
 ROTATED_PREFIX = "R0TATEDR0B0T"  # every token the test registry regenerates starts with it
+TEAM_A_TOKEN = "T3AMA" * 12 + "TOKN"  # a second organization's robot token (robots per namespace)
 
 # Every secret the suite uses: the watcher looks for them in every process's argv and environment.
 SECRETS = [
     "alice-password",
     ROBOT_TOKEN,
+    TEAM_A_TOKEN,
     "s3cret",
     "fast-path-secret",
     "migrated-password",

@@ -121,7 +121,8 @@ def test_wheel_and_sdist(dist, tmp_path):
         "bin/quay-credential-provider",
     ):
         assert f"{top}/{needed}" in names, needed
-    assert f"quay_cred_helper-{__version__}.dist-info/METADATA" in zipfile.ZipFile(wheel).namelist()
+    metadata = zipfile.ZipFile(wheel).read(f"quay_cred_helper-{__version__}.dist-info/METADATA").decode()
+    assert "Requires-Dist: PyYAML>=5.1" in metadata  # doctor --kubelet reads the kubelet's YAML
 
     venv = tmp_path / "venv"
     sh([sys.executable, "-m", "venv", str(venv)])
@@ -183,6 +184,7 @@ def test_rpm_builds_with_its_check_and_lists_everything(tmp_path):
         assert text.startswith("#!/usr/bin/python3 -IS\n") and "sys.flags.no_site" in text, launcher
     requires = sh(["rpm", "-qp", "--requires", str(rpm)]).stdout
     assert "python3-keyring >= 23.9" in requires and "python3-httpx >= 0.23" in requires
+    assert "python3-pyyaml >= 5.1" in requires
 
 
 # -- the .deb, installed on the system Python with Debian's own libraries -------------------------
@@ -195,6 +197,7 @@ def test_deb_installs_and_works_on_debians_python(tmp_path, secret_service, quay
     sh(["bash", str(ROOT / "packaging" / "build-deb"), str(tmp_path)])
     (deb,) = tmp_path.glob("*.deb")
     assert deb.name == f"quay-cred-helper_{__version__}_all.deb"
+    assert "python3-yaml (>= 5.1)" in sh(["dpkg-deb", "-f", str(deb), "Depends"]).stdout
     sh(["apt-get", "install", "-y", "-qq", str(deb)], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     try:
         env = secret_service.apply(dict(home, PATH="/usr/bin:/bin"))

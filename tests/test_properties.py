@@ -308,7 +308,10 @@ def test_index_files(workdir, content):
 
 
 INI_LINES = st.one_of(
-    st.sampled_from(["[quay.example.com]", "[DEFAULT]", "[other:5000]", "[]", "[a]b]", "", "# note", "; note", "  x"]),
+    st.sampled_from(
+        ["[quay.example.com]", "[DEFAULT]", "[other:5000]", "[]", "[a]b]", "", "# note", "; note", "  x"]
+        + ["[quay.example.com/team-a]", "[quay.example.com/team-a/]", "[other:5000/a/b]", "[/x]"]  # path prefixes
+    ),
     st.builds(
         lambda key, sep, value, pad: f"{key}{pad}{sep}{pad}{value}",
         st.sampled_from(["timeout", "Retries", "robot", "ca_bundle", "a b", ""]),

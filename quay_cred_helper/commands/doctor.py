@@ -28,6 +28,7 @@ from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, KeyringError, printable
 from quay_cred_helper.keyless.robot import Keyless
+from quay_cred_helper.kubelet.explain import explain
 from quay_cred_helper.names import is_loopback, is_robot, registry_key
 from quay_cred_helper.registry import jwt
 from quay_cred_helper.registry.session import Session, json_body, server_error
@@ -148,7 +149,23 @@ def check_files(report: Report) -> None:
     report.add("OK", "environment", ", ".join(seen) if seen else "no proxy, CA or keyring variables set")
 
 
+def check_prefix_sections(report: Report, ctx: Context, key: str) -> None:
+    """Robots per namespace serve the kubelet provider, `token` and `referrers`: the helper protocol
+    passes clients' requests with the host alone."""
+    prefixes = ctx.config.prefixes(key)
+    if prefixes:
+        report.add(
+            "WARN",
+            f"{key} robots per namespace",
+            f"docker, podman and skopeo send the helper only the host: they get [{key}]'s credentials, "
+            f"never those of {', '.join(f'[{p}]' for p in prefixes)}",
+            f"for these clients log in to {key} with one robot or user that can read each of them; the "
+            "prefix sections serve quay-credential-provider, token and referrers",
+        )
+
+
 def check_registry(report: Report, ctx: Context, key: str) -> None:
+    check_prefix_sections(report, ctx, key)
     routes = client_configs.routes(key)
     report.add(
         "OK" if routes else "WARN",
@@ -321,7 +338,12 @@ def diagnose(ctx: Context, registries: list[str]) -> Report:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    report = diagnose(ctx, [registry_key(r) for r in args.registries])
+    if args.kubelet:
+        report = Report()
+        for finding in explain(args.registries, args.kubelet_config, args.bin_dir, args.service_account_token):
+            report.add(*finding)
+    else:
+        report = diagnose(ctx, [registry_key(r) for r in args.registries])
     if args.json:
         checks = [dataclasses.asdict(c) for c in report.checks]
         json.dump({"ok": not report.failed, "checks": checks}, sys.stdout, indent=2)

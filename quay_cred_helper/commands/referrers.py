@@ -45,7 +45,7 @@ def _print_table(descriptors: list[dict[str, Any]]) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     key, name, tag, digest = parse_reference(args.reference)
     tokens = ctx.tokens()
-    identity, credentials = ctx.store.token_credentials(key)
+    identity, credentials = ctx.store.token_credentials(key, name)  # a namespace's robot, if any
     scope = f"repository:{name}:pull"
 
     def bearer(refresh: bool) -> str | None:

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         scopes.append(f"repository:{repository}:{'pull,push' if args.push else 'pull'}")
     elif args.push:
         raise InputError("--push needs a repository: REGISTRY/NAMESPACE/REPOSITORY")
-    identity, credentials = ctx.store.token_credentials(key)
+    identity, credentials = ctx.store.token_credentials(key, repository or "")  # a namespace's robot, if any
     token = ctx.tokens().get(key, identity, scopes, credentials=credentials)
     if token is None:
         raise HelperError(f"{key} needs no token: it answered /v2/ without authentication")

@@ -127,8 +127,14 @@ def answer(
     request = protocol.parse_request(data)
     check_private(config_path, "provider config file")
     ctx = Context(_warn, Config(config_path), cache_dir, limits=_within_budget, before_network=before_network)
-    username, token = NodeSources(ctx).credentials(request)
+    sources = NodeSources(ctx)
+    username, token = sources.credentials(request)
     # The kubelet keeps the answer until cacheDuration ends: that must come before we would stop
     # handing the token out ourselves, with a minute to spare.
     cache_seconds = token.usable_until - 60 - time.time()
+    if sources.routed(request):
+        # Robots per namespace on this host: an answer for this image only. With Registry, the kubelet
+        # would hand this robot's JWT to every image of the host until cacheDuration ends (or, keyed
+        # by prefix, give the other namespaces nothing): docs/kubernetes.md, "One robot per organization".
+        return protocol.response(request.api_version, request.image, username, token.token, cache_seconds, "Image")
     return protocol.response(request.api_version, request.host, username, token.token, cache_seconds)

@@ -7,7 +7,12 @@
     # or: service_account = true                            ; keyless, each pod as the robot its service
     #                                                       ; account names (annotation quay-cred-helper/robot)
 
-A registry's own source answers even when the kubelet sends a service-account
+    [quay.example.com/team-b]                              ; images under team-b/: a robot of their own
+    service_account = true
+    robot = team-b+pods
+
+The image's repository picks the section (config.py: the longest path prefix,
+else the host). A registry's own source answers even when the kubelet sends a service-account
 token. Cache identities never need a secret: a robot token file is known by
 its path and stat, a pod by its service-account token's issuer, subject and
 audience, so a cached answer reads no secret and a pod never gets a JWT that
@@ -38,10 +43,15 @@ class NodeSources:
         self.ctx = ctx
         self.config, self.cache = ctx.config, ctx.cache
 
+    def routed(self, request: Request) -> bool:
+        """Whether the request's registry has prefix sections: then each repository may have its own robot."""
+        return bool(self.config.prefixes(registry_key(request.host)))
+
     def credentials(self, request: Request) -> tuple[str, Token]:
-        """(username, token) for the request's registry: the token is a Quay JWT, never a stored secret."""
+        """(username, token) for the request's image: the token is a Quay JWT, never a stored secret."""
         key = registry_key(request.host)
-        settings = self.config.settings(key)
+        settings = self.config.settings(key, request.repository)
+        key_section = settings.section or key
         if settings.robot_token_file:
             return settings.robot, self._robot_file(key, settings.robot, settings.robot_token_file)
         if settings.oidc:
@@ -51,10 +61,12 @@ class NodeSources:
             token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), keyless.oidc_token)
             return settings.robot, token
         if settings.service_account:
-            return self._service_account(key, request, settings.robot)
+            return self._service_account(key, request, settings.robot, key_section)
+        # Routed by namespace, name the image: the host alone does not say which section was meant.
+        what = request.image if self.config.prefixes(key) else key
         raise ConfigError(
-            f"no credentials configured for {key} in {self.config.path}",
-            f"add a [{key}] section with robot_token_file, oidc or service_account",
+            f"no credentials configured for {what} in {self.config.path}",
+            f"add a [{key_section}] section with robot_token_file, oidc or service_account",
         )
 
     def _robot_file(self, key: str, robot: str, path: str) -> Token:
@@ -78,7 +90,7 @@ class NodeSources:
             raise RegistryError(f"{key} needs no credentials", "remove it from the provider's matchImages")
         return token
 
-    def _service_account(self, key: str, request: Request, default_robot: str) -> tuple[str, Token]:
+    def _service_account(self, key: str, request: Request, default_robot: str, section: str) -> tuple[str, Token]:
         if not request.service_account_token:
             raise ConfigError(
                 f"{key} is configured for pods' service-account tokens, but the kubelet sent none",
@@ -90,7 +102,16 @@ class NodeSources:
             raise ConfigError(
                 f"no robot for this pod at {key}",
                 f"annotate its service account {ANNOTATION}: ORG+NAME (and list that key in the kubelet's "
-                f"optionalServiceAccountAnnotationKeys), or set robot = under [{key}]",
+                f"optionalServiceAccountAnnotationKeys), or set robot = under [{section}]",
+            )
+        namespace = request.repository.partition("/")[0]
+        if self.config.prefixes(key) and robot.partition("+")[0] != namespace:
+            # Routed by namespace: a robot reads only its own namespace's repositories (Quay refuses to
+            # grant it others), so another namespace's robot JWT would only be handed to the wrong image.
+            raise ConfigError(
+                f"this pod's robot {robot} is not of namespace {namespace!r} of the image {request.image}",
+                f"annotate the pod's service account {ANNOTATION}: {namespace}+NAME, or pull with a pod "
+                f"whose service account names a {namespace} robot",
             )
         from quay_cred_helper.registry import jwt  # per-pod tokens only
 

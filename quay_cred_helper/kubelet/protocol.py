@@ -22,11 +22,11 @@ class Request:
     """What the kubelet asks: credentials for `image` (host[:port]/path, no tag), perhaps as a pod's
     service account (token mode, KEP-4412)."""
 
-    __slots__ = ("api_version", "image", "host", "service_account_token", "annotations")
+    __slots__ = ("api_version", "image", "host", "repository", "service_account_token", "annotations")
 
     def __init__(self, api_version: str, image: str, service_account_token: str, annotations: dict[str, str]) -> None:
         self.api_version, self.image = api_version, image
-        self.host = image.split("/", 1)[0]
+        self.host, _, self.repository = image.partition("/")
         self.service_account_token, self.annotations = service_account_token, annotations
 
 
@@ -71,13 +71,26 @@ def go_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def response(api_version: str, host: str, username: str, password: str, cache_seconds: float) -> str:
-    """The CredentialProviderResponse: exactly the fields the kubelet decodes, compact, one line."""
-    auth = "{" + fastjson.quote(host) + ":" + fastjson.dumps_strings({"username": username, "password": password})
+def response(
+    api_version: str,
+    auth_key: str,
+    username: str,
+    password: str,
+    cache_seconds: float,
+    cache_key_type: str = "Registry",
+) -> str:
+    """The CredentialProviderResponse: exactly the fields the kubelet decodes, compact, one line.
+
+    `auth_key` is the kubelet's match key (its path a plain string prefix); `cache_key_type` where the
+    kubelet keeps the answer: `Registry` serves every image of the host until cacheDuration ends,
+    `Image` only this image (kubelet/main.py chooses)."""
+    auth = "{" + fastjson.quote(auth_key) + ":" + fastjson.dumps_strings({"username": username, "password": password})
     return (
         '{"kind":"CredentialProviderResponse","apiVersion":'
         + fastjson.quote(api_version)
-        + ',"cacheKeyType":"Registry","cacheDuration":'
+        + ',"cacheKeyType":'
+        + fastjson.quote(cache_key_type)
+        + ',"cacheDuration":'
         + fastjson.quote(go_duration(cache_seconds))
         + ',"auth":'
         + auth

@@ -2,14 +2,24 @@
 
 It execs the provider by path (no shell) with the config's args and its own environment plus the
 config's env, writes the request as compact JSON and a newline, allows a minute, and decodes stdout
-strictly: anything it would reject raises Rejected. Auth keys and matchImages are matched by the
-kubelet's rules (scheme and /v1/ /v2/ dropped; port equal; host labels globbed one by one; path prefix).
+strictly: anything it would reject raises Rejected. matchImages and auth keys are matched by the
+kubelet's rules (port equal; host labels globbed one by one; the path a plain string prefix); auth keys
+are first normalised as BasicDockerKeyring.Add does (scheme dropped, a leading /v1/ or /v2/ too).
+
+`Kubelet` models what it does with the answers (pkg/credentialprovider/plugin/plugin.go, keyring.go):
+one cache per provider, looked up by the image, then its registry, then "<global>", each combined with
+the service-account part in token mode; stored under the key the answer's cacheKeyType picks, until
+cacheDuration ends (0: not stored; absent: defaultCacheDuration); a hit is final, even when none of its
+auth keys matches the image. Every provider whose matchImages match answers; all answers go into one
+keyring whose keys are tried in reverse byte order, every matching key's credentials in turn.
 """
 
 import fnmatch
+import hashlib
 import json
 import re
 import subprocess
+import time
 
 TOP_LEVEL = ("kind", "apiVersion", "cacheKeyType", "cacheDuration", "auth")
 CACHE_KEY_TYPES = ("Image", "Registry", "Global")
@@ -25,7 +35,8 @@ def request(api_version, image, service_account_token=None, annotations=None):
     body = {"kind": "CredentialProviderRequest", "apiVersion": api_version, "image": image}
     if service_account_token is not None:
         body["serviceAccountToken"] = service_account_token
-        body["serviceAccountAnnotations"] = annotations or {}
+    if annotations:  # omitempty
+        body["serviceAccountAnnotations"] = annotations
     return (json.dumps(body, separators=(",", ":")) + "\n").encode()
 
 
@@ -82,16 +93,15 @@ def seconds(duration):
 
 
 def _split(text):
-    text = re.sub(r"^[a-z]+://", "", text)
+    """URLsMatchStr's view of a string: https:// prepended, then host labels, port and path."""
     host, _, path = text.partition("/")
-    path = re.sub(r"^v[12](/|$)", "", path)  # a key may name the API root: /v1/ or /v2/
     name, _, port = host.partition(":")
-    return name, port, path
+    return name, port, "/" + path if path else ""
 
 
 def matches(glob, image):
     """The kubelet's URLsMatchStr: port equal (none only none), same number of host labels each
-    matched as a glob, the glob's path a plain prefix of the image's."""
+    matched as a glob, the glob's path a plain prefix of the image's (not segment-aware)."""
     g_name, g_port, g_path = _split(glob)
     i_name, i_port, i_path = _split(image)
     if g_port != i_port:
@@ -99,12 +109,176 @@ def matches(glob, image):
     g_labels, i_labels = g_name.split("."), i_name.split(".")
     if len(g_labels) != len(i_labels):
         return False
-    if not all(fnmatch.fnmatchcase(i, g) for g, i in zip(g_labels, i_labels)):
+    if not i_path.startswith(g_path):
         return False
-    return i_path.startswith(g_path)
+    return all(fnmatch.fnmatchcase(i, g) for g, i in zip(g_labels, i_labels))
+
+
+def normalise_key(key):
+    """An auth key as BasicDockerKeyring.Add stores it: no scheme; a leading /v1/ or /v2/ loses 3
+    characters; nothing (or "/") left of the path means the host alone."""
+    rest = re.sub(r"^https?://", "", key)
+    host, slash, path = rest.partition("/")
+    path = slash + path
+    if path.startswith(("/v2/", "/v1/")):
+        path = path[3:]
+    return host + path if path and path != "/" else host
+
+
+class Keyring:
+    """BasicDockerKeyring: credentials by normalised key, the index deduplicated and reverse-sorted."""
+
+    def __init__(self):
+        self.creds = {}
+
+    def add(self, docker_config):
+        for key, entry in docker_config.items():
+            self.creds.setdefault(normalise_key(key), []).append(entry)
+
+    def lookup(self, image):
+        """Every matching key's credentials, keys in reverse byte order (what the kubelet tries, in turn)."""
+        found = []
+        for key in sorted(self.creds, reverse=True):
+            if matches(key, image):
+                found.extend(self.creds[key])
+        return found
+
+
+def lookup(response, image):
+    """The credentials the kubelet would try for `image` from one response, in its order."""
+    keyring = Keyring()
+    keyring.add(response.get("auth", {}))
+    return keyring.lookup(image)
 
 
 def credentials_for(response, image):
-    """What the kubelet would use for `image`: the longest matching auth key's entry, or None."""
-    found = sorted((key for key in response.get("auth", {}) if matches(key, image)), key=len, reverse=True)
-    return response["auth"][found[0]] if found else None
+    """The credentials the kubelet would try first for `image`, or None."""
+    found = lookup(response, image)
+    return found[0] if found else None
+
+
+class Pod:
+    """A pod, as token mode sees it: namespace, name and UID, its service account (name, UID and
+    annotations) and a way to get a token bound to it for an audience (`token(audience)`)."""
+
+    def __init__(self, namespace, name, service_account="", annotations=None, token=None, uid=None, sa_uid=None):
+        self.namespace, self.name, self.service_account = namespace, name, service_account
+        self.annotations = annotations or {}
+        self.token = token
+        self.uid = uid or f"pod-uid-{namespace}-{name}"
+        self.sa_uid = sa_uid or f"sa-uid-{namespace}-{service_account}"
+
+
+class Clock:
+    """The kubelet's clock, moved by hand."""
+
+    def __init__(self, now=None):
+        self.now = time.time() if now is None else now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class Provider:
+    """One configured provider (pluginProvider): its matchImages, its run, its own cache."""
+
+    def __init__(
+        self,
+        path,
+        args,
+        env,
+        api_version,
+        match_images,
+        default_cache_duration=600,
+        token_attributes=None,
+        clock=time.time,
+        rewrite=None,
+    ):
+        self.path, self.args, self.env, self.api_version = path, args, env, api_version
+        self.match_images, self.default_cache_duration = match_images, default_cache_duration
+        self.token_attributes = token_attributes  # {"audience", "cacheType", "requireServiceAccount", keys...}
+        self.clock = clock
+        self.rewrite = rewrite  # a function changing each decoded answer: to model another provider's choices
+        self.cache = {}  # cache key -> (docker config, expires at)
+        self.runs, self.errors, self.requests = 0, [], []
+
+    def _sa_part(self, pod):
+        """(service-account cache part, token, annotations), or None when the kubelet runs nothing."""
+        attributes = self.token_attributes
+        if attributes is None:
+            return "", None, None
+        if not pod.service_account:
+            return None if attributes.get("requireServiceAccount") else ("", None, None)
+        annotations = {}
+        for key in attributes.get("required", []):
+            if key not in pod.annotations:
+                return None
+            annotations[key] = pod.annotations[key]
+        for key in attributes.get("optional", []):
+            if key in pod.annotations:
+                annotations[key] = pod.annotations[key]
+        token = pod.token(attributes["audience"])  # a token on every provide call, before the cache lookup
+        part = (pod.namespace, pod.service_account, pod.sa_uid, tuple(sorted(annotations.items())))
+        if attributes["cacheType"] == "Token":
+            part += ("token", "sha256:" + hashlib.sha256(token.encode()).hexdigest())
+        return part, token, annotations
+
+    def provide(self, image, pod=None):
+        """The DockerConfig this provider gives the kubelet for `image` (pluginProvider.provide)."""
+        if not any(matches(glob, image) for glob in self.match_images):
+            return {}
+        found = self._sa_part(pod or Pod("default", "static"))
+        if found is None:
+            return {}
+        part, token, annotations = found
+        now = self.clock()
+        for base in (image, image.split("/")[0], "<global>"):
+            entry = self.cache.get((base, part))
+            if entry is not None:
+                if now > entry[1]:  # expired entries are dropped on Get
+                    del self.cache[(base, part)]
+                    continue
+                return entry[0]  # a hit is final, whatever its keys match
+        self.runs += 1
+        self.requests.append((image, annotations))
+        try:
+            response = run(
+                self.path,
+                self.args,
+                self.env,
+                self.api_version,
+                image,
+                token,
+                annotations,
+                (self.token_attributes or {}).get("cacheType"),
+            )
+        except Rejected as exc:
+            self.errors.append(exc)
+            return {}
+        if self.rewrite is not None:
+            response = self.rewrite(response)
+        docker_config = response.get("auth", {})
+        # Absent: the configured default; "0s": used once, never stored.
+        duration = seconds(response["cacheDuration"]) if "cacheDuration" in response else self.default_cache_duration
+        if duration == 0:
+            return docker_config
+        base = {"Image": image, "Registry": image.split("/")[0], "Global": "<global>"}[response["cacheKeyType"]]
+        self.cache[(base, part)] = (docker_config, now + duration)
+        return docker_config
+
+
+class Kubelet:
+    """The kubelet's external credential providers for one pull: every provider in config order."""
+
+    def __init__(self, providers):
+        self.providers = providers
+
+    def credentials(self, image, pod=None):
+        """The credentials the kubelet tries for `image`, in order (one CRI pull each, until one works)."""
+        keyring = Keyring()
+        for provider in self.providers:
+            keyring.add(provider.provide(image, pod))
+        return keyring.lookup(image)
