@@ -7,11 +7,14 @@
     # or: service_account = true                            ; keyless, each pod as the robot its service
     #                                                       ; account names (annotation quay-cred-helper/robot)
 
-A registry's own source answers even when the kubelet sends a service-account
-token. Cache identities never need a secret: a robot token file is known by
-its path and stat, a pod by its service-account token's issuer, subject and
-audience, so a cached answer reads no secret and a pod never gets a JWT that
-another service account's token obtained.
+Every file the config names (robot_token_file, oidc = file:, ca_bundle) is
+opened and checked as sshd's StrictModes checks (files.check_private), and
+read through that descriptor. A registry's own source answers even when the
+kubelet sends a service-account token. Cache identities never need a secret:
+a robot token file is known by its path and stat, a pod by its
+service-account token's issuer, subject and audience, so a cached answer
+reads no secret and a pod never gets a JWT that another service account's
+token obtained.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ if TYPE_CHECKING:
     from quay_cred_helper.registry.cache import Token
 
 ANNOTATION = "quay-cred-helper/robot"  # the service-account annotation naming the pod's robot
+MAX_TOKEN = 64 * 1024  # a robot token is 64 characters, an OIDC token a few KiB
+
+
+def _oidc_file(spec: str, path: str) -> str:
+    """The node's OIDC token from `oidc = file:PATH`, read through check_private (read afresh at each
+    exchange: a projected token is rotated in place)."""
+    from quay_cred_helper.errors import SourceError
+
+    with check_private(path, "OIDC token file") as checked:
+        token = checked.read(MAX_TOKEN).decode("utf-8", "replace").strip()
+    log.secret(token)
+    if token.count(".") != 2:
+        raise SourceError(f"the OIDC token from {spec} is not a JWT", "check what the source holds")
+    return token
 
 
 class NodeSources:
@@ -48,7 +65,14 @@ class NodeSources:
             from quay_cred_helper.keyless.robot import Keyless, robot_jwt  # keyless only
 
             keyless = Keyless(settings.robot, settings.oidc, settings.audience)
-            token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), keyless.oidc_token)
+            spec = settings.oidc
+
+            def source() -> str:
+                if spec.startswith("file:"):  # a file named in the node's config: checked as the others
+                    return _oidc_file(spec, spec[len("file:") :])
+                return keyless.oidc_token()
+
+            token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), source)
             return settings.robot, token
         if settings.service_account:
             return self._service_account(key, request, settings.robot)
@@ -60,20 +84,22 @@ class NodeSources:
     def _robot_file(self, key: str, robot: str, path: str) -> Token:
         if not is_robot(robot):
             raise ConfigError(f"robot_token_file for {key} needs robot = ORG+NAME in {self.config.path}")
-        found = check_private(path, "robot token file")
-        # A new token in the file (a new inode, mtime or size) is a new identity: its own JWT.
-        identity = fingerprint(
-            "file", robot, str(found.st_dev), str(found.st_ino), str(found.st_mtime_ns), str(found.st_size)
-        )
+        with check_private(path, "robot token file") as checked:
+            found = checked.stat
+            # A new token in the file (a new inode, mtime or size) is a new identity: its own JWT.
+            identity = fingerprint(
+                "file", robot, str(found.st_dev), str(found.st_ino), str(found.st_mtime_ns), str(found.st_size)
+            )
 
-        def credentials() -> tuple[str, str]:
-            with open(path, encoding="utf-8") as f:
-                secret = f.read().strip()
-            log.secret(secret)
-            return robot, secret
+            def credentials() -> tuple[str, str]:
+                secret = checked.read(MAX_TOKEN).decode("utf-8", "replace").strip()  # the file checked
+                log.secret(secret)
+                return robot, secret
 
-        # The cache first: a cached answer reads no secret and builds no exchange.
-        token = self.cache.load(key, identity, []) or self.ctx.tokens().get(key, identity, [], credentials=credentials)
+            # The cache first: a cached answer reads no secret and builds no exchange.
+            token = self.cache.load(key, identity, []) or self.ctx.tokens().get(
+                key, identity, [], credentials=credentials
+            )
         if token is None:
             raise RegistryError(f"{key} needs no credentials", "remove it from the provider's matchImages")
         return token

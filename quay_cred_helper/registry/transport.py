@@ -12,6 +12,7 @@ import contextlib
 import signal
 import ssl
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 
@@ -24,7 +25,10 @@ from quay_cred_helper.names import is_loopback_host
 
 def make_client(settings: Settings) -> httpx.Client:
     """An httpx client for one registry: its CA bundle, timeouts, no redirects, proxies routed safely."""
-    context = ssl.create_default_context(cafile=settings.ca_bundle or None)
+    if settings.ca_data:  # the CA bundle as the entry point read it from the file it checked
+        context = ssl.create_default_context(cadata=settings.ca_data)
+    else:
+        context = ssl.create_default_context(cafile=settings.ca_bundle or None)
     if not settings.ca_bundle and not context.get_ca_certs() and not context.cert_store_stats()["x509_ca"]:
         # No system trust store (some macOS Pythons): fall back to certifi, which httpx ships with.
         context.load_verify_locations(certifi.where())
@@ -83,22 +87,48 @@ def caused_by(exc: BaseException, kinds: type[BaseException] | tuple[type[BaseEx
     return any(isinstance(cause, kinds) for cause in causes(exc))
 
 
+class _Expiry:
+    """An armed alarm: when it rings (monotonic), what it raises, and whether it has rung."""
+
+    __slots__ = ("when", "error", "rang")
+
+    def __init__(self, when: float, error: Callable[[], Exception]) -> None:
+        self.when, self.error, self.rang = when, error, False
+
+
+_armed: list[_Expiry] = []  # the alarms in force in the main thread, outermost first
+
+
+def _arm(expiry: _Expiry) -> None:
+    def ring(signum: int, frame: object) -> None:
+        expiry.rang = True
+        raise expiry.error()
+
+    signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(expiry.when - time.monotonic(), 0.001))
+
+
 @contextlib.contextmanager
 def alarm(seconds: float, error: Callable[[], Exception]) -> Iterator[None]:
     """Raise `error()` in this thread when `seconds` pass: the wall-clock backstop for a server that
-    keeps a read alive byte by byte. Only the main thread can take signals; elsewhere the timeouts
-    and the checks between chunks are the bound."""
+    keeps a read alive byte by byte. Re-entrant: an alarm armed inside another (a token fetched in the
+    middle of a request) rings at the earlier of the two, and the outer one is armed again when the
+    inner one ends. Only the main thread can take signals; elsewhere the timeouts and the checks
+    between chunks are the bound."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
-
-    def expire(signum: int, frame: object) -> None:
-        raise error()
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    outer = _armed[-1] if _armed else None
+    when = time.monotonic() + max(seconds, 0.001)
+    expiry = outer if outer is not None and outer.when <= when else _Expiry(when, error)
+    previous = signal.getsignal(signal.SIGALRM)
+    _armed.append(expiry)
+    _arm(expiry)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        _armed.pop()
         signal.signal(signal.SIGALRM, previous)
+        if outer is not None and not outer.rang:
+            _arm(outer)  # the outer request's deadline still holds
