@@ -140,8 +140,9 @@ def provider_page():
             "with a one-hour Quay robot JWT for the image's registry, never a long-lived robot token. Per "
             "registry, the config FILE names a robot and its token file (robot_token_file), the node's OIDC "
             "token (oidc = file:PATH), or each pod's service-account token (service_account = true, the robot "
-            "from the annotation quay-cred-helper/robot or robot =). The config and token files must not be "
-            "writable by other users."
+            "from the annotation quay-cred-helper/robot or robot =). The config file and every file it names "
+            "(token files, ca_bundle) must be owned by root (or the user the provider runs as) and writable by "
+            "no one else, in directories up to / that are the same (as sshd's StrictModes checks)."
         ),
         ".SH OPTIONS",
         ".TP",

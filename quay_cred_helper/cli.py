@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         log.enable(to_stderr=True)
     else:
-        log.enable_from_environment()
+        log.enable_from_environment(_warn)
     try:
         command = importlib.import_module(f"quay_cred_helper.commands.{args.command}")
         # A command may bound every registry's settings (doctor's quick checks): `limits`.

@@ -15,7 +15,9 @@ prefix (`host/team-a`): for a repository the longest prefix that ends on a
 path segment wins (`team-a` never matches `team-ab/x`), else the host's own
 section. A prefix section holds the identity settings (the robot and its
 source, any of them); the connection settings (HOST_SETTINGS) belong to the
-host, since one connection serves every repository. DEFAULT applies to all.
+host, since one connection serves every repository. DEFAULT applies to all,
+except the identity and trust settings (REGISTRY_ONLY), which must name their
+registry. Numbers are checked (no nan, inf, negatives or overflow).
 `get` reads settings on every call, so this module imports configparser only
 when the file exists, and Settings is a plain class (dataclasses cost more
 than the interpreter's own start).
@@ -73,12 +75,37 @@ def format_duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
+MAX_SECONDS = 86400.0  # a day: past that a timer or socket timeout overflows, and no wait makes sense
+MAX_RETRIES = 100
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds above 0 and at most a day: nan, inf, 1e400 (inf) and negatives are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= MAX_SECONDS:  # NaN fails every comparison
+        raise ValueError(f"not a number of seconds above 0 and at most {MAX_SECONDS:g}")
+    return value
+
+
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_RETRIES:
+        raise ValueError(f"not a whole number from 0 to {MAX_RETRIES}")
+    return value
+
+
 # name: (default, parser, meaning) -- the documentation is checked against this table.
 SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
-    "timeout": ("10", float, "seconds to wait for each response from a registry"),
-    "connect_timeout": ("5", float, "seconds to wait for a connection"),
-    "retries": ("2", int, "retries after a connection error, 429, 502, 503 or 504 (never after 401)"),
-    "deadline": ("30", float, "seconds one command may spend on a registry in all: connect, answers, retries"),
+    "timeout": ("10", _seconds, "seconds to wait for each response from a registry"),
+    "connect_timeout": ("5", _seconds, "seconds to wait for a connection"),
+    "retries": ("2", _retries, "retries after a connection error, 429, 502, 503 or 504 (never after 401)"),
+    "deadline": ("30", _seconds, "seconds one command may spend on a registry in all: connect, answers, retries"),
     "ca_bundle": ("", str, "PEM file of CA certificates to trust for this registry (default: system store)"),
     "insecure_http": ("false", _bool, "allow plain http to this registry and its realm even when not on loopback"),
     "realm_hosts": ("", _list, "other hosts allowed as token realm (credentials are sent there)"),
@@ -99,14 +126,19 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
 HOST_SETTINGS = frozenset(
     {"timeout", "connect_timeout", "retries", "deadline", "ca_bundle", "insecure_http", "realm_hosts", "robot_exchange"}
 )
+# Who we are and whom we trust: each must name its registry. Under [DEFAULT] a keyless identity would make
+# every registry keyless (its OIDC token then goes to any registry whose realm is on its own host, to be
+# replayed to Quay), and trust would extend to every registry. A setting of this kind added later goes here.
+REGISTRY_ONLY = ("robot", "oidc", "audience", "robot_token_file", "service_account", "realm_hosts", "insecure_http")
 
 
 class Settings:
     """One registry's settings, typed; build a changed copy with replace(). `file` is the config file
     they came from, so that every fix hint names the file that was really read, and `section` the
-    section (`host` or `host/prefix`; "" when only DEFAULT applied)."""
+    section (`host` or `host/prefix`; "" when only DEFAULT applied); `ca_data`, when set, is what
+    `ca_bundle` held, read by an entry point that checked the file (the kubelet provider)."""
 
-    __slots__ = (*SETTINGS, "file", "section")
+    __slots__ = (*SETTINGS, "file", "section", "ca_data")
     timeout: float
     connect_timeout: float
     retries: int
@@ -123,13 +155,19 @@ class Settings:
     max_secret_age: float  # seconds; 0: no limit
     file: str
     section: str
+    ca_data: str
 
     def __init__(self, values: Mapping[str, str] | None = None, file: str = "", section: str = "") -> None:
         values = values or {}
         for name, (default, parse, _) in SETTINGS.items():
-            setattr(self, name, parse(values.get(name, default)))
+            text = values.get(name, default)
+            try:
+                setattr(self, name, parse(text))
+            except ValueError as exc:  # nan, -1, out of range, not a boolean: name the setting
+                raise ValueError(f"{name} = {text[:40]}: {exc}") from None
         self.file = file
         self.section = section
+        self.ca_data = ""
 
     def replace(self, **changes: object) -> Settings:
         copy = Settings.__new__(Settings)
@@ -146,22 +184,33 @@ class Config:
     """The config file, parsed on first use and then kept: `settings(key)` for each registry,
     `settings(key, repository)` for a repository on it."""
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, text: str | None = None) -> None:
+        """`text`: the file's contents, already read by the caller (the kubelet provider reads its config
+        through the descriptor it checked), else read from `path` on first use."""
         self.path = path or config_path()
+        # As open() would have read it: universal newlines.
+        self._text = text.replace("\r\n", "\n").replace("\r", "\n") if text is not None else None
         self._sections: dict[str, dict[str, str]] | None = None
         self._settings: dict[str, Settings] = {}
         self._prefixes: dict[str, list[tuple[str, str]]] | None = None
 
     def _read(self) -> dict[str, dict[str, str]]:
         if self._sections is None:
-            self._sections = {}
-            if os.path.exists(self.path):
+            text = self._text
+            if text is None and os.path.exists(self.path):
                 try:
                     with open(self.path, encoding="utf-8") as f:
                         text = f.read()
                 except (OSError, UnicodeDecodeError) as exc:
                     raise self._error(exc) from None
-                self._sections = read_plain(text) or self._read_configparser(text)
+            sections = (read_plain(text) or self._read_configparser(text)) if text is not None else {}
+            shared = [name for name in REGISTRY_ONLY if name in sections.get("", {})]
+            if shared:
+                raise ConfigError(
+                    f"cannot use config file {self.path}: {shared[0]} is under [DEFAULT]",
+                    "identity and trust settings must name their registry: move it under [HOST]",
+                )
+            self._sections = sections
         return self._sections
 
     def _read_configparser(self, text: str) -> dict[str, dict[str, str]]:

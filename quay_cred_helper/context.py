@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from quay_cred_helper.credentials.keyring_backend import Keyring
     from quay_cred_helper.credentials.keyring_store import KeyringStore
     from quay_cred_helper.registry.cache import TokenCache
+    from quay_cred_helper.registry.deadline import Deadlines
     from quay_cred_helper.registry.tokens import TokenExchange
     from quay_cred_helper.store import Collaborators, HelperStore
 
@@ -55,6 +56,7 @@ class Context:
         self._store: HelperStore | None = None
         self._cache: TokenCache | None = None
         self._keyring_store: KeyringStore | None = None
+        self._deadlines: Deadlines | None = None
 
     @property
     def index(self) -> Index:
@@ -113,14 +115,23 @@ class Context:
         found = self.config.settings(key)
         return self._limits(found) if self._limits is not None else found
 
+    @property
+    def deadlines(self) -> Deadlines:
+        """Each registry's budget in this command (`deadline`), shared by every exchange built here."""
+        if self._deadlines is None:
+            from quay_cred_helper.registry.deadline import Deadlines
+
+            self._deadlines = Deadlines()
+        return self._deadlines
+
     def tokens(self, cached: bool = True) -> TokenExchange:
         """The token exchange, through this context's cache; not `cached`: through none (login and
-        doctor verify with a fresh exchange)."""
+        doctor verify with a fresh exchange). Every exchange shares the context's deadlines."""
         from quay_cred_helper.registry.cache import NullTokenCache
         from quay_cred_helper.registry.tokens import TokenExchange  # a cached `get` needs no exchange
 
         cache = self.cache if cached else NullTokenCache()
-        return TokenExchange(cache, self.settings, before_network=self._before_network)
+        return TokenExchange(cache, self.settings, before_network=self._before_network, deadlines=self.deadlines)
 
 
 if TYPE_CHECKING:  # conformance, checked by mypy, free at run time

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from quay_cred_helper import log
     from quay_cred_helper.errors import HelperError, printable
 
-    log.enable_from_environment()
+    log.enable_from_environment(_warn)
     try:
         from quay_cred_helper.context import Context
         from quay_cred_helper.protocol import serve

@@ -3,7 +3,9 @@
 `quay-cred-helper --debug` logs to stderr; the helper, which clients run with
 no flags, logs when QUAY_CRED_HELPER_LOG=debug, to a 0600 file in the user
 log dir (rotated at 1 MiB, three old files kept; on Windows checked at start,
-one old file), or to stderr with QUAY_CRED_HELPER_LOG_FILE=-. When logging is off, `debug()` costs one
+one old file), or to stderr with QUAY_CRED_HELPER_LOG_FILE=-. A log file in a
+missing directory gets it (0700); one that cannot be written costs a warning
+line, never the command. When logging is off, `debug()` costs one
 attribute check and imports nothing: it is called on hot paths.
 """
 
@@ -15,6 +17,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
 
 LOG_ENV = "QUAY_CRED_HELPER_LOG"
 LOG_FILE_ENV = "QUAY_CRED_HELPER_LOG_FILE"
@@ -42,15 +45,12 @@ def redact(text: str) -> str:
     return text
 
 
-def enable(to_stderr: bool = False) -> None:
-    """Start logging at debug level: to stderr, or to the rotated file."""
+def enable(to_stderr: bool = False, warn: Callable[[str], None] | None = None) -> None:
+    """Start logging at debug level: to stderr, or to the rotated file. A file that cannot be opened
+    (its directory cannot be made or written) is one `warn` line, and the command goes on without a log."""
     global _logger
     import logging
-    import logging.handlers
 
-    logger = logging.getLogger("quay_cred_helper")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
     target = os.environ.get(LOG_FILE_ENV, "")
     handler: logging.Handler
     if to_stderr or target == "-":
@@ -58,9 +58,20 @@ def enable(to_stderr: bool = False) -> None:
     else:
         from quay_cred_helper import files, paths
 
-        path = target or os.path.join(files.private_dir(paths.log_dir()), "quay-cred-helper.log")
-        handler = _size_checked_file(path) if sys.platform == "win32" else _rotating_file(path)
+        try:
+            if target:
+                files.private_dir(os.path.dirname(os.path.abspath(target)), tighten=False)
+            path = target or os.path.join(files.private_dir(paths.log_dir()), "quay-cred-helper.log")
+            handler = _size_checked_file(path) if sys.platform == "win32" else _rotating_file(path)
+        except OSError as exc:
+            if warn is not None:
+                where = target or paths.log_dir()
+                warn(f"warning: no debug log: cannot write {where}: {exc.strerror or type(exc).__name__}")
+            return
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(message)s"))
+    logger = logging.getLogger("quay_cred_helper")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
     logger.addHandler(handler)
     _logger = logger
 
@@ -76,6 +87,9 @@ def _rotating_file(path: str) -> logging.Handler:
     class PrivateRotatingFile(logging.handlers.RotatingFileHandler):
         def _open(self):  # type: ignore[no-untyped-def]
             return open(self.baseFilename, self.mode, encoding=self.encoding, opener=_private_open)  # noqa: SIM115
+
+        def handleError(self, record: logging.LogRecord) -> None:
+            pass  # a log that fails later (disk full, rotation refused) must not print a traceback
 
     return PrivateRotatingFile(path, maxBytes=MAX_BYTES, backupCount=BACKUPS)
 
@@ -96,9 +110,9 @@ def _size_checked_file(path: str) -> logging.Handler:
     return logging.FileHandler(path, encoding="utf-8")
 
 
-def enable_from_environment() -> None:
+def enable_from_environment(warn: Callable[[str], None] | None = None) -> None:
     if os.environ.get(LOG_ENV, "").lower() == "debug":
-        enable()
+        enable(warn=warn)
 
 
 def debug(message: str, *args: object) -> None:

@@ -3,7 +3,7 @@
 `serve(store, verb, stdin, stdout)` reads bytes from stdin, writes text to
 stdout, and raises HelperError whose message the entry point prints on stdout
 (clients show stdout, not stderr) before exiting 1. The store is any
-contracts.Store.
+contracts.Store. An erase of nothing succeeds, whatever the store.
 """
 
 from __future__ import annotations
@@ -103,6 +103,11 @@ def serve(store: Store, verb: str, stdin: BinaryIO, stdout: TextIO) -> None:
         username, secret = store.get(_lookup_key(server))
         stdout.write(fastjson.dumps_strings({"ServerURL": server, "Username": username, "Secret": secret}) + "\n")
     elif verb == "erase":
-        store.delete(_lookup_key(read_text(stdin)))
+        # Erasing what is not there succeeds, as Debian's docker-credential-secretservice answers: on
+        # "not found", podman 4.3.1 crashes (`podman logout REG`) or exits 125 (`podman logout --all`).
+        try:
+            store.delete(_lookup_key(read_text(stdin)))
+        except NotFound:
+            return
     else:
         raise InputError(f"unknown verb: {verb}")

@@ -230,19 +230,17 @@ class HelperStore:
 
 
 def _robot_file(robot: str, path: str) -> tuple[str, Credentials]:
-    """A robot token file's (identity, credentials): known by its path's stat, read only on a cache miss
-    (the identity the kubelet provider gives the same file, kubelet/node.py)."""
+    """A robot token file's (identity, credentials): known by its stat, read only on a cache miss, checked
+    each time as the kubelet provider checks it (the same identity as kubelet/node.py gives the file)."""
     from quay_cred_helper.files import check_private  # routed repositories only
-    from quay_cred_helper.registry.cache import fingerprint
+    from quay_cred_helper.registry.cache import file_identity
 
-    found = check_private(path, "robot token file")
-    identity = fingerprint(
-        "file", robot, str(found.st_dev), str(found.st_ino), str(found.st_mtime_ns), str(found.st_size)
-    )
+    with check_private(path, "robot token file") as checked:
+        identity = file_identity(robot, checked.stat)
 
     def credentials() -> tuple[str, str]:
-        with open(path, encoding="utf-8") as f:
-            secret = f.read().strip()
+        with check_private(path, "robot token file") as checked:
+            secret = checked.read().decode("utf-8", "replace").strip()
         log.secret(secret)
         return robot, secret
 

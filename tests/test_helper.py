@@ -35,11 +35,11 @@ def test_cycle(keyring_env):
         assert json.loads(r.stdout) == {"ServerURL": form.strip(), "Username": "alice", "Secret": "s3cret"}
     r = helper(keyring_env, "list")
     assert (r.returncode, json.loads(r.stdout)) == (0, {"https://Quay.Example.com/": "alice"})
-    # docker logout erases host, http://host and https://host: the first wins, the rest are harmless.
+    # docker logout erases host, http://host and https://host: the first wins, the rest erase nothing.
     assert helper(keyring_env, "erase", "quay.example.com").returncode == 0
     for form in ("http://quay.example.com", "https://quay.example.com"):
         r = helper(keyring_env, "erase", form)
-        assert (r.returncode, r.stdout) == (1, NOT_FOUND)
+        assert (r.returncode, r.stdout) == (0, b"")  # an erase of nothing succeeds (podman needs it)
     r = helper(keyring_env, "get", "quay.example.com")
     assert (r.returncode, r.stdout) == (1, NOT_FOUND)
     assert json.loads(helper(keyring_env, "list").stdout) == {}
@@ -48,7 +48,7 @@ def test_cycle(keyring_env):
 def test_erase_of_unknown_touches_nothing_else(keyring_env):
     store(keyring_env, "keep.example.com", secret="kept")
     r = helper(keyring_env, "erase", "never.example.com")
-    assert (r.returncode, r.stdout) == (1, NOT_FOUND)
+    assert (r.returncode, r.stdout) == (0, b"")
     assert json.loads(helper(keyring_env, "get", "keep.example.com").stdout)["Secret"] == "kept"
 
 

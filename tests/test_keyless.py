@@ -153,7 +153,7 @@ def test_source_problems_say_how_to_fix_them(env, quay, tmp_path):
         ("subject", "refused the OIDC token for org+ci: Token does not match robot: the OIDC token's subject (sub)"),
         ("expired", "Invalid token: Signature has expired: the OIDC token has expired"),
         ("issuer", "not configured for this robot: add the token's issuer (iss) to the robot's federation entries"),
-        ("future", "Invalid token: The token is not yet valid (iat)"),
+        ("future", "Invalid token: Issued At claim (iat) cannot be in the future.: the OIDC token was issued (iat)"),
         ("robot", "refused the OIDC token for org+nobody: Could not find robot with specified username: check"),
         ("federation", "Robot does not have federated login configured: configure federation for the robot"),
         ("rotated", "failed the robot federation for org+ci (HTTP 500): usually the issuer is http://"),

@@ -322,3 +322,38 @@ def test_docker_sends_the_configured_registry_to_the_helper_and_the_rest_to_desk
     seen = [json.loads(line) for line in calls.read_text().splitlines()]
     assert ["store", other] in seen and not [call for call in seen if quay.host in call[1]]
     assert json.loads(helper(env, "list").stdout) == {quay.host: "alice"}
+
+
+# -- the deadline without SIGALRM (Windows): a timer thread interrupts the read -------------------------
+
+
+def test_the_deadline_holds_where_there_is_no_sigalrm(monkeypatch):
+    """A registry dripping its headers under the read timeout: on Windows (no SIGALRM here, as there) the
+    timer thread stops the request at the deadline, as the signal does on POSIX."""
+    from quay_cred_helper.config import Settings
+    from quay_cred_helper.errors import DeadlineExceeded
+    from quay_cred_helper.registry import transport
+    from quay_cred_helper.registry.session import Session
+    from tests.fakes.hostile import DripServer
+
+    monkeypatch.delattr(transport.signal, "setitimer")
+    head = b"HTTP/1.1 401 Unauthorized\r\n" + b"X-Drip: " + b"y" * 200 + b"\r\n\r\n"
+    with DripServer(head, interval=0.1) as drip:
+        settings = Settings({"deadline": "1", "timeout": "5", "retries": "0"})
+        client = transport.make_client(settings)
+        start = time.monotonic()
+        try:
+            with pytest.raises(DeadlineExceeded, match=f"{drip.host} did not finish within 1 s"):
+                Session(client, drip.host, settings).send(f"http://{drip.host}/v2/")
+        finally:
+            client.close()
+        assert time.monotonic() - start < 2.5  # the drip alone would take 20 s
+
+
+def test_a_request_inside_the_deadline_is_not_interrupted_later(monkeypatch):
+    from quay_cred_helper.registry import transport
+
+    monkeypatch.delattr(transport.signal, "setitimer")
+    with transport.alarm(0.2, lambda: AssertionError("rang")):
+        pass
+    time.sleep(0.4)  # the timer was cancelled: no KeyboardInterrupt arrives now

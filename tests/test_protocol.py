@@ -82,13 +82,14 @@ def test_bad_store_input_is_refused_and_stores_nothing(payload, message):
     assert store.entries == before
 
 
-def test_get_and_erase_of_unknown_or_impossible_names_is_not_found():
+def test_get_of_unknown_or_impossible_names_is_not_found_and_erase_succeeds():
     store = MemoryStore()
-    for verb in ("get", "erase"):
-        for name in (b"never.example.com", b"not a registry"):
-            with pytest.raises(NotFound) as err:
-                call(store, verb, name)
-            assert str(err.value) == "credentials not found in native keychain"
+    for name in (b"never.example.com", b"not a registry"):
+        with pytest.raises(NotFound) as err:
+            call(store, "get", name)
+        assert str(err.value) == "credentials not found in native keychain"
+        # An erase of nothing succeeds, with no output (podman 4.3.1 crashes on a not-found answer).
+        assert call(store, "erase", name) == ""
 
 
 def test_get_with_empty_stdin_names_the_problem():

@@ -196,6 +196,15 @@ def _drop_secrets(entry: dict[str, Any]) -> None:
         entry.pop(field, None)
 
 
+def podman_logout_file() -> str:
+    """The file `podman logout --all` rewrites as `{"auths": {}}` (podman 4.3.1, checked): podman's own
+    default auth file, REGISTRY_AUTH_FILE, else $DOCKER_CONFIG/config.json when DOCKER_CONFIG is set,
+    else auth.json. It erases each credential through the helper first; other files keep credHelpers."""
+    if os.environ.get("REGISTRY_AUTH_FILE"):
+        return os.environ["REGISTRY_AUTH_FILE"]
+    return docker_config_path() if os.environ.get("DOCKER_CONFIG") else podman_auth_path()
+
+
 def plan_drop_in(remove: bool = False) -> Change:
     path = drop_in_path()
     text, mode = _read(path)
@@ -247,13 +256,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.docker or everything:
         changes.append(plan_json(docker_config_path(), keys, True, args.remove, migrate))
     if args.podman or everything:
-        change = plan_json(podman_auth_path(), keys, False, args.remove, migrate)
-        if change.changed and not args.remove:
+        changes.append(plan_json(podman_auth_path(), keys, False, args.remove, migrate))
+    rewritten = os.path.realpath(podman_logout_file())
+    for change in changes:
+        if change.changed and not args.remove and change.path == rewritten:
             change.notes.append(
-                f"`podman logout --all` rewrites {change.path} without credHelpers: "
-                "then run configure again, or use --registries-conf"
+                f'`podman logout --all` rewrites {change.path} as {{"auths": {{}}}}, without credHelpers: '
+                "run configure again after it, or use --registries-conf"
             )
-        changes.append(change)
     if args.registries_conf:
         changes.append(plan_drop_in(args.remove))
     problem = helper_on_path()

@@ -3,7 +3,9 @@
 One line per check with OK, WARN or FAIL, and a fix for each that is not OK.
 Registry checks use short timeouts and no retries, so a registry that does
 not answer costs a few seconds, not minutes; credentials are tried once,
-never again after a 401 (Quay throttles failed logins).
+never again after a 401 (Quay throttles failed logins). Each check that
+talks to a registry has a budget of its own: one that stalls is a FAIL
+with its fix, and the checks after it still run.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from quay_cred_helper.registry.session import Session, json_body, server_error
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 QUICK = 2.5  # seconds: doctor's timeouts for each request
-BUDGET = 8.0  # seconds: all of one registry's checks, retries included (doctor promises under 10)
+BUDGET = 8.0  # seconds: each check that talks to a registry, retries included (doctor promises under 10 each)
 PROBE_DIGEST = "sha256:" + "0" * 64
 ENVIRONMENT = (
     "HTTPS_PROXY",
@@ -175,6 +177,7 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
     )
     exchange = ctx.tokens(cached=False)
     with exchange.opened(key) as session:
+        session.deadline.restart()  # a registry named twice gets its checks twice, each bounded
         try:
             found = session.discover()
         except HelperError as exc:
@@ -196,6 +199,7 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
         report.add("OK", f"{key} auth", f"realm {found.realm}, service {found.service}")
         entry = ctx.index.get(key)
         keyless = ctx.store.keyless(key, entry)
+        session.deadline.restart()  # each check within its own bound (the exchanges share the session's)
         if keyless:
             _check_keyless(report, ctx, key, keyless)
         elif entry:
@@ -207,7 +211,11 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
                 report.failure(f"{key} credentials", exc, f"quay-cred-helper login {key}")
         else:
             report.add("WARN", f"{key} credentials", "none stored", f"quay-cred-helper login {key}")
-        _check_referrers(report, key, session, found.base)
+        session.deadline.restart()
+        try:
+            _check_referrers(report, key, session, found.base)
+        except HelperError as exc:
+            report.failure(f"{key} referrers API", exc, "check the registry's logs")
 
 
 def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless) -> None:

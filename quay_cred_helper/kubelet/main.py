@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from quay_cred_helper import log
     from quay_cred_helper.errors import HelperError
 
-    log.enable_from_environment()
+    log.enable_from_environment(_warn)
     try:
         return _answer(options["--config"], options.get("--cache-dir"))
     except HelperError as exc:
@@ -102,7 +102,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _within_budget(settings: Settings) -> Settings:
-    return settings.replace(deadline=min(settings.deadline, REQUEST_DEADLINE))
+    """The provider's bounds on a registry's settings, and its CA bundle read through check_private
+    (only a connection reads it: a cached answer never gets here)."""
+    bounded = settings.replace(deadline=min(settings.deadline, REQUEST_DEADLINE))
+    if settings.ca_bundle:
+        bounded = bounded.replace(ca_data=_ca_data(settings.ca_bundle))
+    return bounded
+
+
+_ca_read: dict[str, str] = {}  # path -> PEM text: the context asks for a registry's settings per session
+
+
+def _ca_data(path: str) -> str:
+    from quay_cred_helper.files import check_private
+
+    if path not in _ca_read:
+        with check_private(path, "CA bundle") as bundle:
+            _ca_read[path] = bundle.read().decode("ascii", "replace")
+    return _ca_read[path]
 
 
 def _answer(config_path: str, cache_dir: str | None) -> int:
@@ -120,13 +137,20 @@ def answer(
     `before_network` runs before each connection (main arms the watchdog that exits the process)."""
     from quay_cred_helper.config import Config
     from quay_cred_helper.context import Context
+    from quay_cred_helper.errors import ConfigError
     from quay_cred_helper.files import check_private
     from quay_cred_helper.kubelet import protocol
     from quay_cred_helper.kubelet.node import NodeSources
 
     request = protocol.parse_request(data)
-    check_private(config_path, "provider config file")
-    ctx = Context(_warn, Config(config_path), cache_dir, limits=_within_budget, before_network=before_network)
+    # Checked on the descriptor it is then read from: nothing can swap the file in between.
+    with check_private(config_path, "provider config file") as checked:
+        raw = checked.read()
+    try:
+        config = Config(config_path, raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot use config file {config_path}: it is not UTF-8 text") from None
+    ctx = Context(_warn, config, cache_dir, limits=_within_budget, before_network=before_network)
     sources = NodeSources(ctx)
     username, token = sources.credentials(request)
     # The kubelet keeps the answer until cacheDuration ends: that must come before we would stop

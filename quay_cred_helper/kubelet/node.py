@@ -12,11 +12,14 @@
     robot = team-b+pods
 
 The image's repository picks the section (config.py: the longest path prefix,
-else the host). A registry's own source answers even when the kubelet sends a service-account
-token. Cache identities never need a secret: a robot token file is known by
-its path and stat, a pod by its service-account token's issuer, subject and
-audience, so a cached answer reads no secret and a pod never gets a JWT that
-another service account's token obtained.
+else the host). Every file the config names (robot_token_file, oidc = file:,
+ca_bundle) is opened and checked as sshd's StrictModes checks
+(files.check_private), and read through that descriptor. A registry's own
+source answers even when the kubelet sends a service-account token. Cache
+identities never need a secret: a robot token file is known by its path and
+stat, a pod by its service-account token's issuer, subject and audience, so a
+cached answer reads no secret and a pod never gets a JWT that another service
+account's token obtained.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from quay_cred_helper import log
 from quay_cred_helper.errors import ConfigError, InputError, RegistryError
 from quay_cred_helper.files import check_private
 from quay_cred_helper.names import is_robot, registry_key
-from quay_cred_helper.registry.cache import fingerprint
+from quay_cred_helper.registry.cache import file_identity, fingerprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,6 +37,20 @@ if TYPE_CHECKING:
     from quay_cred_helper.registry.cache import Token
 
 ANNOTATION = "quay-cred-helper/robot"  # the service-account annotation naming the pod's robot
+MAX_TOKEN = 64 * 1024  # a robot token is 64 characters, an OIDC token a few KiB
+
+
+def _oidc_file(spec: str, path: str) -> str:
+    """The node's OIDC token from `oidc = file:PATH`, read through check_private (read afresh at each
+    exchange: a projected token is rotated in place)."""
+    from quay_cred_helper.errors import SourceError
+
+    with check_private(path, "OIDC token file") as checked:
+        token = checked.read(MAX_TOKEN).decode("utf-8", "replace").strip()
+    log.secret(token)
+    if token.count(".") != 2:
+        raise SourceError(f"the OIDC token from {spec} is not a JWT", "check what the source holds")
+    return token
 
 
 class NodeSources:
@@ -58,7 +75,14 @@ class NodeSources:
             from quay_cred_helper.keyless.robot import Keyless, robot_jwt  # keyless only
 
             keyless = Keyless(settings.robot, settings.oidc, settings.audience)
-            token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), keyless.oidc_token)
+            spec = settings.oidc
+
+            def source() -> str:
+                if spec.startswith("file:"):  # a file named in the node's config: checked as the others
+                    return _oidc_file(spec, spec[len("file:") :])
+                return keyless.oidc_token()
+
+            token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), source)
             return settings.robot, token
         if settings.service_account:
             return self._service_account(key, request, settings.robot, key_section)
@@ -72,20 +96,18 @@ class NodeSources:
     def _robot_file(self, key: str, robot: str, path: str) -> Token:
         if not is_robot(robot):
             raise ConfigError(f"robot_token_file for {key} needs robot = ORG+NAME in {self.config.path}")
-        found = check_private(path, "robot token file")
-        # A new token in the file (a new inode, mtime or size) is a new identity: its own JWT.
-        identity = fingerprint(
-            "file", robot, str(found.st_dev), str(found.st_ino), str(found.st_mtime_ns), str(found.st_size)
-        )
+        with check_private(path, "robot token file") as checked:
+            identity = file_identity(robot, checked.stat)
 
-        def credentials() -> tuple[str, str]:
-            with open(path, encoding="utf-8") as f:
-                secret = f.read().strip()
-            log.secret(secret)
-            return robot, secret
+            def credentials() -> tuple[str, str]:
+                secret = checked.read(MAX_TOKEN).decode("utf-8", "replace").strip()  # the file checked
+                log.secret(secret)
+                return robot, secret
 
-        # The cache first: a cached answer reads no secret and builds no exchange.
-        token = self.cache.load(key, identity, []) or self.ctx.tokens().get(key, identity, [], credentials=credentials)
+            # The cache first: a cached answer reads no secret and builds no exchange.
+            token = self.cache.load(key, identity, []) or self.ctx.tokens().get(
+                key, identity, [], credentials=credentials
+            )
         if token is None:
             raise RegistryError(f"{key} needs no credentials", "remove it from the provider's matchImages")
         return token

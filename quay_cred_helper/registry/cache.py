@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import Any, Protocol
 
+    from quay_cred_helper.errors import HelperError
     from quay_cred_helper.registry.challenge import Challenge
 
     class TokenCache(Protocol):
@@ -31,13 +32,21 @@ if TYPE_CHECKING:
         `typing` costs as much as the interpreter's start; tests/test_contracts.py runs one suite on each).
 
         `load` hands out only tokens that are still usable; `lock` is held around a fetch so that
-        concurrent cold calls for one token make one request."""
+        concurrent cold calls for one token make one request (waited for at most `timeout` seconds,
+        then files.LockTimeout); a fetch that failed leaves its error for a few seconds (`failed`),
+        so that the calls that waited for it fail with it instead of trying again."""
 
         def load(self, key: str, identity: str, scopes: Sequence[str]) -> Token | None: ...
 
         def save(self, key: str, identity: str, scopes: Sequence[str], token: Token) -> None: ...
 
-        def lock(self, key: str, identity: str, scopes: Sequence[str]) -> AbstractContextManager[object]: ...
+        def lock(
+            self, key: str, identity: str, scopes: Sequence[str], timeout: float | None = None
+        ) -> AbstractContextManager[object]: ...
+
+        def fail(self, key: str, identity: str, scopes: Sequence[str], error: HelperError) -> None: ...
+
+        def failed(self, key: str, identity: str, scopes: Sequence[str], since: float) -> HelperError | None: ...
 
         def load_challenge(self, key: str) -> Challenge | None: ...
 
@@ -56,6 +65,7 @@ MAX_LIFETIME = 24 * 3600.0  # a server may not make us keep a token longer than 
 # so a maintenance page answering 200 once cannot switch the token exchange off for long.
 CHALLENGE_LIFETIME = 3600.0
 NO_AUTH_LIFETIME = 60.0
+FAILURE_LIFETIME = 10.0  # seconds a failed fetch's error answers the calls that waited for it
 
 
 def fingerprint(prefix: str, *parts: str) -> str:
@@ -71,6 +81,12 @@ def fingerprint(prefix: str, *parts: str) -> str:
     except ImportError:  # pragma: no cover - other Pythons
         from hashlib import blake2b
     return prefix + blake2b(material, digest_size=20).hexdigest()
+
+
+def file_identity(robot: str, found: os.stat_result) -> str:
+    """The cache identity of a robot token file, from its stat: a new token in it (a new inode, mtime
+    or size) is a new identity with its own JWT, and a cached answer reads no secret."""
+    return fingerprint("file", robot, str(found.st_dev), str(found.st_ino), str(found.st_mtime_ns), str(found.st_size))
 
 
 def folder_name(key: str) -> str:
@@ -185,10 +201,37 @@ class FileTokenCache:
         files.private_dir(self._dir(key))
         files.write_json(self._path(key, identity, scopes), token.to_json(scopes))
 
-    def lock(self, key: str, identity: str, scopes: Sequence[str]) -> files.Lock:
-        """Single flight: one process per token fetches; the others wait, then re-read."""
+    def lock(self, key: str, identity: str, scopes: Sequence[str], timeout: float | None = None) -> files.Lock:
+        """Single flight: one process per token fetches; the others wait (at most `timeout` s), then re-read."""
         files.private_dir(self._dir(key))
-        return files.Lock(self._path(key, identity, scopes)[: -len(".json")] + ".lock")
+        return files.Lock(self._path(key, identity, scopes)[: -len(".json")] + ".lock", timeout)
+
+    def _failure_path(self, key: str, identity: str, scopes: Sequence[str]) -> str:
+        return self._path(key, identity, scopes)[: -len(".json")] + ".failed"  # not *.json: no token
+
+    def fail(self, key: str, identity: str, scopes: Sequence[str], error: HelperError) -> None:
+        """Leave a fetch's error beside its lock (its class and its words, which never hold a secret)."""
+        data = {"version": VERSION, "error": type(error).__name__, "problem": error.problem, "fix": error.fix}
+        files.private_dir(self._dir(key))
+        files.write_json(self._failure_path(key, identity, scopes), dict(data, at=self.clock()))
+
+    def failed(self, key: str, identity: str, scopes: Sequence[str], since: float) -> HelperError | None:
+        """The error of a fetch that failed at `since` or later, within FAILURE_LIFETIME; else None."""
+        from quay_cred_helper import errors  # hot-path module: only on a miss
+
+        data = files.read_json(self._failure_path(key, identity, scopes))
+        if not data or data.get("version") != VERSION:
+            return None
+        at, problem, fix = data.get("at"), data.get("problem"), data.get("fix")
+        kind = getattr(errors, str(data.get("error")), None)
+        if not isinstance(at, (int, float)) or not since <= at or not 0 <= self.clock() - at <= FAILURE_LIFETIME:
+            return None  # from before this call waited, too old, or from the future
+        if not isinstance(problem, str):
+            return None
+        if not isinstance(kind, type) or not issubclass(kind, errors.HelperError) or kind is errors.NotFound:
+            return None
+        error: HelperError = kind(problem, fix if isinstance(fix, str) else None)
+        return error
 
     def load_challenge(self, key: str) -> Challenge | None:
         """What /v2/ said, while it is recent enough to trust."""
@@ -236,8 +279,14 @@ class NullTokenCache:
     def save(self, key: str, identity: str, scopes: Sequence[str], token: Token) -> None:
         return None
 
-    def lock(self, key: str, identity: str, scopes: Sequence[str]) -> _NoLock:
+    def lock(self, key: str, identity: str, scopes: Sequence[str], timeout: float | None = None) -> _NoLock:
         return _NoLock()
+
+    def fail(self, key: str, identity: str, scopes: Sequence[str], error: HelperError) -> None:
+        return None
+
+    def failed(self, key: str, identity: str, scopes: Sequence[str], since: float) -> HelperError | None:
+        return None
 
     def load_challenge(self, key: str) -> Challenge | None:
         return None

@@ -26,6 +26,7 @@ from quay_cred_helper.errors import DeadlineExceeded, RegistryError, TLSError, U
 from quay_cred_helper.names import hostname, is_loopback, is_loopback_host
 from quay_cred_helper.registry.cache import Token
 from quay_cred_helper.registry.challenge import Challenge, bearer
+from quay_cred_helper.registry.deadline import Deadline, exceeded
 from quay_cred_helper.registry.transport import alarm, caused_by
 
 MAX_BODY = 1 << 20  # a token response is a few KiB; refuse anything over 1 MiB
@@ -46,24 +47,22 @@ class Session:
         key: str,
         settings: Settings,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        deadline: Deadline | None = None,
     ) -> None:
         self.client = client
         self.key = key
         self.settings = settings
         self.sleep = sleep
-        self.clock = clock
-        self.deadline_at = clock() + settings.deadline  # the whole budget: every request and retry
+        # The whole budget, every request and retry: the command's, shared with its other sessions to
+        # this registry (registry/deadline.py), else one of its own.
+        self.deadline = deadline or Deadline(settings.deadline)
         self.last_headers: httpx.Headers | None = None  # of the last response: doctor reads the Date
 
     def remaining(self) -> float:
-        return self.deadline_at - self.clock()
+        return self.deadline.remaining()
 
     def expired(self) -> DeadlineExceeded:
-        return DeadlineExceeded(
-            f"{self.key} did not finish within {self.settings.deadline:g} s",
-            f"the registry is stalling; raise {self.settings.where('deadline = N', self.key)} if it is only slow",
-        )
+        return exceeded(self.key, self.settings)
 
     def send(
         self,

@@ -3,8 +3,11 @@
 A token is cached under (registry, identity, sorted scopes), where identity
 fingerprints the credential (see credentials.index.identity) so a new
 password never gets an old token. Concurrent cold calls for one key take a
-lock and re-read the cache, so N of them make one request. This module does
-not import httpx: a warm `token` needs none; the session is built on a miss.
+lock and re-read the cache, so N of them make one request. The wait for the
+lock counts against the command's deadline, and a fetch that fails leaves
+its error for the calls that waited, so they fail at once with it instead of
+each repeating an exchange that just failed. This module does not import
+httpx: a warm `token` needs none; the session is built on a miss.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import time
 
 from quay_cred_helper import log
 from quay_cred_helper.credentials.index import ANONYMOUS
-from quay_cred_helper.errors import RegistryError
+from quay_cred_helper.errors import HelperError, NotFound, RegistryError
+from quay_cred_helper.files import LockTimeout
+from quay_cred_helper.registry.deadline import Deadline, Deadlines, exceeded
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,6 +45,7 @@ class TokenExchange:
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] | None = None,
         before_network: Callable[[], None] | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.cache = cache
         self.settings = settings  # key -> Settings (config.Config.settings, as the entry point bounds them)
@@ -47,6 +53,12 @@ class TokenExchange:
         self.sleep = sleep or time.sleep
         # Called before the first connection of each session: the kubelet provider arms its watchdog there.
         self.before_network = before_network
+        # Each registry's budget in this command, shared by every session (the entry point's context's).
+        self.deadlines = deadlines or Deadlines()
+
+    def deadline(self, key: str) -> Deadline:
+        """The command's budget for `key`: started by its first use, shared by everything after."""
+        return self.deadlines.of(key, self.settings(key).deadline)
 
     def get(
         self,
@@ -86,17 +98,37 @@ class TokenExchange:
     def _single_flight(
         self, key: str, identity: str, scopes: list[str], refresh: bool, obtain: Callable[[], Token | None]
     ) -> Token | None:
-        """The cached token, else `obtain()`'s, obtained by one process at a time and cached."""
+        """The cached token, else `obtain()`'s, obtained by one process at a time and cached.
+
+        The wait for the lock is part of the command's deadline for the registry; a failure is left
+        for those waiting (cache.fail), who then raise it instead of obtaining again."""
         hit = None if refresh else self.cache.load(key, identity, scopes)
         if hit:
             log.debug("token for %s %s from the cache", key, scopes)
             return hit
-        with self.cache.lock(key, identity, scopes):
-            # Another process may have fetched it while we waited for the lock.
+        deadline = self.deadline(key)
+        waiting_since = time.time()  # the cache's clock: wall-clock time, shared between processes
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.cache.lock(key, identity, scopes, timeout=max(deadline.remaining(), 0.0)))
+            except LockTimeout:
+                log.debug("another process held the token lock for %s past the deadline", key)
+                raise exceeded(key, self.settings(key)) from None
+            # Another process may have fetched it while we waited for the lock, or failed to.
             hit = None if refresh else self.cache.load(key, identity, scopes)
             if hit:
                 return hit
-            token = obtain()
+            failure = self.cache.failed(key, identity, scopes, since=waiting_since)
+            if failure is not None:
+                log.debug("the fetch this call waited for failed: %s", failure)
+                raise failure
+            try:
+                token = obtain()
+            except HelperError as exc:
+                if not isinstance(exc, NotFound):
+                    with contextlib.suppress(OSError):  # a cache that cannot be written must not hide the error
+                        self.cache.fail(key, identity, scopes, exc)
+                raise
             if token is not None:
                 self.cache.save(key, identity, scopes, token)
             return token
@@ -112,7 +144,7 @@ class TokenExchange:
         settings = self.settings(key)
         client = self.client or make_client(settings)
         try:
-            yield Session(client, key, settings, self.sleep)
+            yield Session(client, key, settings, self.sleep, self.deadlines.of(key, settings.deadline))
         finally:
             if client is not self.client:
                 client.close()

@@ -5,6 +5,8 @@ registry trusts, as Quay fetches issuers over https only) and signs tokens on de
 """
 
 import base64
+import hashlib
+import hmac
 import http.server
 import json
 import ssl
@@ -76,7 +78,7 @@ class _IssuerHandler(_Handler):
 
 
 class OIDCIssuer(_Server):
-    """An https issuer (certificate from `ca`, a trustme.CA) that signs RS256 tokens with a `kid`."""
+    """An https issuer (certificate from `ca`, a trustme.CA) that signs RS256 (or RS384) tokens with a `kid`."""
 
     handler = _IssuerHandler
 
@@ -108,14 +110,27 @@ class OIDCIssuer(_Server):
             )
         return found
 
-    def token(self, subject, audience="quay", lifetime=600, issued=None, issuer=None, kid=None, **claims):
+    def token(
+        self, subject, audience="quay", lifetime=600, issued=None, issuer=None, kid=None, alg="RS256", omit=(), **claims
+    ):
+        """A signed token. `alg`: RS256, RS384, or HS256 (signed with a shared secret, which Quay refuses);
+        `omit`: claims left out (iat, exp, aud); `kid=False`: no kid header; `forged=True` (in claims):
+        signed with a key that is not the issuer's."""
+        forged = claims.pop("forged", False)
         now = int(time.time()) if issued is None else int(issued)
         body = {"iss": issuer or self.url, "sub": subject, "aud": audience, "iat": now, "exp": now + lifetime, **claims}
-        header = {"alg": "RS256", "typ": "JWT"}
+        for name in omit:
+            body.pop(name, None)
+        header = {"alg": alg, "typ": "JWT"}
         if kid is not False:
             header["kid"] = kid or self.kid
         signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(body).encode())}"
-        signature = self.keys[self.kid].sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        if alg == "HS256":
+            signature = hmac.new(b"shared-secret", signing_input.encode(), hashlib.sha256).digest()
+        else:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if forged else self.keys[self.kid]
+            digest = hashes.SHA384() if alg == "RS384" else hashes.SHA256()
+            signature = key.sign(signing_input.encode(), padding.PKCS1v15(), digest)
         return f"{signing_input}.{b64url(signature)}"
 
 

@@ -127,7 +127,8 @@ class QuayRegistry:
         self.date_offset = 0  # seconds added to the Date header: a registry with a wrong clock
         self.clock = time.time  # when tokens are issued (tests move it instead of sleeping)
         self.v2_open = False  # /v2/ answers 200 to anyone, as a maintenance page in front of Quay might
-        # Robot federation: robot -> [{"issuer", "subject"}]; issuers are fetched over https trusting oidc_ca.
+        # Robot federation: robot -> [{"issuer", "subject"(, "audiences")}] (Quay HEAD checks an entry's
+        # audiences when it has some); issuers are fetched over https trusting oidc_ca.
         self.federation = {}
         self.oidc_ca = None
         self.federation_log = []  # {"robot", "subject", "jti", "status"} per exchange
@@ -501,44 +502,66 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self.send(200, {"token": reg.issue(robot, reg.server_hostname, [], kind)})
 
     def check_federated(self, robot, token):
-        """(status, body, the token's claims) for an OIDC token presented for `robot`."""
+        """(status, body, the token's claims) for an OIDC token presented for `robot`, checked in the order
+        and answered in the words of quay/quay (util/security/federated_robot_auth.py, oauth/oidc.py
+        decode_user_jwt, util/security/jwtutil.py over PyJWT 2.13): DESIGN.md section 6."""
         reg = self.registry
+
+        def refused(message):
+            return 400, {"message": message}, claims
+
+        claims = {}
         if robot not in reg.accounts:
-            return 400, {"message": "Could not find robot with specified username"}, {}
-        entries = reg.federation.get(robot)
-        if not entries:
-            return 400, {"message": "Robot does not have federated login configured"}, {}
+            return refused("Could not find robot with specified username")
         parts = token.split(".")
-        if len(parts) != 3:
-            return 500, None, {}
         try:
             header, claims = (json.loads(b64url_decode(p)) for p in parts[:2])
+            assert len(parts) == 3 and isinstance(header, dict) and isinstance(claims, dict)
         except Exception:
-            return 500, None, {}
+            return 500, None, {}  # get_jwt_issuer's DecodeError is not caught
         issuer, subject = claims.get("iss"), claims.get("sub")
+        if not issuer:
+            return refused("Token does not contain issuer")
+        entries = reg.federation.get(robot)
+        if not entries:
+            return refused("Robot does not have federated login configured")
         matching = [e for e in entries if e["issuer"] == issuer]
         if not matching:
-            return 400, {"message": f"issuer {issuer} not configured for this robot"}, claims
+            return refused(f"issuer {issuer} not configured for this robot")
+        audiences = None
+        for entry in matching:  # as Quay: the last matching entry that lists audiences
+            audiences = entry.get("audiences") or audiences
+        if not header.get("kid"):
+            return refused("Invalid token: Missing `kid` header")
         if not str(issuer).startswith("https://"):
-            return 500, None, claims
-        if header.get("alg") not in ("RS256", "RS384") or not header.get("kid"):
-            return 400, {"message": "Invalid token: missing kid or unsupported algorithm"}, claims
+            return 500, None, claims  # discovery is https only
         key = self.issuer_key(issuer, header["kid"])
         if key is None:
             return 500, None, claims  # the kid is gone from the issuer's JWKS (keys rotated)
+        hashes_for = {"RS256": hashes.SHA256(), "RS384": hashes.SHA384()}
+        if header.get("alg") not in hashes_for:
+            return refused("Invalid token: The specified alg value is not allowed")
         try:
-            key.verify(b64url_decode(parts[2]), f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256())
+            signed = f"{parts[0]}.{parts[1]}".encode()
+            key.verify(b64url_decode(parts[2]), signed, padding.PKCS1v15(), hashes_for[header["alg"]])
         except Exception:
-            return 400, {"message": "Invalid token: Signature verification failed"}, claims
+            return refused("Invalid token: Signature verification failed")
+        for claim in ("iat", "exp"):
+            if claim not in claims:
+                return refused(f'Invalid token: Token is missing the "{claim}" claim')
         now = time.time()
-        if not isinstance(claims.get("iat"), int) or not isinstance(claims.get("exp"), int):
-            return 400, {"message": "Invalid token: Token is missing the iat or exp claim"}, claims
-        if claims["exp"] + LEEWAY < now:
-            return 400, {"message": "Invalid token: Signature has expired"}, claims
-        if claims["iat"] - LEEWAY > now:
-            return 400, {"message": "Invalid token: The token is not yet valid (iat)"}, claims
+        if claims["exp"] <= now - LEEWAY:
+            return refused("Invalid token: Signature has expired")
+        if audiences:
+            aud = claims.get("aud")
+            if not aud:
+                return refused('Invalid token: Token is missing the "aud" claim')
+            if not set([aud] if isinstance(aud, str) else aud) & set(audiences):
+                return refused("Invalid token: Audience doesn't match")
+        if claims["iat"] > now + LEEWAY:
+            return refused("Invalid token: Issued At claim (iat) cannot be in the future.")
         if not any(e["subject"] == subject for e in matching):
-            return 400, {"message": "Token does not match robot"}, claims
+            return refused("Token does not match robot")
         return 200, None, claims
 
     def issuer_key(self, issuer, kid):
