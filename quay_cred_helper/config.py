@@ -51,9 +51,15 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "realm_hosts": ("", _list, "other hosts allowed as token realm (credentials are sent there)"),
     "robot_exchange": ("true", _bool, "`get` hands robots a one-hour JWT instead of the stored robot token"),
     "robot": ("", str, "a keyless robot (org+name) for this registry, with `oidc`: nothing stored, no login step"),
-    "oidc": ("", str, "where the keyless robot's OIDC token comes from: github, env:NAME or file:PATH"),
-    "audience": ("", str, "the audience to ask GitHub Actions for (oidc = github)"),
-    "robot_token_file": ("", str, "kubelet provider: a file holding `robot`'s token, exchanged for one-hour JWTs"),
+    "oidc": (
+        "",
+        str,
+        "where the keyless robot's OIDC token comes from: auto, github, gitlab, azure, bitbucket, circleci, "
+        "buildkite, kubernetes, env:NAME or file:PATH",
+    ),
+    "audience": ("", str, "the audience to ask the OIDC source for (github, buildkite; gitlab's variable name)"),
+    "robot_token_file": ("", str, "a file holding `robot`'s token, exchanged for one-hour JWTs (helper and provider)"),
+    "robot_token_env": ("", str, "an environment variable holding `robot`'s token (a CI secret), exchanged likewise"),
     "service_account": ("false", _bool, "kubelet provider: each pod's service-account token, as the robot it names"),
 }
 
@@ -75,6 +81,7 @@ class Settings:
     oidc: str
     audience: str
     robot_token_file: str
+    robot_token_env: str
     service_account: bool
     file: str
 

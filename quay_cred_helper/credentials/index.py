@@ -35,15 +35,24 @@ def identity(username: str, secret: str, salt: str) -> str:
 class IndexEntry:
     """The non-secret half of a stored credential (a plain class: `list` and `get` read it).
 
-    A keyless robot has no secret at all: `oidc` names where its OIDC token comes from."""
+    A keyless robot has no secret at all: `oidc` names where its OIDC token comes from. Neither has a
+    robot whose token the job holds (`login --token-from`): `token_from` names where, `env:NAME` or
+    `file:PATH`. Both fields are absent from entries without them, as in indexes written before."""
 
-    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience")
+    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience", "token_from")
 
     def __init__(
-        self, server: str, username: str, salt: str, identity: str, oidc: str = "", audience: str = ""
+        self,
+        server: str,
+        username: str,
+        salt: str,
+        identity: str,
+        oidc: str = "",
+        audience: str = "",
+        token_from: str = "",
     ) -> None:
         self.server, self.username, self.salt, self.identity = server, username, salt, identity
-        self.oidc, self.audience = oidc, audience
+        self.oidc, self.audience, self.token_from = oidc, audience, token_from
 
     @classmethod
     def new(cls, server: str, username: str, secret: str) -> IndexEntry:
@@ -54,14 +63,16 @@ class IndexEntry:
     def from_json(cls, data: object) -> IndexEntry | None:
         if not isinstance(data, dict) or not isinstance(data.get("username"), str):
             return None
-        fields = [data.get(name) for name in ("server", "salt", "identity", "oidc", "audience")]
-        server, salt, fingerprint, oidc, audience = (value if isinstance(value, str) else "" for value in fields)
-        return cls(server, data["username"], salt, fingerprint, oidc, audience)
+        fields = [data.get(name) for name in ("server", "salt", "identity", "oidc", "audience", "token_from")]
+        server, salt, fingerprint, oidc, audience, token_from = (v if isinstance(v, str) else "" for v in fields)
+        return cls(server, data["username"], salt, fingerprint, oidc, audience, token_from)
 
     def to_json(self) -> dict[str, str]:
         data = {"server": self.server, "username": self.username, "salt": self.salt, "identity": self.identity}
         if self.oidc:
             data.update(oidc=self.oidc, audience=self.audience)
+        if self.token_from:
+            data.update(token_from=self.token_from)
         return data
 
 

@@ -103,4 +103,4 @@ class NodeSources:
         log.secret(pod_token)
         from quay_cred_helper.keyless.robot import robot_jwt
 
-        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, identity, lambda: pod_token)
+        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, identity, lambda key, bounds: pod_token)

@@ -47,13 +47,16 @@ class Session:
         settings: Settings,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        started: float | None = None,
     ) -> None:
         self.client = client
         self.key = key
         self.settings = settings
         self.sleep = sleep
         self.clock = clock
-        self.deadline_at = clock() + settings.deadline  # the whole budget: every request and retry
+        # The whole budget: every request and retry (from `started`, when the command's work for this
+        # registry began earlier: a keyless robot's OIDC token read before the exchange).
+        self.deadline_at = (clock() if started is None else started) + settings.deadline
         self.last_headers: httpx.Headers | None = None  # of the last response: doctor reads the Date
 
     def remaining(self) -> float:
@@ -72,8 +75,10 @@ class Session:
         auth: httpx.Auth | tuple[str, str] | None = None,
         headers: dict[str, str] | None = None,
         limit: int = MAX_BODY,
+        method: str = "GET",
     ) -> tuple[httpx.Response, bytes]:
-        """GET with retries on connection errors, 429 and 502-504; never on 401. Returns (response, body)."""
+        """GET (or an empty POST: a CI's token service) with retries on connection errors, 429 and 502-504;
+        never on 401. Returns (response, body), the body refused over `limit` bytes."""
         for attempt in range(self.settings.retries + 1):
             last = attempt == self.settings.retries
             response = None
@@ -85,13 +90,15 @@ class Session:
             timeout = httpx.Timeout(min(self.settings.timeout, left), connect=min(self.settings.connect_timeout, left))
             try:
                 with alarm(left, self.expired):
-                    response, body = self._get(url, tuple(params) if params else None, auth, headers, timeout, limit)
+                    response, body = self._get(
+                        method, url, tuple(params) if params else None, auth, headers, timeout, limit
+                    )
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 error, retryable = self._classify(exc, url)
                 if last or not retryable:
                     raise error from None
             else:
-                log.debug("GET %s -> %s (%d bytes)", url, response.status_code, len(body))
+                log.debug("%s %s -> %s (%d bytes)", method, url, response.status_code, len(body))
                 self.last_headers = response.headers
                 if response.status_code not in RETRY_STATUSES or last:
                     return response, body
@@ -130,6 +137,7 @@ class Session:
 
     def _get(
         self,
+        method: str,
         url: str,
         params: tuple[tuple[str, str], ...] | None,
         auth: httpx.Auth | tuple[str, str] | None,
@@ -137,7 +145,7 @@ class Session:
         timeout: httpx.Timeout,
         limit: int,
     ) -> tuple[httpx.Response, bytes]:
-        with self.client.stream("GET", url, params=params, auth=auth, headers=headers, timeout=timeout) as response:
+        with self.client.stream(method, url, params=params, auth=auth, headers=headers, timeout=timeout) as response:
             return response, self._read_capped(response, limit)
 
     def _read_capped(self, response: httpx.Response, limit: int) -> bytes:
