@@ -808,7 +808,7 @@ def test_the_github_action_in_a_github_like_job(env, issuer, tmp_path):
     assert shutil.which("quay-cred-helper", path=job["PATH"]) is None  # only the action installs it
 
     r = run_action(action, {"version": "1.0; curl evil"}, job, tmp_path)[2]
-    assert r is not None and "::error::version must be a version number" in r.stdout
+    assert r is not None and "::error::version must be a version number" in r.stdout, r
 
     robots = {**ROBOTS, CI_ROBOT: CI_ROBOT_TOKEN}
     with DockerRegistry(tmp_path, USERS, robots) as registry, GitHubTokenService(issuer, SUBJECT) as github:
@@ -821,8 +821,9 @@ def test_the_github_action_in_a_github_like_job(env, issuer, tmp_path):
         )
         assert failed is None, (failed, r.stdout, r.stderr)
         venv_bin = runner / "quay-cred-helper" / "bin"
-        assert shutil.which("docker-credential-quay", path=after["PATH"]) == str(venv_bin / "docker-credential-quay")
-        assert github.requests[-1]["query"]["audience"] == ["quay"]
+        found = shutil.which("docker-credential-quay", path=after["PATH"])
+        assert found == str(venv_bin / "docker-credential-quay"), (found, after["PATH"])
+        assert github.requests[-1]["query"]["audience"] == ["quay"], github.requests
 
         # The job's next step: push and pull through the helper the action installed.
         layout = tmp_path / "image"
@@ -833,4 +834,4 @@ def test_the_github_action_in_a_github_like_job(env, issuer, tmp_path):
         r = sh(["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}}", image], after)
         assert (r.returncode, r.stdout.strip()) == (0, f"{registry.host}/org/from-action"), r.stderr
         by_clients = [e for e in quay.auth_log if e["scopes"]]
-        assert by_clients and {(e["user"], e["credential"]) for e in by_clients} == {(ROBOT, "jwt")}
+        assert by_clients and {(e["user"], e["credential"]) for e in by_clients} == {(ROBOT, "jwt")}, quay.auth_log
