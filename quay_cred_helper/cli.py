@@ -37,9 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--oidc",
         metavar="SOURCE",
-        help="a keyless robot: nothing stored, its OIDC token from github, env:NAME or file:PATH",
+        help="a keyless robot: nothing stored, its OIDC token from auto, github, gitlab, azure, bitbucket, "
+        "circleci, buildkite, kubernetes, env:NAME or file:PATH",
     )
-    p.add_argument("--audience", default="", help="with --oidc github: the audience to ask for")
+    p.add_argument("--audience", default="", help="with --oidc: the audience to ask for (github, buildkite, gitlab)")
+    p.add_argument(
+        "--token-from",
+        metavar="SOURCE",
+        help="a robot whose token the job holds, in env:NAME or file:PATH: nothing stored, no keyring",
+    )
+
+    p = sub.add_parser("ci-login", help="one step for a CI job: log a robot in (keyless, else its token), configure")
+    p.add_argument("registry", help="registry host, e.g. quay.example.com")
+    p.add_argument("-u", "--robot", metavar="ORG+NAME", help="the robot (default: robot = in the config file)")
+    p.add_argument("--audience", default="", help="the audience to ask the OIDC source for")
+    p.add_argument(
+        "--oidc", default="auto", metavar="SOURCE", help="the OIDC token's source (default: auto; none: never keyless)"
+    )
+    p.add_argument(
+        "--token-from",
+        default="env:QUAY_ROBOT_TOKEN",
+        metavar="SOURCE",
+        help="without an OIDC token: the robot token, env:NAME or file:PATH (default: env:QUAY_ROBOT_TOKEN)",
+    )
 
     p = sub.add_parser("logout", help="remove the credentials of a registry")
     p.add_argument("registry")
@@ -134,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log.enable_from_environment(_warn)
     try:
-        command = importlib.import_module(f"quay_cred_helper.commands.{args.command}")
+        command = importlib.import_module(f"quay_cred_helper.commands.{args.command.replace('-', '_')}")
         # A command may bound every registry's settings (doctor's quick checks): `limits`.
         code: int = command.run(args, Context(_warn, limits=getattr(command, "limits", None)))
         return code

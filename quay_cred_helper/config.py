@@ -111,9 +111,15 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "realm_hosts": ("", _list, "other hosts allowed as token realm (credentials are sent there)"),
     "robot_exchange": ("true", _bool, "`get` hands robots a one-hour JWT instead of the stored robot token"),
     "robot": ("", str, "a keyless robot (org+name) for this registry, with `oidc`: nothing stored, no login step"),
-    "oidc": ("", str, "where the keyless robot's OIDC token comes from: github, env:NAME or file:PATH"),
-    "audience": ("", str, "the audience to ask GitHub Actions for (oidc = github)"),
-    "robot_token_file": ("", str, "kubelet provider: a file holding `robot`'s token, exchanged for one-hour JWTs"),
+    "oidc": (
+        "",
+        str,
+        "where the keyless robot's OIDC token comes from: auto, github, gitlab, azure, bitbucket, circleci, "
+        "buildkite, kubernetes, env:NAME or file:PATH",
+    ),
+    "audience": ("", str, "the audience to ask the OIDC source for (github, buildkite; gitlab's variable name)"),
+    "robot_token_file": ("", str, "a file holding `robot`'s token, exchanged for one-hour JWTs (helper and provider)"),
+    "robot_token_env": ("", str, "an environment variable holding `robot`'s token (a CI secret), exchanged likewise"),
     "service_account": ("false", _bool, "kubelet provider: each pod's service-account token, as the robot it names"),
     "max_secret_age": (
         "",
@@ -129,7 +135,16 @@ HOST_SETTINGS = frozenset(
 # Who we are and whom we trust: each must name its registry. Under [DEFAULT] a keyless identity would make
 # every registry keyless (its OIDC token then goes to any registry whose realm is on its own host, to be
 # replayed to Quay), and trust would extend to every registry. A setting of this kind added later goes here.
-REGISTRY_ONLY = ("robot", "oidc", "audience", "robot_token_file", "service_account", "realm_hosts", "insecure_http")
+REGISTRY_ONLY = (
+    "robot",
+    "oidc",
+    "audience",
+    "robot_token_file",
+    "robot_token_env",
+    "service_account",
+    "realm_hosts",
+    "insecure_http",
+)
 
 
 class Settings:
@@ -151,6 +166,7 @@ class Settings:
     oidc: str
     audience: str
     robot_token_file: str
+    robot_token_env: str
     service_account: bool
     max_secret_age: float  # seconds; 0: no limit
     file: str

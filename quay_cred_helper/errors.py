@@ -8,7 +8,7 @@ separately. No message ever contains a secret.
     +-- InputError          malformed input from a client, the kubelet or a user
     +-- NotFound            nothing stored: the exact text clients match
     +-- ConfigError         our config file (or a file it names) cannot be used
-    +-- SourceError         a keyless robot's OIDC token cannot be had from its source
+    +-- SourceError         a token the job holds (OIDC, or a robot's) cannot be had from its source
     +-- KeyringError        the keyring is missing, refused or not answering
     |   +-- KeyringLocked   ... or locked (we never prompt)
     +-- RegistryError       the registry refused us or answered nonsense
@@ -61,7 +61,8 @@ class ConfigError(HelperError):
 
 
 class SourceError(HelperError):
-    """The OIDC token cannot be had from its source (never "not found": the client would go on anonymously)."""
+    """A token the job or pod holds (an OIDC token, or a robot token in a variable or file) cannot be had from
+    its source (never "not found": the client would go on anonymously)."""
 
 
 class KeyringError(HelperError):

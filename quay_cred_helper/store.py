@@ -9,6 +9,11 @@ Users, `$app`, `$oauthtoken` and `<token>` entries get their stored secret.
 A keyless robot (keyless/robot.py) has nothing stored: `get` exchanges the
 job's or pod's own OIDC token through Quay's robot federation for a one-hour
 robot JWT, cached the same way.
+
+A robot whose token the job holds (`RobotToken`: `robot_token_env`,
+`robot_token_file`, or `login --token-from`) has nothing stored either, and
+needs no keyring: `get` exchanges the token from the job's environment or
+file for a one-hour JWT, cached under an identity that holds no secret.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 
 from quay_cred_helper import fastjson, files, log, paths
 from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, identity
-from quay_cred_helper.errors import HelperError, NotFound, Unreachable
+from quay_cred_helper.errors import ConfigError, HelperError, InputError, NotFound, SourceError, Unreachable
 from quay_cred_helper.names import is_robot
 
 TYPE_CHECKING = False
@@ -52,6 +57,109 @@ if TYPE_CHECKING:
 _NO_SALT = "00" * 16  # identity for a credential whose index entry was lost
 AGE_WARNINGS = "age-warnings.json"  # in the cache dir: {key: when `get` last warned of a secret's age}
 WARN_EVERY = 86400.0  # seconds: `get` warns of an old secret at most once a day per registry
+MAX_TOKEN = 64 * 1024  # a robot token is 64 characters: a file over this is not one
+KEY_FILE = "robot-token.key"  # in the cache dir: the per-user key of RobotToken's identities
+
+
+class RobotToken:
+    """A robot whose token the job holds, in an environment variable (`env:NAME`) or a file (`file:PATH`).
+
+    Nothing is stored and the token is never written anywhere. Its JWT is cached under an identity
+    that holds no secret and changes when the token does, so a new token never gets the old one's JWT:
+    for a file, its path and stat (device, inode, mtime, size), as the kubelet provider knows a robot
+    token file (a cached `get` reads no secret); for a variable, which cannot be stat'ed, a keyed
+    BLAKE2b of the token (a MAC: without the key it confirms no guess) under a random per-user key in
+    the private cache dir, which goes when the cache goes."""
+
+    __slots__ = ("robot", "source")
+
+    def __init__(self, robot: str, source: str) -> None:
+        self.robot, self.source = robot, source
+
+    @property
+    def kind(self) -> str:
+        return self.source.partition(":")[0]
+
+    @property
+    def where(self) -> str:
+        return self.source.partition(":")[2]
+
+    def identity(self) -> str:
+        """The token cache's identity for the robot's JWT (a variable is read, a file only checked)."""
+        from quay_cred_helper.registry.cache import file_identity, fingerprint  # loaded already on this path
+
+        if self.kind == "file":
+            with self._checked() as checked:
+                return file_identity(self.robot, checked.stat)  # the provider's identity for such a file
+        return fingerprint("robotenv", self.robot, self.where, _keyed_digest(self.read()))
+
+    def read(self) -> str:
+        """The robot token, from its source now."""
+        if self.kind == "env":
+            token = os.environ.get(self.where, "").strip()
+            if not token:
+                raise SourceError(
+                    f"the robot token variable {self.where} is not set or empty",
+                    f"give the job the robot's token as the secret variable {self.where} (docs/ci.md)",
+                )
+        else:
+            with self._checked() as checked:
+                token = checked.read(MAX_TOKEN).decode("utf-8", "replace").strip()
+            if not token:
+                raise SourceError(
+                    f"the robot token file {self.where} is empty",
+                    "write the robot's token into it (Quay: Robot Accounts > the robot)",
+                )
+        log.secret(token)
+        return token
+
+    def _checked(self) -> files.Private:
+        """The token file, opened and checked as the kubelet provider checks its files (files.check_private)."""
+        if not os.path.exists(self.where):
+            raise SourceError(
+                f"cannot read the robot token file {self.where}: it does not exist",
+                "check the path, and that the job writes its secret there",
+            )
+        return files.check_private(self.where, "robot token file")
+
+
+def robot_token_source(spec: str) -> str:
+    """`env:NAME` or `file:PATH` (made absolute: the index outlives the working directory); InputError else."""
+    kind, _, rest = spec.partition(":")
+    if kind == "env" and rest:
+        return spec
+    if kind == "file" and rest:
+        return "file:" + os.path.abspath(rest)
+    raise InputError(f"unknown robot token source {spec!r}", "use env:NAME or file:PATH")
+
+
+def _keyed_digest(secret: str) -> str:
+    """BLAKE2b of `secret` keyed with this user's random key (builtin _blake2: hashlib loads OpenSSL)."""
+    try:
+        from _blake2 import blake2b
+    except ImportError:  # pragma: no cover - other Pythons
+        from hashlib import blake2b
+    return blake2b(secret.encode(), key=_user_key(), digest_size=16).hexdigest()
+
+
+def _user_key() -> bytes:
+    """The per-user key, made on first use (0600 in the 0700 cache dir). If it cannot be written (a
+    read-only home), a key for this process only: then nothing cached is ever found again, and each
+    `get` makes its own exchange."""
+    path = os.path.join(paths.cache_dir(), KEY_FILE)
+    try:
+        with open(path, "rb") as f:
+            found = bytes.fromhex(f.read(65).decode("ascii", "replace"))
+        if len(found) == 32:
+            return found
+    except (OSError, ValueError):
+        pass
+    key = os.urandom(32)
+    try:
+        files.write_atomic(os.path.join(files.private_dir(paths.cache_dir()), KEY_FILE), key.hex().encode())
+    except OSError as exc:
+        log.debug("cannot keep the robot token key in %s: %s", path, type(exc).__name__)
+    return key
 
 
 class HelperStore:
@@ -74,10 +182,17 @@ class HelperStore:
             self.index.put(key, entry)
         self.use.cache.drop(key)
 
+    def add_robot_token(self, key: str, server: str, held: RobotToken) -> None:
+        """Record a robot whose token the job holds: the index alone (the source, never the token)."""
+        entry = IndexEntry(server, held.robot, "", "", token_from=held.source)
+        with self.index.lock():
+            self.index.put(key, entry)
+        self.use.cache.drop(key)
+
     def delete(self, key: str) -> None:
         self.use.cache.drop(key)
         entry = self.index.get(key)
-        if entry is not None and entry.oidc:
+        if entry is not None and (entry.oidc or entry.token_from):
             with self.index.lock():
                 self.index.remove(key)
             return
@@ -94,11 +209,34 @@ class HelperStore:
         else:
             settings = self.use.config.settings(key)
             robot, oidc, audience = settings.robot, settings.oidc, settings.audience
+            if settings.robot_token_env or settings.robot_token_file:
+                return None  # the robot's own token is the source, as at the kubelet provider
         if not oidc or not robot:
             return None
         from quay_cred_helper.keyless.robot import Keyless  # two modules fewer for `list`, users and robots
 
         return Keyless(robot, oidc, audience)
+
+    def robot_token(self, key: str, entry: IndexEntry | None) -> RobotToken | None:
+        """The robot whose token the job holds, for a registry (whose index entry the caller has read):
+        recorded by login --token-from, else named in the config file (robot_token_env or _file)."""
+        if entry is not None:
+            return RobotToken(entry.username, entry.token_from) if entry.token_from else None
+        settings = self.use.config.settings(key)
+        env, path = settings.robot_token_env, settings.robot_token_file
+        if not env and not path:
+            return None
+        name = "robot_token_env" if env else "robot_token_file"
+        if env and path:
+            raise ConfigError(
+                f"both robot_token_env and robot_token_file are set for {key}",
+                f"keep one of them under [{key}] in {settings.file}",
+            )
+        if not is_robot(settings.robot):
+            raise ConfigError(
+                f"{name} for {key} needs the robot it belongs to", settings.where("robot = ORG+NAME", key)
+            )
+        return RobotToken(settings.robot, f"env:{env}" if env else f"file:{path}")
 
     def federated(self, key: str, keyless: Keyless, cached: bool = True) -> Token:
         """The keyless robot's Quay JWT: cached, else one exchange of a freshly read OIDC token.
@@ -128,6 +266,9 @@ class HelperStore:
         if keyless is not None:
             # Its /v2/auth tokens under an identity of their own: never the federation JWT itself.
             return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
+        held = self.robot_token(key, entry)
+        if held is not None:
+            return held.identity(), lambda: (held.robot, held.read())
         if entry is None:
             return ANONYMOUS, None
 
@@ -151,7 +292,8 @@ class HelperStore:
             keyless = Keyless(settings.robot, settings.oidc, settings.audience)
             return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
         if settings.robot_token_file and is_robot(settings.robot):
-            return _robot_file(settings.robot, settings.robot_token_file)
+            held = RobotToken(settings.robot, "file:" + settings.robot_token_file)
+            return held.identity(), lambda: (held.robot, held.read())
         return None
 
     def get(self, key: str) -> tuple[str, str]:
@@ -162,6 +304,9 @@ class HelperStore:
             return keyless.robot, self.federated(key, keyless).token
         if entry is not None and entry.stored:
             self._warn_if_old(key, entry)
+        held = self.robot_token(key, entry)
+        if held is not None:
+            return held.robot, self.held_jwt(key, held)
         if entry and entry.identity and self._exchanges(key, entry.username):
             hit = self.use.cache.load(key, entry.identity, [])
             if hit:
@@ -212,6 +357,26 @@ class HelperStore:
             files.write_atomic(path, fastjson.dumps_strings(stamps).encode() + b"\n")
         return True
 
+    def held_jwt(self, key: str, held: RobotToken, cached: bool = True) -> str:
+        """The one-hour JWT for the token the job holds: cached (a file: one stat; a variable: its keyed
+        digest), else one exchange at /v2/auth. Never the token itself, unless robot_exchange = false:
+        not even when the registry cannot be reached (nothing to fall back on that clients should see).
+
+        Not `cached`: always the exchange, and nothing kept (login and ci-login verify with it)."""
+        identity = held.identity()
+        if cached:
+            hit = self.use.cache.load(key, identity, [])
+            if hit:
+                log.debug("robot JWT for %s (token from %s) from the cache", key, held.source)
+                return hit.token  # the hot path: index, config, the source, one cache file
+        if not self.use.config.settings(key).robot_exchange:
+            return held.read()
+        token = self.use.tokens(cached=cached).get(key, identity, credentials=lambda: (held.robot, held.read()))
+        if token is None:
+            log.debug("%s asks for no authentication: clients go anonymously", key)
+            raise NotFound()
+        return token.token
+
     def _exchanges(self, key: str, username: str) -> bool:
         return is_robot(username) and self.use.config.settings(key).robot_exchange
 
@@ -227,21 +392,3 @@ class HelperStore:
             self.warn(f"{exc}; returning the stored robot token")
             return secret
         return token.token if token else secret
-
-
-def _robot_file(robot: str, path: str) -> tuple[str, Credentials]:
-    """A robot token file's (identity, credentials): known by its stat, read only on a cache miss, checked
-    each time as the kubelet provider checks it (the same identity as kubelet/node.py gives the file)."""
-    from quay_cred_helper.files import check_private  # routed repositories only
-    from quay_cred_helper.registry.cache import file_identity
-
-    with check_private(path, "robot token file") as checked:
-        identity = file_identity(robot, checked.stat)
-
-    def credentials() -> tuple[str, str]:
-        with check_private(path, "robot token file") as checked:
-            secret = checked.read().decode("utf-8", "replace").strip()
-        log.secret(secret)
-        return robot, secret
-
-    return identity, credentials

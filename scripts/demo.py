@@ -133,6 +133,20 @@ def main():
             used = {e["credential"] for e in registry.quay.auth_log if e["user"] == robot and e["scopes"]}
             print(f"  the registry saw the robot authenticate with: {sorted(used)}")
 
+            step("A CI job: only the robot token in its environment, no keyring; one step, then it pulls")
+            job = isolated_env(os.path.join(root, "ci-job"))
+            job.pop("DBUS_SESSION_BUS_ADDRESS", None)
+            job.update(PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", QUAY_ROBOT_TOKEN=robot_token)
+            job["REGISTRY_AUTH_FILE"] = os.path.join(job["XDG_CONFIG_HOME"], "containers", "auth.json")
+            print("  QUAY_ROBOT_TOKEN comes from the job's secrets; keyring's backend: keyring.backends.fail.Keyring")
+            seen = len(registry.quay.auth_log)
+            run(["quay-cred-helper", "ci-login", host, "--robot", robot], job)
+            run(["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}}@{{.Digest}}", image], job)
+            got = run(["docker-credential-quay", "get"], job, host, show=f"echo {host} | docker-credential-quay get")
+            print(f"  -> Secret is a {jwt_summary(json.loads(got.stdout)['Secret'])}")
+            used = {e["credential"] for e in registry.quay.auth_log[seen:] if e["scopes"]}
+            print(f"  the registry saw skopeo authenticate with: {sorted(used)}")
+
             step("Referrers: a signature and an SBOM (this registry has no referrers API: tag-schema fallback)")
             pushed = push_demo(f"http://{host}", "org/demo", "alice", "alice-password", tag="2.0", tag_schema=True)
             run(["quay-cred-helper", "referrers", f"{host}/org/demo:2.0"], env)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.fakes.quay_registry import QuayRegistry
-from tests.support import FAULTS, GENERATED, ROBOTS, SECRETS, TIER, USERS, isolated_env, missing
+from tests.support import ENV_SECRETS, FAULTS, GENERATED, ROBOTS, SECRETS, TIER, USERS, isolated_env, missing
 
 
 def needs(*programs):
@@ -187,10 +187,12 @@ def descendants(root):
 
 
 class ProcWatcher:
-    """Scans the argv and environment of this test run's processes for known secrets while the tests run."""
+    """Scans the argv and environment of this test run's processes for known secrets while the tests run
+    (`argv_only`: secrets a job holds in its environment by design, looked for in argv alone)."""
 
-    def __init__(self, secrets):
+    def __init__(self, secrets, argv_only=()):
         self.needles = [s.encode() for s in secrets]
+        self.argv_needles = [s.encode() for s in argv_only]
         self.hits = []
         self.scans = 0
         self.processes = set()
@@ -211,7 +213,7 @@ class ProcWatcher:
                         data = f.read()
                 except OSError:
                     continue
-                for needle in self.needles:
+                for needle in self.needles + (self.argv_needles if part == "cmdline" else []):
                     if needle in data:
                         self.hits.append((pid, part, data.split(b"\0")[0][:100]))
 
@@ -222,7 +224,7 @@ def secret_watcher():
         yield None
         return
     adopt_orphans()
-    watcher = ProcWatcher(SECRETS)
+    watcher = ProcWatcher(SECRETS, ENV_SECRETS)
     watcher.thread.start()
     yield watcher
     watcher.stop.set()

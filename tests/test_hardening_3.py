@@ -415,6 +415,7 @@ def test_identity_and_trust_settings_under_default_are_refused(file_keyring):
         "oidc = env:ID_TOKEN",
         "audience = quay",
         "robot_token_file = /etc/token",
+        "robot_token_env = QUAY_ROBOT_TOKEN",
         "service_account = true",
         "realm_hosts = evil.example",
         "insecure_http = true",

@@ -203,3 +203,26 @@ def test_a_closed_stdout_fails_at_once_as_before(file_keyring):
     r = subprocess.run([HELPER, "version"], env=file_keyring, stdout=write, stderr=subprocess.PIPE, timeout=30)
     os.close(write)
     assert r.returncode == 1 and b"BrokenPipeError" in r.stderr
+
+
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_cached_robot_token_get_imports_nothing_heavy(home, quay, tmp_path, source):
+    """A CI job's robot token (robot_token_env or _file), no keyring: a cached `get` is the index, the config,
+    the variable (a keyed BLAKE2b, builtin) or one stat, and one cache file."""
+    from tests.fakes.quay_registry import Account
+    from tests.support import CI_ROBOT, CI_ROBOT_TOKEN
+
+    quay.accounts[CI_ROBOT] = Account(CI_ROBOT_TOKEN, ["org"])
+    env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", QUAY_ROBOT_TOKEN=CI_ROBOT_TOKEN)
+    token_file = tmp_path / "robot-token"
+    token_file.write_text(CI_ROBOT_TOKEN)
+    token_file.chmod(0o600)
+    where = "robot_token_env = QUAY_ROBOT_TOKEN" if source == "env" else f"robot_token_file = {token_file}"
+    config = tmp_path / "config.ini"
+    config.write_text(f"[{quay.host}]\nrobot = {CI_ROBOT}\n{where}\n")
+    env["QUAY_CRED_HELPER_CONFIG"] = str(config)
+    first = helper(env, "get", quay.host)  # fills the cache
+    assert first.returncode == 0, first.stdout
+    r, names = imported(env, "get", quay.host.encode())
+    assert r.returncode == 0 and r.stdout == first.stdout and quay.count("/v2/auth") == 1
+    assert not names & (HEAVY | {"jeepney"}), names & (HEAVY | {"jeepney"})

@@ -8,6 +8,14 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l password-
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l no-verify
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l oidc
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l audience
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l token-from
+complete -c quay-cred-helper -n __fish_use_subcommand -a ci-login -d 'one step for a CI job: log a robot in (keyless, else its token), configure'
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from ci-login' -l help
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from ci-login' -s u
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from ci-login' -l robot
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from ci-login' -l audience
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from ci-login' -l oidc
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from ci-login' -l token-from
 complete -c quay-cred-helper -n __fish_use_subcommand -a logout -d 'remove the credentials of a registry'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from logout' -l help
 complete -c quay-cred-helper -n __fish_use_subcommand -a list -d 'registries with stored credentials'
@@ -46,4 +54,4 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l service-
 complete -c quay-cred-helper -n __fish_use_subcommand -a completion -d 'print a shell completion script'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from completion' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'
-complete -c quay-cred-helper -n '__fish_seen_subcommand_from login logout token referrers configure doctor' -a '(quay-cred-helper list -q 2>/dev/null)'
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login ci-login logout token referrers configure doctor' -a '(quay-cred-helper list -q 2>/dev/null)'

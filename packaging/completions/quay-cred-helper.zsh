@@ -4,6 +4,7 @@ _quay_cred_helper() {
   local -a commands opts choices
   commands=(
     'login:store credentials for a registry in the keyring'
+    'ci-login:one step for a CI job: log a robot in (keyless, else its token), configure'
     'logout:remove the credentials of a registry'
     'list:registries with stored credentials'
     'token:print a bearer token (for curl and scripts)'
@@ -17,7 +18,8 @@ _quay_cred_helper() {
     return
   fi
   case ${words[2]} in
-    login) opts=(--help -u --username --password-stdin --no-verify --oidc --audience) ;;
+    login) opts=(--help -u --username --password-stdin --no-verify --oidc --audience --token-from) ;;
+    ci-login) opts=(--help -u --robot --audience --oidc --token-from) ;;
     logout) opts=(--help) ;;
     list) opts=(--help --json -q --quiet) ;;
     token) opts=(--help --push --scope --json) ;;

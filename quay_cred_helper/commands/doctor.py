@@ -34,6 +34,8 @@ from quay_cred_helper.kubelet.explain import explain
 from quay_cred_helper.names import is_loopback, is_robot, registry_key
 from quay_cred_helper.registry import jwt
 from quay_cred_helper.registry.session import Session, json_body, server_error
+from quay_cred_helper.registry.tokens import TokenExchange
+from quay_cred_helper.store import RobotToken
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 QUICK = 2.5  # seconds: doctor's timeouts for each request
@@ -200,8 +202,15 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
         entry = ctx.index.get(key)
         keyless = ctx.store.keyless(key, entry)
         session.deadline.restart()  # each check within its own bound (the exchanges share the session's)
+        try:
+            held = None if keyless else ctx.store.robot_token(key, entry)
+        except HelperError as exc:
+            report.failure(f"{key} robot token", exc, "see docs/ci.md")
+            return
         if keyless:
             _check_keyless(report, ctx, key, keyless)
+        elif held:
+            _check_robot_token(report, key, held, exchange)
         elif entry:
             identity, credentials = ctx.store.token_credentials(key)
             try:
@@ -218,10 +227,25 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
             report.failure(f"{key} referrers API", exc, "check the registry's logs")
 
 
+def _check_robot_token(report: Report, key: str, held: RobotToken, exchange: TokenExchange) -> None:
+    """The robot token the job holds (readable, not empty; never shown), then one exchange."""
+    try:
+        token = held.read()
+    except HelperError as exc:
+        report.failure(f"{key} robot token", exc, f"check the source {held.source}")
+        return
+    report.add("OK", f"{key} robot token", f"{held.robot}'s token from {held.source} ({len(token)} characters)")
+    try:
+        exchange.get(key, held.identity(), credentials=lambda: (held.robot, token))
+        report.add("OK", f"{key} credentials", f"{held.robot} accepted")
+    except HelperError as exc:
+        report.failure(f"{key} credentials", exc, "check the robot's token in Quay (Robot Accounts)")
+
+
 def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless) -> None:
     """The source, what its OIDC token says (decoded, not verified), one exchange, what the JWT says."""
     try:
-        token = keyless.oidc_token()
+        token = keyless.oidc_token(key, ctx.settings(key))
     except HelperError as exc:
         report.failure(f"{key} OIDC token", exc, f"check the source {keyless.oidc}")
         return

@@ -1,4 +1,7 @@
-"""quay-cred-helper login: check the credentials with one token request, then store them in the keyring."""
+"""quay-cred-helper login: check the credentials with one token request, then store them in the keyring.
+
+A keyless robot (--oidc) and a robot whose token the job holds (--token-from) store no secret:
+the index records the robot and where its token comes from; no keyring is needed."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from quay_cred_helper.errors import InputError
 from quay_cred_helper.keyless import oidc
 from quay_cred_helper.keyless.robot import Keyless
 from quay_cred_helper.names import is_robot, registry_key
+from quay_cred_helper.store import RobotToken, robot_token_source
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -40,22 +44,45 @@ def _read_username(args: argparse.Namespace) -> str:
     return username
 
 
-def _keyless(args: argparse.Namespace, ctx: Context, key: str) -> int:
+def _robot_only(args: argparse.Namespace, option: str) -> None:
     if not args.username or not is_robot(args.username):
-        raise InputError("--oidc needs the robot", "pass -u ORG+ROBOT")
+        raise InputError(f"{option} needs the robot", "pass -u ORG+ROBOT")
     if args.password_stdin:
-        raise InputError("--oidc takes no password: the OIDC token comes from its source")
-    keyless = Keyless(args.username, oidc.check(args.oidc), args.audience)
+        raise InputError(f"{option} takes no password: the token comes from its source")
+
+
+def _keyless(args: argparse.Namespace, ctx: Context, key: str) -> int:
+    _robot_only(args, "--oidc")
+    # auto: the source detected here is recorded, so that later exchanges need no detection.
+    source = oidc.detect(args.audience) if args.oidc == "auto" else oidc.check(args.oidc)
+    keyless = Keyless(args.username, source, args.audience)
     if not args.no_verify:
         # One exchange, uncached: the robot's federation must accept this source's token now.
         ctx.store.federated(key, keyless, cached=False)
     ctx.store.add_keyless(key, args.registry, keyless)
-    print(f"Login Succeeded: {keyless.robot} at {key} (keyless, OIDC token from {keyless.oidc})", file=sys.stderr)
+    how = f"keyless, OIDC token from {oidc.describe(source)}"
+    print(f"Login Succeeded: {keyless.robot} at {key} ({how})", file=sys.stderr)
+    return 0
+
+
+def _token_from(args: argparse.Namespace, ctx: Context, key: str) -> int:
+    _robot_only(args, "--token-from")
+    if args.oidc or args.audience:
+        raise InputError("--token-from goes without --oidc and --audience: the robot's own token is the source")
+    held = RobotToken(args.username, robot_token_source(args.token_from))
+    held.read()  # a missing or empty source is an error now, --no-verify or not
+    if not args.no_verify:
+        # One exchange, uncached: the registry must accept the token now.
+        ctx.store.held_jwt(key, held, cached=False)
+    ctx.store.add_robot_token(key, args.registry, held)
+    print(f"Login Succeeded: {held.robot} at {key} (robot token from {held.source}, nothing stored)", file=sys.stderr)
     return 0
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     key = registry_key(args.registry)
+    if args.token_from:
+        return _token_from(args, ctx, key)
     if args.oidc:
         return _keyless(args, ctx, key)
     if args.audience:

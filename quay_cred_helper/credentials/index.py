@@ -35,10 +35,13 @@ def identity(username: str, secret: str, salt: str) -> str:
 class IndexEntry:
     """The non-secret half of a stored credential (a plain class: `list` and `get` read it).
 
-    A keyless robot has no secret at all: `oidc` names where its OIDC token comes from. `stored` is
-    when the secret was first stored (Unix time; 0: unknown, an entry from before ages were kept)."""
+    A keyless robot has no secret at all: `oidc` names where its OIDC token comes from. Neither has a
+    robot whose token the job holds (`login --token-from`): `token_from` names where, `env:NAME` or
+    `file:PATH`. Both fields are absent from entries without them, as in indexes written before.
+    `stored` is when the secret was first stored (Unix time; 0: unknown, an entry from before ages
+    were kept)."""
 
-    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience", "stored")
+    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience", "stored", "token_from")
 
     def __init__(
         self,
@@ -49,9 +52,10 @@ class IndexEntry:
         oidc: str = "",
         audience: str = "",
         stored: float = 0.0,
+        token_from: str = "",
     ) -> None:
         self.server, self.username, self.salt, self.identity = server, username, salt, identity
-        self.oidc, self.audience, self.stored = oidc, audience, stored
+        self.oidc, self.audience, self.stored, self.token_from = oidc, audience, stored, token_from
 
     @classmethod
     def new(cls, server: str, username: str, secret: str, previous: IndexEntry | None = None) -> IndexEntry:
@@ -69,13 +73,13 @@ class IndexEntry:
     def from_json(cls, data: object) -> IndexEntry | None:
         if not isinstance(data, dict) or not isinstance(data.get("username"), str):
             return None
-        fields = [data.get(name) for name in ("server", "salt", "identity", "oidc", "audience")]
-        server, salt, fingerprint, oidc, audience = (value if isinstance(value, str) else "" for value in fields)
+        fields = [data.get(name) for name in ("server", "salt", "identity", "oidc", "audience", "token_from")]
+        server, salt, fingerprint, oidc, audience, token_from = (v if isinstance(v, str) else "" for v in fields)
         stored = data.get("stored")
         # Entries written before ages were kept have none; a value that is not a time is as good as none.
         if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not 0 < stored < 1e11:
             stored = 0.0
-        return cls(server, data["username"], salt, fingerprint, oidc, audience, float(stored))
+        return cls(server, data["username"], salt, fingerprint, oidc, audience, float(stored), token_from)
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -88,6 +92,8 @@ class IndexEntry:
             data.update(oidc=self.oidc, audience=self.audience)
         if self.stored:
             data["stored"] = int(self.stored)
+        if self.token_from:
+            data.update(token_from=self.token_from)
         return data
 
 

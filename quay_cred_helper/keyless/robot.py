@@ -14,8 +14,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from quay_cred_helper.config import Settings
     from quay_cred_helper.registry.cache import Token, TokenCache
-    from quay_cred_helper.registry.tokens import TokenExchange
+    from quay_cred_helper.registry.tokens import OIDCSource, TokenExchange
 
 
 class Keyless:
@@ -32,11 +33,12 @@ class Keyless:
 
         return fingerprint("keyless", self.robot, self.oidc, self.audience)
 
-    def oidc_token(self) -> str:
-        """The OIDC token, read from its source now (only when an exchange is due)."""
+    def oidc_token(self, key: str, bounds: Settings) -> str:
+        """The OIDC token, read from its source now (only when an exchange is due), within the registry
+        `key`'s bounds (deadline, timeouts, retries): a CI's token service is asked like a registry."""
         from quay_cred_helper.keyless import oidc
 
-        return oidc.read(self.oidc, self.audience)
+        return oidc.read(self.oidc, self.audience, key, bounds)
 
 
 def robot_jwt(
@@ -45,9 +47,10 @@ def robot_jwt(
     key: str,
     robot: str,
     identity: str,
-    oidc_token: Callable[[], str],
+    oidc_token: OIDCSource,
 ) -> Token:
-    """A keyless robot's Quay JWT from `cache` (nothing else touched), else one exchange of `oidc_token()`."""
+    """A keyless robot's Quay JWT from `cache` (nothing else touched), else one exchange of the token
+    `oidc_token(key, settings)` reads."""
     hit = cache.load(key, identity, [])
     if hit:
         log.debug("keyless robot JWT for %s from the cache", key)

@@ -32,6 +32,7 @@ from quay_cred_helper.registry.cache import file_identity, fingerprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from quay_cred_helper.config import Settings
     from quay_cred_helper.context import Context
     from quay_cred_helper.kubelet.protocol import Request
     from quay_cred_helper.registry.cache import Token
@@ -77,10 +78,10 @@ class NodeSources:
             keyless = Keyless(settings.robot, settings.oidc, settings.audience)
             spec = settings.oidc
 
-            def source() -> str:
+            def source(key: str, bounds: Settings) -> str:
                 if spec.startswith("file:"):  # a file named in the node's config: checked as the others
                     return _oidc_file(spec, spec[len("file:") :])
-                return keyless.oidc_token()
+                return keyless.oidc_token(key, bounds)
 
             token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), source)
             return settings.robot, token
@@ -146,4 +147,4 @@ class NodeSources:
         log.secret(pod_token)
         from quay_cred_helper.keyless.robot import robot_jwt
 
-        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, identity, lambda: pod_token)
+        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, identity, lambda key, bounds: pod_token)

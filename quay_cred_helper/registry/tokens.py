@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from quay_cred_helper.registry.session import Session
 
     Credentials = Callable[[], "tuple[str, str] | None"]
+    # (registry key, its settings as bounded) -> the OIDC token, read within those bounds
+    OIDCSource = Callable[[str, Settings], str]
 
 
 class TokenExchange:
@@ -82,14 +84,24 @@ class TokenExchange:
 
         return self._single_flight(key, identity, scopes, refresh, obtain)
 
-    def federated(self, key: str, identity: str, robot: str, oidc_token: Callable[[], str]) -> Token:
-        """A keyless robot's Quay JWT: from the cache, else one exchange of `oidc_token()` (read only then)."""
+    def federated(self, key: str, identity: str, robot: str, oidc_token: OIDCSource) -> Token:
+        """A keyless robot's Quay JWT: from the cache, else one exchange of `oidc_token(key, settings)`.
+
+        The OIDC token is read on a miss only, and before the single-flight lock: a source that is slow
+        (a CI's token service) holds back no other process, and its time counts against the same
+        deadline as the exchange that follows."""
+        hit = self.cache.load(key, identity, [])
+        if hit:
+            log.debug("token for %s [] from the cache", key)
+            return hit
+        deadline = self.deadline(key)  # started now: the token's source counts against the same budget
+        presented = oidc_token(key, self.settings(key).replace(deadline=max(deadline.remaining(), 0.001)))
 
         def obtain() -> Token:
             from quay_cred_helper.registry import federation  # httpx: only when an exchange is due
 
             with self.opened(key) as session:
-                return federation.exchange(session, self.challenge(session), robot, oidc_token())
+                return federation.exchange(session, self.challenge(session), robot, presented)
 
         token = self._single_flight(key, identity, [], False, obtain)
         assert token is not None
@@ -135,7 +147,8 @@ class TokenExchange:
 
     @contextlib.contextmanager
     def opened(self, key: str) -> Iterator[Session]:
-        """A session to the registry: on the injected client, else on a client of its own, closed after."""
+        """A session to the registry: on the injected client, else on a client of its own, closed after;
+        within the command's deadline for the registry."""
         from quay_cred_helper.registry.session import Session
         from quay_cred_helper.registry.transport import make_client
 

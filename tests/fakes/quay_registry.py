@@ -121,6 +121,7 @@ class QuayRegistry:
         self.manifests = {}  # repository -> {digest: (media type, bytes)}
         self.tags = {}  # repository -> {tag: digest}
         self.blobs = {}  # repository -> {digest: bytes}
+        self.uploads = {}  # upload location -> the bytes PATCHed so far (skopeo and podman push in chunks)
         self.referrers_api = True  # Quay's FEATURE_REFERRERS_API
         self.apply_filters = True  # answer artifactType filters (and say so with OCI-Filters-Applied)
         self.page_size = None  # Quay never paginates; set to behave like a registry that does
@@ -324,7 +325,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self.send(405, body)
         return self.repository_request(path)
 
-    do_PUT = do_POST
+    do_PUT = do_PATCH = do_POST
 
     # -- repositories: manifests, blobs, referrers -------------------------------------------
 
@@ -354,10 +355,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             )
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self.read_chunked()  # Go's clients stream blob uploads of unknown length
         with reg.lock:
             if kind == "blobs" and ref == "uploads/":
                 return self.send(202, b"", headers=[("Location", f"/v2/{name}/blobs/uploads/{time.time_ns()}")])
+            if kind == "blobs" and ref.startswith("uploads/") and self.command == "PATCH":
+                reg.uploads[ref] = reg.uploads.get(ref, b"") + body
+                received = f"0-{len(reg.uploads[ref]) - 1}"
+                return self.send(202, b"", headers=[("Location", f"/v2/{name}/blobs/{ref}"), ("Range", received)])
             if kind == "blobs" and ref.startswith("uploads/"):
+                body = reg.uploads.pop(ref, b"") + body
                 digest = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("digest", [""])[0]
                 if digest != "sha256:" + hashlib.sha256(body).hexdigest():
                     return self.errors(400, "DIGEST_INVALID", "provided digest did not match uploaded content")
@@ -384,6 +392,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return self.errors(404, "MANIFEST_UNKNOWN", "manifest unknown")
                 return self.send(200, stored[1], stored[0], headers=[("Docker-Content-Digest", digest)])
             return self.referrers(name, ref)
+
+    def read_chunked(self):
+        data = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return data
+            data += self.rfile.read(size)
+            self.rfile.readline()
 
     def referrers(self, name, digest):
         reg = self.registry
