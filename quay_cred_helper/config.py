@@ -62,7 +62,7 @@ def duration(text: str) -> float:
         return 0.0
     number, unit = value[:-1], value[-1:]
     if unit not in UNITS or not number.isascii() or not number.isdigit() or int(number) == 0:
-        raise ValueError(f"not a duration: {text.strip()!r} (a whole number and a unit: 90d, 2w, 12h or 30m)")
+        raise ValueError("not a duration (a whole number and a unit: 90d, 2w, 12h or 30m)")
     return float(int(number) * UNITS[unit])
 
 

@@ -125,6 +125,7 @@ def files_holding(root, *needles):
 # -- a robot token from the job's secrets: nothing stored, no keyring -----------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_robot_token_env_gets_a_cached_jwt_and_never_the_jwt_of_another_token(env, quay, tmp_path):
     configure(env, tmp_path, quay.host, robot=CI_ROBOT, robot_token_env="QUAY_ROBOT_TOKEN")
     env["QUAY_ROBOT_TOKEN"] = CI_ROBOT_TOKEN
@@ -234,6 +235,7 @@ def test_login_token_from_records_the_source_and_stores_nothing(env, quay, tmp_p
         (["-u", CI_ROBOT, "--oidc", "jenkins"], "unknown OIDC source 'jenkins': use one of auto, github, gitlab"),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_login_refusals_are_one_line_and_store_nothing(env, quay, args, message):
     env["QUAY_ROBOT_TOKEN"] = CI_ROBOT_TOKEN
     r = cli(env, "login", quay.host, *args)
@@ -369,6 +371,7 @@ def test_login_oidc_auto_detects_each_ci(env, quay, federation, issuer, tmp_path
         assert calls == ["oidc request-token --audience quay.example.com"] * 2
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_the_token_services_are_asked_as_documented(env, quay, federation, issuer, tmp_path):
     with AzureTokenService(issuer, SUBJECT) as azure:
         env.update(azure.env())
@@ -521,6 +524,7 @@ def check_bounded(command, host, r, seconds, rss, expected):
 
 
 @pytest.mark.parametrize("command", ["get", "login", "doctor"])
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_256_mib_token_answer_is_refused_within_bounds(env, quay, tmp_path, command):
     configure(env, tmp_path, quay.host, robot=ROBOT, oidc="github", deadline=DEADLINE)
     with HugeAnswer() as huge:
@@ -576,6 +580,7 @@ def test_a_slow_token_service_holds_no_other_process_back(env, quay, federation,
 # -- one step for a job: ci-login ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_ci_login_keyless_configures_docker_and_podman(env, quay, federation, issuer, tmp_path):
     env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")
     with GitHubTokenService(issuer, SUBJECT) as github:
@@ -593,6 +598,7 @@ def test_ci_login_keyless_configures_docker_and_podman(env, quay, federation, is
         assert get(env, quay.host)["Username"] == ROBOT and exchanges(quay) == 2
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_ci_login_with_only_a_robot_token_as_on_jenkins(env, quay):
     # Jenkins: withCredentials([string(credentialsId: 'quay-robot', variable: 'QUAY_ROBOT_TOKEN')]) { ... }
     env.update(QUAY_ROBOT_TOKEN=CI_ROBOT_TOKEN, JENKINS_URL="https://jenkins.example.com/", BUILD_NUMBER="12")

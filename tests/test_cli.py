@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.fakes.quay_registry import b64url_decode
 from tests.support import CLI, ROBOT, ROBOT_TOKEN, cli, helper
 
@@ -12,6 +14,7 @@ def jwt_claims(token):
     return json.loads(b64url_decode(token.split(".")[1]))
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_login_list_logout(file_keyring, quay):
     r = cli(file_keyring, "login", f"http://{quay.host}/", "-u", "alice", "--password-stdin", stdin="alice-password\n")
     assert r.returncode == 0, r.stderr
@@ -34,6 +37,7 @@ def test_login_list_logout(file_keyring, quay):
     assert r.returncode == 0 and b"not logged in" in r.stderr
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_rejected_login_stores_nothing_and_says_why(file_keyring, quay):
     r = cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", stdin="wrong\n")
     assert r.returncode == 1
@@ -47,6 +51,7 @@ def test_rejected_login_stores_nothing_and_says_why(file_keyring, quay):
     assert quay.count("/v2/auth") == 2  # one request per attempt: a 401 is never retried
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_login_no_verify_stores_without_asking(file_keyring):
     r = cli(file_keyring, "login", "quay.invalid", "-u", "alice", "--password-stdin", "--no-verify", stdin="pw")
     assert r.returncode == 0, r.stderr
@@ -71,6 +76,7 @@ def test_login_with_empty_password_stores_nothing(file_keyring):
     assert helper(file_keyring, "list").stdout.strip() == b"{}"
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_token_for_curl(file_keyring, quay):
     cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
     r = cli(file_keyring, "token", f"{quay.host}/org/app")
@@ -93,6 +99,7 @@ def test_token_for_curl(file_keyring, quay):
     assert "org/new" in quay.created
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_token_downscoped_and_anonymous(file_keyring, quay):
     r = cli(file_keyring, "token", f"{quay.host}/library/hello", "--json")
     data = json.loads(r.stdout)
@@ -115,6 +122,7 @@ def test_token_scope_grammar_and_push_without_repo(file_keyring, quay):
     assert r.returncode == 1 and b"--push needs a repository" in r.stderr
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_robot_login_then_token(file_keyring, quay):
     r = cli(file_keyring, "login", quay.host, "-u", ROBOT, "--password-stdin", stdin=ROBOT_TOKEN)
     assert r.returncode == 0, r.stderr

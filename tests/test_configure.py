@@ -87,6 +87,7 @@ def test_malformed_file_is_reported_and_left_alone(env, content):
     assert docker_config(env).read_text() == content
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_migrate_moves_plaintext_into_the_keyring(env):
     secret = "migrated-password"
     plain = base64.b64encode(f"bob:{secret}".encode()).decode()
@@ -119,6 +120,7 @@ def test_helper_not_on_path_is_reported(env):
 
 
 @needs("podman")
+@pytest.mark.slow  # over half a second: the full suite
 def test_registries_conf_drop_in_reaches_podman(env):
     r = cli(env, "configure", "quay.example.com", "--registries-conf")
     assert r.returncode == 0

@@ -23,6 +23,7 @@ def by_check(report):
     return {c["check"]: c for c in report["checks"]}
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_healthy(file_keyring, quay):
     cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
     cli(file_keyring, "configure", quay.host)
@@ -35,6 +36,7 @@ def test_healthy(file_keyring, quay):
     assert checks[f"{quay.host} credentials"]["detail"] == "alice accepted"
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_rejected_credentials_fail_once(file_keyring, quay):
     cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", "--no-verify", stdin="wrong")
     code, report, _ = doctor(file_keyring, quay.host)

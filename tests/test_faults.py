@@ -175,6 +175,7 @@ def test_item_erased_while_being_read_is_not_found(home):
     assert (r.returncode, r.stdout) == (1, b"credentials not found in native keychain\n")
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_429_without_retry_after_backs_off_and_recovers(quay, tmp_path, monkeypatch):
     from tests.support import tokens
 
@@ -270,6 +271,7 @@ def test_exceptions_in_any_layer_print_no_secret(file_keyring, monkeypatch, caps
 
 
 @pytest.mark.posix
+@pytest.mark.slow  # over half a second: the full suite
 def test_files_stay_private_under_umask_000(file_keyring, quay):
     env = dict(file_keyring, QUAY_CRED_HELPER_LOG="debug")
     old = os.umask(0)

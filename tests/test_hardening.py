@@ -82,6 +82,7 @@ def test_token_from_a_registry_dripping_its_body_stops_at_the_deadline(file_keyr
 # -- 2. proxies never see loopback credentials ---------------------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_loopback_registries_never_go_through_a_proxy(file_keyring, quay):
     with LoggingProxy() as proxy:
         url = f"http://{proxy.host}"
@@ -131,6 +132,7 @@ def challenge_file(env, host):
     return Path(env["XDG_CACHE_HOME"], "quay-cred-helper", "tokens", host.replace(":", "_"), "challenge.json")
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_maintenance_page_answering_200_once_does_not_switch_the_exchange_off(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     quay.v2_open = True
@@ -144,6 +146,7 @@ def test_a_maintenance_page_answering_200_once_does_not_switch_the_exchange_off(
     assert secret != ROBOT_TOKEN and quay.auth_log[-1]["user"] == ROBOT
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_referrers_after_a_maintenance_200_rediscovers_on_the_401(file_keyring, quay):
     from tests.fakes.artifacts import push_demo
 
@@ -207,6 +210,7 @@ def test_a_realm_that_moved_is_found_again_and_a_refusal_is_never_resent(tmp_pat
 # -- 5. configure --migrate leaves no plaintext credential behind ------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_migrate_keeps_no_secret_in_backups_or_diffs_and_writes_through_symlinks(file_keyring):
     auth = base64.b64encode(b"alice:migrated-password").decode()
     dotfiles = Path(file_keyring["HOME"], "dotfiles")
@@ -247,6 +251,7 @@ def test_migrate_keeps_no_secret_in_backups_or_diffs_and_writes_through_symlinks
         ({"token": jwt_with({"exp": float("nan")})}, 60),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_lifetimes_are_clamped(quay, file_keyring, answer, lifetime):
     quay.faults.append(("raw", json.dumps(answer).encode()))
     r = cli(file_keyring, "token", quay.host, "--json")
@@ -275,6 +280,7 @@ def test_odd_bracketed_names_are_refused(name):
         registry_key(name)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_odd_names_cannot_reach_other_registries_tokens(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     helper(file_keyring, "get", quay.host)  # caches a JWT
@@ -383,6 +389,7 @@ def test_a_digest_met_again_is_not_walked_again():
     assert listing.descriptors[0]["referrers"][0]["digest"] == "sha256:" + "a" * 64
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_json_keeps_the_index_annotations(quay, file_keyring):
     from tests.fakes.artifacts import push_demo
 

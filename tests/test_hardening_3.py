@@ -166,6 +166,7 @@ def test_referrers_against_a_registry_dripping_its_manifest_headers_stops_at_the
     assert elapsed < 3 + 2.5, elapsed  # the drip alone takes 100 s
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_an_alarm_inside_another_keeps_the_outer_one():
     from quay_cred_helper.registry.transport import alarm
 
@@ -203,6 +204,7 @@ def refusal(path, setting, value):
     return f"cannot use config file {path}: {setting} = {value}: not a "
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_nonsense_numbers_are_config_errors_naming_the_setting_and_the_file(file_keyring, tmp_path):
     """Every value through the helper (a cold robot `get`), two (a float and an int) through the CLI and the
     provider: each executable a process per value, so the fast tier stays fast; every parser in-process below."""
@@ -356,6 +358,7 @@ def test_the_provider_refuses_files_root_does_not_own_or_others_can_change(node,
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to hand files to another user")
+@pytest.mark.slow  # over half a second: the full suite
 def test_the_provider_checks_the_ca_bundle_and_oidc_files_its_config_names(node, quay, issuer, oidc_ca, tmp_path):
     env, etc, token = node
     image = f"{quay.host}/org/app"
@@ -405,6 +408,7 @@ def test_check_private_reads_through_the_descriptor_it_checked(tmp_path):
 # -- 7. identity and trust settings must name their registry -------------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_identity_and_trust_settings_under_default_are_refused(file_keyring):
     from quay_cred_helper.config import REGISTRY_ONLY
 
@@ -481,7 +485,7 @@ def exchange(registry, tmp_path, token):
     config = tmp_path / "config.ini"
     config.write_text("")
     try:
-        return support.tokens(config).federated(registry.host, "id", ROBOT, lambda: token)
+        return support.tokens(config).federated(registry.host, "id", ROBOT, lambda key, bounds: token)
     except HelperError as exc:
         return exc
 
@@ -501,6 +505,7 @@ def exchange(registry, tmp_path, token):
         ("audience-ok", 200, None, None),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_federation_answers_in_real_quays_words_with_a_hint_for_each(
     federated, issuer, tmp_path, case, status, message, hint
 ):
@@ -529,6 +534,7 @@ def test_federation_answers_in_real_quays_words_with_a_hint_for_each(
         assert f"audience = under [{federated.host}]" in found.fix
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_the_helper_says_which_clock_or_audience_to_fix(home, federated, issuer, tmp_path):
     env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     assert cli(env, "login", federated.host, "-u", ROBOT, "--oidc", "env:ID_TOKEN", "--no-verify").returncode == 0

@@ -26,6 +26,7 @@ def store(env, server, username="alice", secret="s3cret"):
     return helper(env, "store", payload)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_cycle(keyring_env):
     r = store(keyring_env, "https://Quay.Example.com/")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
@@ -52,6 +53,7 @@ def test_erase_of_unknown_touches_nothing_else(keyring_env):
     assert json.loads(helper(keyring_env, "get", "keep.example.com").stdout)["Secret"] == "kept"
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_docker_hub_forms(keyring_env):
     store(keyring_env, "https://index.docker.io/v1/", "hubuser", "hubpass")
     for form in ("docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"):
@@ -64,6 +66,7 @@ def test_identity_token_pair_is_kept(keyring_env):
     assert (got["Username"], got["Secret"]) == ("<token>", "identity-token-value")
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_store_replaces(keyring_env):
     store(keyring_env, "quay.example.com", "alice", "one")
     store(keyring_env, "https://quay.example.com", "bob", "two")
@@ -83,6 +86,7 @@ def test_store_replaces(keyring_env):
         (b"x" * ((1 << 20) + 10), b"input too large"),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_bad_input_leaves_keyring_and_index_untouched(keyring_env, payload, message):
     store(keyring_env, "quay.example.com", "alice", "original")
     index = os.path.join(keyring_env["XDG_CONFIG_HOME"], "quay-cred-helper", "index.json")
@@ -161,6 +165,7 @@ def test_plaintext_not_used_when_the_secret_service_is_missing(home):
     assert not os.path.exists(os.path.join(home["XDG_DATA_HOME"], "python_keyring"))
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_locked_keyring(home, tmp_path_factory):
     service = _secret_service(tmp_path_factory, unlock=True)
     try:
@@ -182,6 +187,7 @@ def test_locked_keyring(home, tmp_path_factory):
 
 
 @pytest.mark.posix
+@pytest.mark.slow  # over half a second: the full suite
 def test_dbus_that_never_answers(home, tmp_path):
     # A socket that accepts connections and never says a word: the D-Bus handshake hangs.
     path = str(tmp_path / "silent-bus")

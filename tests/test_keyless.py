@@ -50,6 +50,7 @@ def exchanges(quay):
 # -- sources --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_env_source_login_get_cache_list_logout(env, quay, issuer):
     oidc_token = issuer.token(SUBJECT)
     env = dict(env, CI_JOB_JWT=oidc_token)
@@ -79,6 +80,7 @@ def test_env_source_login_get_cache_list_logout(env, quay, issuer):
     assert r.returncode == 1 and r.stdout.startswith(b"no keyring backend available")
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_file_source_is_read_afresh_after_rotation(env, quay, issuer, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(issuer.token(SUBJECT, jti="first"))
@@ -96,6 +98,7 @@ def test_file_source_is_read_afresh_after_rotation(env, quay, issuer, tmp_path):
     assert [e["jti"] for e in quay.federation_log] == ["first", "second"]  # the rotated file was read
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_github_source_with_an_audience(env, quay, issuer):
     with GitHubTokenService(issuer, SUBJECT) as github:
         env = dict(env, **github.env())
@@ -128,6 +131,7 @@ def keyless_get(env, quay, token=None, robot=ROBOT, source="env:ID_TOKEN", extra
     return r.stdout.decode().strip()
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_source_problems_say_how_to_fix_them(env, quay, tmp_path):
     assert keyless_get(env, quay) == (
         "the OIDC token variable ID_TOKEN is not set or empty: "
@@ -193,6 +197,7 @@ def test_concurrent_cold_gets_make_one_exchange(env, quay, issuer):
 
 
 @pytest.mark.posix
+@pytest.mark.slow  # over half a second: the full suite
 def test_oidc_token_and_jwt_stay_out_of_files_and_logs(env, quay, issuer):
     oidc_token = issuer.token(SUBJECT)
     env = dict(env, ID_TOKEN=oidc_token, QUAY_CRED_HELPER_LOG="debug")
@@ -244,6 +249,7 @@ def test_skopeo_pulls_as_the_keyless_robot(file_keyring, docker_registry, issuer
     assert used and all(e["user"] == ROBOT and e["credential"] == "jwt" and e["status"] == 200 for e in used)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_cached_keyless_get_imports_nothing_heavy(env, quay, issuer):
     from tests.test_startup import HEAVY, imported
 
@@ -255,6 +261,7 @@ def test_cached_keyless_get_imports_nothing_heavy(env, quay, issuer):
     assert not names & (HEAVY | {"keyring", "jeepney"}), names
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_doctor_shows_the_oidc_token_and_the_exchange(env, quay, issuer):
     env = dict(env, ID_TOKEN=issuer.token(SUBJECT, audience="quay.example.com"))
     assert cli(env, "login", quay.host, "-u", ROBOT, "--oidc", "env:ID_TOKEN").returncode == 0

@@ -85,6 +85,7 @@ def written(etc, text, name="credential-provider.yaml"):
     return path
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_good_setup_runs_the_provider_and_shows_the_jwt(node, quay):
     env, etc, bin_dir = node
     config = written(etc, provider_yaml(quay, etc))
@@ -234,6 +235,7 @@ def test_an_interpreter_line_naming_nothing_and_a_dangling_link(node, quay, tmp_
         ),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_configs_the_kubelet_refuses(node, quay, options, message, fix):
     env, etc, bin_dir = node
     config = written(etc, provider_yaml(quay, etc, **options))
@@ -253,6 +255,7 @@ def test_configs_the_kubelet_refuses(node, quay, options, message, fix):
         ("\tname: tab\n", "invalid YAML"),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_yaml_the_kubelet_would_reject(node, quay, text, message):
     """Each line appended to the provider entry (the duplicate keys replace the good ones' place)."""
     env, etc, bin_dir = node
@@ -262,6 +265,7 @@ def test_yaml_the_kubelet_would_reject(node, quay, text, message):
     assert not ok and any(message in detail for _, detail, _ in failures(checks)), failures(checks)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_directory_of_configs_is_merged_and_a_name_in_two_files_refused(node, quay):
     env, etc, bin_dir = node
     configs = etc / "credential-providers.d"

@@ -10,6 +10,7 @@ from tests.support import ROBOT, ROBOT_TOKEN, cli, helper
 
 
 @pytest.mark.posix
+@pytest.mark.slow  # over half a second: the full suite
 def test_helper_logs_to_a_private_file_without_secrets(file_keyring, quay):
     env = dict(file_keyring, QUAY_CRED_HELPER_LOG="debug")
     helper(env, "store", json.dumps({"ServerURL": quay.host, "Username": ROBOT, "Secret": ROBOT_TOKEN}))
@@ -23,6 +24,7 @@ def test_helper_logs_to_a_private_file_without_secrets(file_keyring, quay):
     assert got["Secret"].split(".")[2] not in text  # no JWT signature either
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_cli_debug_goes_to_stderr_without_secrets(file_keyring, quay):
     r = cli(file_keyring, "--debug", "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
     assert r.returncode == 0 and b"GET http://" in r.stderr

@@ -43,6 +43,7 @@ def stored_bytes(username, secret):
     return len(fastjson.dumps_strings({"username": username, "secret": secret}).encode("utf-16-le"))
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_secret_over_the_windows_limit_is_refused_at_store_with_one_line(credential_manager):
     env = credential_manager
     overhead = stored_bytes("alice", "") // 2  # characters: ASCII JSON, two bytes each in UTF-16
@@ -165,6 +166,7 @@ class SharingViolations:
         self.real(src, dst)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_write_atomic_retries_a_held_file_on_windows_within_a_second(monkeypatch, tmp_path):
     target = tmp_path / "index.json"
     target.write_bytes(b"old")
@@ -327,6 +329,7 @@ def test_docker_sends_the_configured_registry_to_the_helper_and_the_rest_to_desk
 # -- the deadline without SIGALRM (Windows): a timer thread interrupts the read -------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_the_deadline_holds_where_there_is_no_sigalrm(monkeypatch):
     """A registry dripping its headers under the read timeout: on Windows (no SIGALRM here, as there) the
     timer thread stops the request at the deadline, as the signal does on POSIX."""

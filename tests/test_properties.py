@@ -53,6 +53,7 @@ def one_line(exc):
 
 @settings(FAST, max_examples=examples(2000))
 @given(verb=st.sampled_from(["store", "get", "erase", "list"]), stdin=stdin_bytes)
+@pytest.mark.slow  # over half a second: the full suite
 def test_helper_stdin(verb, stdin):
     count_case()
     store = MemoryStore()

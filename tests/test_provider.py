@@ -60,6 +60,7 @@ def robot_file(etc, quay):
 
 
 @pytest.mark.parametrize("api_version", ["v1", "v1beta1", "v1alpha1"])
+@pytest.mark.slow  # over half a second: the full suite
 def test_robot_token_file_gets_one_hour_jwts(node, quay, api_version):
     env, etc = node
     args = robot_file(etc, quay)
@@ -91,6 +92,7 @@ def test_the_answer_is_a_function_of_the_request_bytes(node, quay, tmp_path):
     assert answer(kubelet.request(V1, f"{quay.host}/org/x"), args[1], str(tmp_path / "cache")) == text  # cached
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_new_robot_token_in_the_file_gets_a_new_jwt_and_the_jwt_works(node, quay):
     env, etc = node
     args = robot_file(etc, quay)
@@ -117,6 +119,7 @@ def test_runs_through_a_symlink_in_the_bin_dir_with_its_own_cache_dir(node, quay
 # -- keyless: the node's OIDC token, or each pod's service-account token ---------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_node_oidc_file(node, quay, issuer):
     env, etc = node
     token = etc / "node-token"
@@ -127,6 +130,7 @@ def test_node_oidc_file(node, quay, issuer):
     assert quay.federation_log[-1]["subject"] == "node"
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_each_pod_as_the_robot_its_service_account_names(node, quay, issuer):
     env, etc = node
     args = configure(etc, f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
@@ -163,6 +167,7 @@ def test_concurrent_requests_for_different_images_make_one_exchange(node, quay):
     assert len({a["auth"][quay.host]["password"] for a in answers}) == 1 and quay.count("/v2/auth") == 1
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_jwt_near_its_end_is_renewed_and_never_outlived(node, quay):
     env, etc = node
     args = robot_file(etc, quay)
@@ -212,6 +217,7 @@ def test_malformed_requests(node, stdin, message):
     assert r.stderr.startswith(b"quay-credential-provider: " + message), r.stderr
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_unknown_request_fields_are_ignored(node, quay):
     env, etc = node
     body = json.loads(kubelet.request(V1, f"{quay.host}/org/app"))
@@ -242,6 +248,7 @@ def test_configuration_problems(node, quay, issuer):
         kubelet.run(PROVIDER, args, env, V1, image)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_refused_or_unreachable_registry_fails_without_secrets(node, quay):
     env, etc = node
     args = robot_file(etc, quay)
@@ -317,6 +324,7 @@ def test_auth_keys_are_tried_in_reverse_byte_order_not_longest_first():
 
 
 @pytest.mark.parametrize("routed", [False, True])
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_cached_answer_imports_nothing_heavy(node, quay, routed):
     from tests.test_startup import HEAVY, _modules
 

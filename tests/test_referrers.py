@@ -21,6 +21,7 @@ def referrers(env, *args):
     return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_table_by_tag_and_by_digest(quay, file_keyring, demo):
     code, out, err = referrers(file_keyring, f"{quay.host}/org/app:1.0")
     assert (code, err) == (0, "")
@@ -37,6 +38,7 @@ def test_table_by_tag_and_by_digest(quay, file_keyring, demo):
     assert referrers(file_keyring, f"{quay.host}/org/app@{demo['image']['digest']}")[1] == out
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_json_is_the_index(quay, file_keyring, demo):
     code, out, _ = referrers(file_keyring, f"{quay.host}/org/app@{demo['image']['digest']}", "--json")
     index = json.loads(out)
@@ -46,6 +48,7 @@ def test_json_is_the_index(quay, file_keyring, demo):
     )
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_filter_on_the_server_and_on_the_client(quay, file_keyring, demo):
     ref = f"{quay.host}/org/app:1.0"
     assert referrers(file_keyring, ref, "--artifact-type", SIGNATURE, "--format", "digest")[1].split() == [
@@ -58,6 +61,7 @@ def test_filter_on_the_server_and_on_the_client(quay, file_keyring, demo):
     assert referrers(file_keyring, ref, "--artifact-type", "application/none")[1].splitlines()[1:] == []
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_tree(quay, file_keyring, demo):
     code, out, _ = referrers(file_keyring, f"{quay.host}/org/app:1.0", "--tree", "--json")
     index = json.loads(out)
@@ -70,6 +74,7 @@ def test_tree(quay, file_keyring, demo):
     assert sorted(out.split()) == sorted([SIGNATURE, SBOM, ATTESTATION])
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_pull_scope_only_and_cached(quay, file_keyring, demo):
     before = len(quay.auth_log)
     referrers(file_keyring, f"{quay.host}/org/app:1.0")
@@ -78,6 +83,7 @@ def test_pull_scope_only_and_cached(quay, file_keyring, demo):
     assert [e["scopes"] for e in asked] == [["repository:org/app:pull"]]
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_fallback_to_the_tag_schema_when_the_feature_is_off(quay, file_keyring):
     pushed = push_demo(quay.url, "org/app", "alice", "alice-password", tag_schema=True)
     cli(file_keyring, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
@@ -108,6 +114,7 @@ def test_fallback_against_a_real_registry(file_keyring, tmp_path):
         assert code == 1 and err.strip().endswith(f"unknown manifest sha256:{'0' * 64} in {registry.host}/org/app")
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_pagination(quay, file_keyring, demo):
     quay.page_size = 1
     code, out, _ = referrers(file_keyring, f"{quay.host}/org/app:1.0", "--format", "digest")
@@ -115,6 +122,7 @@ def test_pagination(quay, file_keyring, demo):
     assert quay.count(f"/v2/org/app/referrers/{demo['image']['digest']}") == 2
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_no_referrers_is_an_empty_table(quay, file_keyring, demo):
     code, out, _ = referrers(file_keyring, f"{quay.host}/org/app@{demo['signature']['digest']}")
     assert (code, out.splitlines()) == (0, ["DIGEST  ARTIFACT TYPE  MEDIA TYPE  SIZE  CREATED"])
@@ -131,12 +139,14 @@ def test_no_referrers_is_an_empty_table(quay, file_keyring, demo):
         ("/Org/App:1", "invalid repository name: 'Org/App'"),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_errors(quay, file_keyring, demo, reference, message):
     code, out, err = referrers(file_keyring, quay.host + reference)
     assert code == 1 and out == ""
     assert err == f"quay-cred-helper: {message.format(host=quay.host)}\n"
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_no_access(quay, file_keyring, demo):
     cli(file_keyring, "logout", quay.host)
     code, _, err = referrers(file_keyring, f"{quay.host}/org/app:1.0")  # anonymous: org/app is private
@@ -147,6 +157,7 @@ def test_no_access(quay, file_keyring, demo):
     )
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_registry_down(file_keyring):
     host = f"127.0.0.1:{free_port()}"
     code, _, err = referrers(file_keyring, f"{host}/org/app:1.0")

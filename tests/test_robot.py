@@ -118,6 +118,7 @@ def line(r):
 # -- rotate ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_rotate_an_organization_robot_in_the_keyring(env, quay):
     key = quay.host
     assert helper(env, "get", key).returncode == 0  # a cached JWT for the old token
@@ -151,6 +152,7 @@ def test_rotate_an_organization_robot_in_the_keyring(env, quay):
     assert listed[0]["username"] == ROBOT and listed[0]["age_seconds"] < 60  # a new secret: a new age
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_rotate_a_users_own_robot(file_keyring, quay):
     env, key = file_keyring, quay.host
     assert cli(env, "login", key, "-u", USER_ROBOT, "--password-stdin", stdin=USER_ROBOT_TOKEN).returncode == 0
@@ -167,6 +169,7 @@ def test_rotate_a_users_own_robot(file_keyring, quay):
     assert keyring_entries(env, f"api:{key}")[f"api:{key}"] is None  # --api-token-stdin stored nothing
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_rotate_a_robot_token_file_without_any_keyring(home, quay, tmp_path):
     """A node: the token in robot_token_file, no keyring at all, the API token on stdin."""
     env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
@@ -206,6 +209,7 @@ def test_rotate_a_robot_token_file_without_any_keyring(home, quay, tmp_path):
     assert quay.auth_log[-1]["status"] == 200 and quay.auth_log[-1]["credential"] == "password"
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_refusals_are_one_line_and_change_nothing(env, quay):
     key = quay.host
     cases = [
@@ -276,6 +280,7 @@ def test_keyless_robot_has_no_token_to_rotate(home, quay):
     )
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_api_token_is_stored_apart_and_never_printed(env, quay):
     key = quay.host
     found = keyring_entries(env, key, f"api:{key}")
@@ -357,6 +362,7 @@ def test_the_registry_answers_as_quay_does(quay):
         ),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_each_refusal_is_one_line(quay, tmp_path, call, token, expected):
     from quay_cred_helper.registry.api import RobotApi, RobotName
 
@@ -416,6 +422,7 @@ def finish(env, quay):
     return r.stderr.decode()
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_killed_before_quay_regenerated_keeps_the_old_token(env, quay):
     killer = Killer(quay, "regenerate received", then="abort")  # Quay never got to regenerate it
     assert killer.run(env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
@@ -426,6 +433,7 @@ def test_killed_before_quay_regenerated_keeps_the_old_token(env, quay):
     assert len(regenerations(quay)) == 1
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_killed_while_quay_regenerated_recovers_the_new_token_from_quay(env, quay):
     killer = Killer(quay, "regenerate received")  # the client dies; Quay regenerates, its answer is lost
     assert killer.run(env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
@@ -439,6 +447,7 @@ def test_killed_while_quay_regenerated_recovers_the_new_token_from_quay(env, qua
     assert quay.accounts[ROBOT].password == new and len(regenerations(quay)) == 1  # recovered, not regenerated
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_killed_while_proving_the_new_token(env, quay):
     killer = Killer(quay, "token request")  # after storing: the proof's exchange
     assert killer.run(env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
@@ -447,6 +456,7 @@ def test_killed_while_proving_the_new_token(env, quay):
     assert accepted(quay, ROBOT, new)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_a_token_files_rotation_is_staged_beside_it_and_recovered(home, quay, tmp_path):
     env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")  # no keyring: staged beside the file
     token_file = tmp_path / "robot-token"
@@ -569,6 +579,7 @@ def test_a_registry_without_quays_api_is_one_line(file_keyring, docker_registry)
 # -- show ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_show_a_robot_its_federation_and_permissions(env, quay):
     quay.federation[ROBOT] = [
         {"issuer": "https://token.actions.githubusercontent.com", "subject": "repo:org/app:ref:refs/heads/main"}
@@ -614,6 +625,7 @@ def age_by(env, key, days):
     path.write_text(json.dumps(data))
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_list_shows_ages_and_reads_an_index_from_before_them(file_keyring, quay):
     env = file_keyring
     payload = json.dumps({"ServerURL": quay.host, "Username": "alice", "Secret": "alice-password"})
@@ -671,10 +683,12 @@ def test_a_bad_max_secret_age_is_one_line(file_keyring, quay, tmp_path):
     config.write_text(f"[{quay.host}]\nmax_secret_age = 90\n")
     env = dict(file_keyring, QUAY_CRED_HELPER_CONFIG=str(config))
     assert line(cli(env, "doctor", quay.host)) == (
-        f"cannot use config file {config}: not a duration: '90' (a whole number and a unit: 90d, 2w, 12h or 30m)"
+        f"cannot use config file {config}: max_secret_age = 90: not a duration (a whole number and a unit: "
+        "90d, 2w, 12h or 30m)"
     )
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_get_warns_past_max_secret_age_once_a_day_on_stderr(file_keyring, quay, tmp_path):
     config = tmp_path / "config.ini"
     config.write_text("[DEFAULT]\nmax_secret_age = 30d\n")
@@ -702,6 +716,7 @@ def test_get_warns_past_max_secret_age_once_a_day_on_stderr(file_keyring, quay, 
     assert helper(env, "get", quay.host).stderr.startswith(b"docker-credential-quay: the secret of")  # a day later
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_doctor_warns_past_max_secret_age_and_fails_an_interrupted_rotation(env, quay, tmp_path):
     config = tmp_path / "config.ini"
     config.write_text(f"[{quay.host}]\nmax_secret_age = 90d\n")

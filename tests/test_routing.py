@@ -110,6 +110,7 @@ def sub(token):
     return json.loads(b64url_decode(token.split(".")[1]))["sub"]
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_token_picks_the_robot_by_repository(teams):
     quay, env = teams
     team_a = cli(env, "token", f"{quay.host}/team-a/app", "--json")
@@ -126,6 +127,7 @@ def test_token_picks_the_robot_by_repository(teams):
     assert quay.count("/v2/auth") == before
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_referrers_picks_the_robot_by_repository(teams):
     quay, env = teams
     pushed = push_demo(quay.url, "team-a/app", TEAM_A, TEAM_A_TOKEN)
@@ -138,6 +140,7 @@ def test_referrers_picks_the_robot_by_repository(teams):
 # -- doctor: docker, podman and skopeo send only the host ------------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_doctor_warns_that_host_only_clients_cannot_use_prefix_sections(teams):
     quay, env = teams
     r = cli(env, "doctor", quay.host, "--json")

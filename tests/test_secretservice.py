@@ -167,6 +167,7 @@ def test_eof_mid_message_is_none_at_once(bus, size):
 
 
 @pytest.mark.parametrize("behaviour", ["hang", "hang-auth", "incomplete:5", "incomplete:100", "trickle"])
+@pytest.mark.slow  # over half a second: the full suite
 def test_silence_or_fragments_that_never_complete_are_none_within_the_timeout(bus, behaviour):
     bus(behaviour)
     value, elapsed = timed_read()
@@ -215,6 +216,7 @@ def test_bus_address_syntax():
     cut=st.integers(0, 400),
     flips=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 255)), max_size=4),
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_damaged_answers_give_the_secret_or_none(bus, answer, cut, flips):
     count_case()
 

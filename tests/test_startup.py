@@ -44,6 +44,7 @@ def test_version_and_list_import_nothing_heavy(file_keyring):
         assert not names & HEAVY, (verb, names & HEAVY)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_cached_robot_get_imports_nothing_heavy(file_keyring, quay):
     helper(file_keyring, "store", json.dumps({"ServerURL": quay.host, "Username": ROBOT, "Secret": ROBOT_TOKEN}))
     assert helper(file_keyring, "get", quay.host).returncode == 0  # fills the cache
@@ -157,6 +158,7 @@ def test_python_dash_m_helper_entry_is_the_same_main():
     assert r.stdout == r2.stdout
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_warm_token_needs_neither_httpx_nor_keyring(file_keyring, quay):
     from tests.support import cli
 
@@ -206,6 +208,7 @@ def test_a_closed_stdout_fails_at_once_as_before(file_keyring):
 
 
 @pytest.mark.parametrize("source", ["env", "file"])
+@pytest.mark.slow  # over half a second: the full suite
 def test_cached_robot_token_get_imports_nothing_heavy(home, quay, tmp_path, source):
     """A CI job's robot token (robot_token_env or _file), no keyring: a cached `get` is the index, the config,
     the variable (a keyed BLAKE2b, builtin) or one stat, and one cache file."""

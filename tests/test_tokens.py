@@ -49,6 +49,7 @@ def basic(username, password):
 # -- robots get one-hour JWTs ------------------------------------------------------------
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_robot_get_returns_a_jwt_accepted_as_the_robots_password(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     got = get(file_keyring, quay.host)
@@ -70,6 +71,7 @@ def test_robot_get_returns_a_jwt_accepted_as_the_robots_password(file_keyring, q
     assert claims_of(r.json()["token"])["access"] == [{"type": "repository", "name": "org/app", "actions": ["pull"]}]
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_robot_get_from_cache_needs_no_keyring_and_no_request(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     first = get(file_keyring, quay.host)["Secret"]
@@ -80,6 +82,7 @@ def test_robot_get_from_cache_needs_no_keyring_and_no_request(file_keyring, quay
     assert quay.count("/v2/auth") == requests
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_cache_hit_imports_neither_httpx_nor_keyring(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     get(file_keyring, quay.host)
@@ -109,6 +112,7 @@ def test_32_concurrent_cold_gets_make_one_request(file_keyring, quay):
     assert quay.count("/v2/") == 1
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_users_and_special_usernames_get_their_stored_secret(file_keyring, quay):
     for username, secret in (
         ("alice", "alice-password"),
@@ -130,6 +134,7 @@ def test_robot_exchange_can_be_turned_off(file_keyring, quay, tmp_path):
     assert quay.count("/v2/auth") == 0
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_unreachable_registry_gets_the_stored_robot_token(file_keyring):
     host = f"127.0.0.1:{free_port()}"  # nothing listens there
     store(file_keyring, host, ROBOT, ROBOT_TOKEN)
@@ -139,6 +144,7 @@ def test_unreachable_registry_gets_the_stored_robot_token(file_keyring):
     assert b"connection refused" in r.stderr and b"returning the stored robot token" in r.stderr
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_rejected_robot_is_an_error_not_not_found(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, "wrong-token")
     r = helper(file_keyring, "get", quay.host)
@@ -153,6 +159,7 @@ def test_rejected_robot_is_an_error_not_not_found(file_keyring, quay):
     assert quay.count("/v2/auth") == 1  # never retried
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_new_credentials_never_get_an_old_token(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     first = get(file_keyring, quay.host)["Secret"]
@@ -162,6 +169,7 @@ def test_new_credentials_never_get_an_old_token(file_keyring, quay):
     assert quay.count("/v2/auth") == 2
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_erase_drops_the_registrys_tokens(file_keyring, quay):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     get(file_keyring, quay.host)
@@ -172,6 +180,7 @@ def test_erase_drops_the_registrys_tokens(file_keyring, quay):
 
 
 @pytest.mark.posix
+@pytest.mark.slow  # over half a second: the full suite
 def test_cache_files_are_private_and_versioned(file_keyring, quay):
     os.umask(0o000)
     try:
@@ -198,6 +207,7 @@ def test_cache_files_are_private_and_versioned(file_keyring, quay):
         b'{"version": 1, "token": "x", "issued_at": "soon", "expires_at": null}',
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_corrupt_or_foreign_cache_file_is_replaced(file_keyring, quay, damage):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     get(file_keyring, quay.host)
@@ -210,6 +220,7 @@ def test_corrupt_or_foreign_cache_file_is_replaced(file_keyring, quay, damage):
 
 
 @pytest.mark.parametrize("life_left", [-10, 100, 299])
+@pytest.mark.slow  # over half a second: the full suite
 def test_expired_or_nearly_expired_tokens_are_never_handed_out(file_keyring, quay, life_left):
     store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
     get(file_keyring, quay.host)
@@ -222,6 +233,7 @@ def test_expired_or_nearly_expired_tokens_are_never_handed_out(file_keyring, qua
     assert quay.count("/v2/auth") == 2
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_no_cache_setting(file_keyring, quay):
     env = dict(file_keyring, QUAY_CRED_HELPER_NO_CACHE="1")
     store(env, quay.host, ROBOT, ROBOT_TOKEN)
@@ -231,6 +243,7 @@ def test_no_cache_setting(file_keyring, quay):
     assert token_files(env) == []
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_realm_is_remembered(file_keyring, quay):
     store(file_keyring, quay.host, "alice", "alice-password")
     for repo in ("org/a", "org/b", "org/c"):
@@ -268,6 +281,7 @@ def creds(username, secret):
     return lambda: (username, secret)
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_503_bursts_then_recovery(quay, tokens):
     quay.faults.extend([("status", 503), ("status", 502)])
     token = tokens.get(quay.host, "id", credentials=creds("alice", "alice-password"))
@@ -275,6 +289,7 @@ def test_503_bursts_then_recovery(quay, tokens):
     assert quay.count("/v2/auth") == 3
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_persistent_5xx_gives_up_after_bounded_retries(quay, tokens):
     from quay_cred_helper.errors import Unreachable
 
@@ -337,6 +352,7 @@ def test_timeout(quay, tokens, tmp_path):
         (("reset",), "closed the connection before answering"),
     ],
 )
+@pytest.mark.slow  # over half a second: the full suite
 def test_bad_token_responses(quay, tokens, fault, message):
     from quay_cred_helper.errors import RegistryError
 
