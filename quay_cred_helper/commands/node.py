@@ -98,13 +98,14 @@ def _report(plan: install.Plan) -> None:
 
 
 def _openshift(args: argparse.Namespace) -> int:
+    app = openshift.zipapp_files(args.zipapp)
     ini, token, match_images, audience = _provider(args)
     unit = _read(args.kubelet_unit, "kubelet unit").decode("utf-8", "replace") if args.kubelet_unit else None
     if args.kubelet_flags == "env" and unit is not None:
         raise InputError("--kubelet-unit is for --kubelet-flags execstart", "leave it out, or add that option")
     mc = openshift.machine_config(
         args.role,
-        openshift.zipapp_files(args.zipapp),
+        app,
         ini,
         token,
         install.provider_entry(match_images, audience),
