@@ -304,9 +304,12 @@ def kubelet_of(root, config, bin_dir, env):
     providers = []
     for entry in providers_of(root, config):
         attributes = entry.get("tokenAttributes")
+        path = on_node(root, f"{bin_dir}/{entry['name']}")
+        if os.path.islink(path) and os.readlink(path).startswith("/"):  # a link as the node resolves it
+            path = on_node(root, os.readlink(path))
         providers.append(
             kubelet.Provider(
-                on_node(root, f"{bin_dir}/{entry['name']}"),
+                path,
                 [on_node(root, a) for a in entry.get("args", [])],
                 env,
                 entry["apiVersion"],
