@@ -346,3 +346,26 @@ def test_the_installed_provider_answers_the_kubelet_beside_ecr(env, tmp_path, ki
         assert [p.runs for p in node.providers] == ([0, 1] if kind == "eks" else [1])
         assert not any(p.errors for p in node.providers)
         assert os.listdir(root / "var/cache/quay-cred-helper")
+
+
+def test_restart_runs_systemctl_in_the_nodes_root_and_only_after_a_change(env, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chroot needs root")
+    import shutil
+
+    root = node_root(tmp_path, "kubeadm")
+    # A node's /bin/sh and a systemctl that logs what it is asked: chroot runs them from the node's root.
+    shell = os.path.realpath(shutil.which("sh"))
+    libraries = subprocess.run(["ldd", shell], capture_output=True, text=True, check=True).stdout
+    for path in [shell, *(word for word in libraries.split() if word.startswith("/"))]:
+        write(root, path, open(path, "rb").read(), 0o755)
+    if shell != "/bin/sh":
+        (root / "bin").mkdir(exist_ok=True)
+        (root / "bin/sh").symlink_to(shell)
+    write(root, "/usr/bin/systemctl", '#!/bin/sh\necho "$@" >> /systemctl.log\n', 0o755)
+    result = node_install(env, root, "--restart")
+    assert result.returncode == 0, result.stderr
+    assert (root / "systemctl.log").read_text() == "daemon-reload\nrestart kubelet.service\n"
+    assert "ran systemctl restart kubelet.service" in result.stderr
+    assert node_install(env, root, "--restart").returncode == 0  # nothing changed: no restart
+    assert (root / "systemctl.log").read_text() == "daemon-reload\nrestart kubelet.service\n"
