@@ -358,7 +358,8 @@ def test_restart_runs_systemctl_in_the_nodes_root_and_only_after_a_change(env, t
     shell = os.path.realpath(shutil.which("sh"))
     libraries = subprocess.run(["ldd", shell], capture_output=True, text=True, check=True).stdout
     for path in [shell, *(word for word in libraries.split() if word.startswith("/"))]:
-        write(root, path, open(path, "rb").read(), 0o755)
+        with open(path, "rb") as f:
+            write(root, path, f.read(), 0o755)
     if shell != "/bin/sh":
         (root / "bin").mkdir(exist_ok=True)
         (root / "bin/sh").symlink_to(shell)

@@ -75,7 +75,7 @@ def _install(args: argparse.Namespace) -> int:
     elif args.restart and not args.dry_run:
         for command in install.restart(plan, args.root):
             print(f"ran {command}", file=sys.stderr)
-    elif plan.kubelet is not None:
+    elif plan.kubelet is not None and not args.dry_run:
         print(f"the kubelet reads these at start: systemctl restart {plan.kubelet.service}", file=sys.stderr)
     return 0
 
