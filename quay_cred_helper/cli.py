@@ -137,10 +137,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="show: print JSON")
     p.add_argument("--remove", action="store_true", help="api-token: remove the stored OAuth token")
 
+    p = sub.add_parser("node", help="install the kubelet provider on a node, or as an OpenShift MachineConfig")
+    _node_parser(p)
+
     p = sub.add_parser("completion", help="print a shell completion script")
     p.add_argument("shell", choices=("bash", "zsh", "fish"))
     sub.choices["completion"].set_defaults(root=parser)
     return parser
+
+
+def _provider_source(p: argparse.ArgumentParser) -> None:
+    """What the provider answers with: a kubelet.ini of your own, or one robot for some registries."""
+    p.add_argument("--config", metavar="FILE", help="the provider's kubelet.ini, copied to the node as it is")
+    p.add_argument("--registry", action="append", default=[], metavar="HOST", help="a registry (repeatable)")
+    p.add_argument("--robot", metavar="NAMESPACE+NAME", help="the robot the provider answers as")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--robot-token-file", metavar="FILE", help="the robot's token, copied to the node (0600)")
+    source.add_argument("--oidc", metavar="SOURCE", help="keyless: the node's OIDC token (file:PATH, env:NAME)")
+    source.add_argument(
+        "--service-account", action="store_true", help="keyless: each pod's service-account token (per pod)"
+    )
+    p.add_argument("--audience", help="per pod: the token audience the kubelet asks for (default: the registry)")
+    p.add_argument(
+        "--match-image", action="append", default=[], metavar="PATTERN", help="matchImages (default: the registries)"
+    )
+
+
+def _node_parser(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="node_command", metavar="ACTION")
+    sub.required = True
+    q = sub.add_parser("install", help="put the provider, its config and the kubelet's flags on this node")
+    q.add_argument("--root", default="/", metavar="DIR", help="the node's root (default /; /host in a DaemonSet)")
+    q.add_argument("--provider", metavar="PATH", help="the provider: a file, the bundle's or the zipapp's directory")
+    q.add_argument("--bin-dir", metavar="DIR", help="the kubelet's provider bin dir (default: its own, else ours)")
+    q.add_argument(
+        "--kubelet-config", metavar="PATH", help="its CredentialProviderConfig (default: its own, else ours)"
+    )
+    _provider_source(q)
+    q.add_argument("--dry-run", action="store_true", help="print a unified diff of every change, write nothing")
+    q.add_argument("--uninstall", action="store_true", help="take our provider, files and flags back out")
+    q.add_argument("--no-flags", action="store_true", help="leave the kubelet's flags alone; print the ones to add")
+    q.add_argument("--restart", action="store_true", help="after a change, restart the kubelet (systemctl, in --root)")
+    q = sub.add_parser("openshift", help="print a MachineConfig that installs the provider on a pool's nodes")
+    q.add_argument("--role", required=True, choices=("worker", "master"), help="the pool")
+    q.add_argument("--zipapp", required=True, metavar="DIR", help="build-node-bundle --form zipapp's directory")
+    _provider_source(q)
+    q.add_argument(
+        "--kubelet-flags",
+        choices=("env", "execstart"),
+        default="env",
+        help="env: on-prem 4.22+ (the MCO's variable); execstart: ExecStart repeated from --kubelet-unit",
+    )
+    q.add_argument(
+        "--kubelet-unit", metavar="FILE", help="execstart: the pool's kubelet.service, as the MCO renders it"
+    )
+    q.add_argument("--name", help="the MachineConfig's name (default: 99-ROLE-quay-cred-helper)")
+    q.add_argument("-o", "--output", metavar="FILE", help="write it here (default: stdout)")
 
 
 def _warn(message: str) -> None:

@@ -231,6 +231,26 @@ def main():
             explain = ["quay-cred-helper", "doctor", "--kubelet", "--kubelet-config", str(kubelet_config)]
             run([*explain, "--bin-dir", str(bin_dir), f"{quay.host}/org/app:1.0"], env)
 
+            step("node install: the provider onto a node (here a made-up node root), beside its ECR provider")
+            made_up = Path(root, "node-root")
+            for path, text in {
+                "etc/systemd/system/kubelet.service": "[Service]\nEnvironmentFile=-/etc/default/kubelet\n"
+                "ExecStart=/usr/bin/kubelet $KUBELET_EXTRA_ARGS\n",
+                "etc/default/kubelet": 'KUBELET_EXTRA_ARGS="--image-credential-provider-config=/etc/kubernetes/'
+                'ecr.yaml --image-credential-provider-bin-dir=/usr/libexec/kubernetes/credential-providers"\n',
+                "etc/kubernetes/ecr.yaml": "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\n"
+                "providers:\n  - name: ecr-credential-provider  # the cloud's\n"
+                "    matchImages: ['*.dkr.ecr.*.amazonaws.com']\n"
+                "    defaultCacheDuration: 12h\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
+            }.items():
+                Path(made_up, path).parent.mkdir(parents=True, exist_ok=True)
+                Path(made_up, path).write_text(text)
+            node_install = ["quay-cred-helper", "node", "install", "--root", str(made_up), "--provider", installed]
+            node_install += ["--registry", quay.host, "--robot", robot, "--service-account"]
+            run([*node_install, "--dry-run"], env)
+            run(node_install, env)
+            run(node_install, env)  # again: nothing to change
+
         step("Rotate the robot's token through Quay's API, and see how old each secret is")
         with QuayRegistry(users=USERS, robots=ROBOTS) as quay:
             robot, robot_token = next(iter(ROBOTS.items()))

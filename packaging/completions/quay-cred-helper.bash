@@ -5,18 +5,19 @@ _quay_cred_helper() {
         if [[ "${COMP_WORDS[i]}" != -* ]]; then cmd="${COMP_WORDS[i]}"; break; fi
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "login ci-login logout list token referrers configure doctor completion --help --version --debug" -- "$cur"))
+        COMPREPLY=($(compgen -W "login logout list token referrers configure doctor robot node completion --help --version --debug" -- "$cur"))
         return
     fi
     case "$cmd" in
-        login) opts="--help -u --username --password-stdin --no-verify --oidc --audience --token-from" ;;
-        ci-login) opts="--help -u --robot --audience --oidc --token-from" ;;
+        login) opts="--help -u --username --password-stdin --no-verify --oidc --audience" ;;
         logout) opts="--help" ;;
-        list) opts="--help --json -q --quiet" ;;
+        list) opts="--help --json -q --quiet -l --long" ;;
         token) opts="--help --push --scope --json" ;;
         referrers) opts="--help --artifact-type --json --format --tree --depth" ;;
         configure) opts="--help --docker --podman --registries-conf --all --remove --migrate --dry-run" ;;
         doctor) opts="--help --json --kubelet --kubelet-config --bin-dir --service-account-token" ;;
+        robot) opts="--help --api-token-stdin --json --remove"; words="rotate show api-token" ;;
+        node) opts="--help"; words="install openshift" ;;
         completion) opts="--help"; words="bash zsh fish" ;;
     esac
     if [[ "$cur" == -* ]]; then

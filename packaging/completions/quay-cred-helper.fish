@@ -23,6 +23,8 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from list' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from list' -l json
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from list' -s q
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from list' -l quiet
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from list' -s l
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from list' -l long
 complete -c quay-cred-helper -n __fish_use_subcommand -a token -d 'print a bearer token (for curl and scripts)'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from token' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from token' -l push
@@ -51,6 +53,15 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l kubelet
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l kubelet-config
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l bin-dir
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from doctor' -l service-account-token
+complete -c quay-cred-helper -n __fish_use_subcommand -a robot -d 'rotate a robots token or show a robot, through Quays API (an OAuth token)'
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from robot' -l help
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from robot' -l api-token-stdin
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from robot' -l json
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from robot' -l remove
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from robot' -a 'rotate show api-token'
+complete -c quay-cred-helper -n __fish_use_subcommand -a node -d 'install the kubelet provider on a node, or as an OpenShift MachineConfig'
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from node' -l help
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from node' -a 'install openshift'
 complete -c quay-cred-helper -n __fish_use_subcommand -a completion -d 'print a shell completion script'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from completion' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'

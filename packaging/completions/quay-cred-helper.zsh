@@ -11,6 +11,8 @@ _quay_cred_helper() {
     'referrers:list the OCI referrers (signatures, SBOMs, ...) of a manifest'
     'configure:point docker, podman, skopeo and buildah at the helper'
     'doctor:check the keyring, client configs and registries; say how to fix'
+    'robot:rotate a robots token or show a robot, through Quays API (an OAuth token)'
+    'node:install the kubelet provider on a node, or as an OpenShift MachineConfig'
     'completion:print a shell completion script'
   )
   if (( CURRENT == 2 )); then
@@ -21,11 +23,13 @@ _quay_cred_helper() {
     login) opts=(--help -u --username --password-stdin --no-verify --oidc --audience --token-from) ;;
     ci-login) opts=(--help -u --robot --audience --oidc --token-from) ;;
     logout) opts=(--help) ;;
-    list) opts=(--help --json -q --quiet) ;;
+    list) opts=(--help --json -q --quiet -l --long) ;;
     token) opts=(--help --push --scope --json) ;;
     referrers) opts=(--help --artifact-type --json --format --tree --depth) ;;
     configure) opts=(--help --docker --podman --registries-conf --all --remove --migrate --dry-run) ;;
     doctor) opts=(--help --json --kubelet --kubelet-config --bin-dir --service-account-token) ;;
+    robot) opts=(--help --api-token-stdin --json --remove); choices=(rotate show api-token) ;;
+    node) opts=(--help); choices=(install openshift) ;;
     completion) opts=(--help); choices=(bash zsh fish) ;;
   esac
   if [[ ${words[CURRENT]} == -* ]]; then
