@@ -184,6 +184,7 @@ def test_joins_an_existing_ecr_config_leaves_ecr_alone_and_a_second_run_changes_
 
 
 @pytest.mark.parametrize("kind", ["eks", "yaml-ecr", "kubeadm", "plain", "k3s"])
+@pytest.mark.slow  # over half a second: the full suite
 def test_uninstall_restores_the_node_byte_for_byte(env, tmp_path, kind):
     root = node_root(tmp_path, kind)
     before = snapshot(root)
@@ -327,6 +328,7 @@ def kubelet_of(root, config, bin_dir, env):
 
 
 @pytest.mark.parametrize("kind", ["eks", "kubeadm"])
+@pytest.mark.slow  # over half a second: the full suite
 def test_the_installed_provider_answers_the_kubelet_beside_ecr(env, tmp_path, kind):
     root = node_root(tmp_path, kind)
     with QuayRegistry(users=USERS, robots=ROBOTS) as quay:

@@ -193,6 +193,7 @@ def test_the_real_zipapp_fits_and_its_size_is_reported(env, tmp_path):
     assert size <= openshift.LIMIT
 
 
+@pytest.mark.slow  # over half a second: the full suite
 def test_ignitions_own_validator_accepts_the_config(env, tmp_path):
     """Debian's ignition-validate (Ignition 2.14, specs up to 3.4): the config a MachineConfig carries."""
     import shutil
