@@ -27,7 +27,7 @@ import trustme  # noqa: E402
 
 from tests.fakes.issuer import OIDCIssuer  # noqa: E402
 from tests.fakes.quay_registry import QuayRegistry  # noqa: E402
-from tests.support import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
+from tests.support import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env, secret_service_on_bus  # noqa: E402
 
 PROVIDER = os.path.join(os.path.dirname(HELPER), "quay-credential-provider")
 
@@ -94,25 +94,6 @@ def token_files(env):
     return [p for p in root.rglob("*.json") if p.name != "challenge.json"]
 
 
-def secret_service_alive(env):
-    probe = subprocess.run(
-        [
-            "dbus-send",
-            "--session",
-            "--print-reply",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.NameHasOwner",
-            "string:org.freedesktop.secrets",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    return "true" in probe.stdout
-
-
 def fast_read(env, key, reads):
     """Median ms of secretservice.read of the user's item in this process, and a note. gnome-keyring 42
     crashes after some thousands of rapid sessions: when it has died, that is its failure, not the reader's."""
@@ -126,7 +107,7 @@ def fast_read(env, key, reads):
         times.append((time.perf_counter() - start) * 1000)
         if value is None:
             fallbacks += 1
-            if not secret_service_alive(env):
+            if not secret_service_on_bus(env):
                 return 0.0, f" (gnome-keyring died after {done} reads: not counted)"
     return statistics.median(times), f" ({reads} reads, {fallbacks} left to keyring)"
 

@@ -11,7 +11,18 @@ import time
 import pytest
 
 from tests.fakes.quay_registry import QuayRegistry
-from tests.support import ENV_SECRETS, FAULTS, GENERATED, ROBOTS, SECRETS, TIER, USERS, isolated_env, missing
+from tests.support import (
+    ENV_SECRETS,
+    FAULTS,
+    GENERATED,
+    ROBOTS,
+    SECRETS,
+    TIER,
+    USERS,
+    isolated_env,
+    missing,
+    secret_service_on_bus,
+)
 
 
 def needs(*programs):
@@ -81,21 +92,7 @@ def _secret_service(tmp_path_factory, unlock):
     # The collection is created by the first write; give the daemon a moment to own the bus name.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        probe = subprocess.run(
-            [
-                "dbus-send",
-                "--session",
-                "--print-reply",
-                "--dest=org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus.NameHasOwner",
-                "string:org.freedesktop.secrets",
-            ],
-            env=dict(service.env, DBUS_SESSION_BUS_ADDRESS=service.address),
-            capture_output=True,
-            text=True,
-        )
-        if "true" in probe.stdout:
+        if secret_service_on_bus(dict(service.env, DBUS_SESSION_BUS_ADDRESS=service.address)):
             break
         time.sleep(0.05)
     return service

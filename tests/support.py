@@ -55,6 +55,27 @@ def isolated_env(root):
     return env
 
 
+def secret_service_on_bus(env):
+    """Whether a Secret Service owns its name on the session bus of `env` (gnome-keyring 42 crashes after a
+    few thousand rapid sessions: a test or benchmark tells that apart from a failure of ours)."""
+    probe = subprocess.run(
+        [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            "string:org.freedesktop.secrets",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return "true" in probe.stdout
+
+
 def missing(*programs):
     return [p for p in programs if not shutil.which(p)]
 

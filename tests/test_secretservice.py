@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from quay_cred_helper.credentials import secretservice
 from tests.fakes.dbus_server import SESSION, FakeBus
-from tests.support import count_case, examples
+from tests.support import count_case, examples, secret_service_on_bus
 
 SERVICE, USER = "quay-cred-helper", "quay.example.com"
 SECRET = '{"username": "alice", "secret": "pâss wörd \\"quoted\\" 🔑"}'
@@ -256,28 +256,6 @@ def real_keyring(secret_service, monkeypatch):
     keyring.set_keyring(previous)
 
 
-def alive(secret_service):
-    """gnome-keyring 42 crashes after a few thousand rapid sessions: that is its failure, not the reader's."""
-    import subprocess
-
-    probe = subprocess.run(
-        [
-            "dbus-send",
-            "--session",
-            "--print-reply",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.NameHasOwner",
-            "string:org.freedesktop.secrets",
-        ],
-        env=dict(os.environ, DBUS_SESSION_BUS_ADDRESS=secret_service.address),
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    return "true" in probe.stdout
-
-
 READS = {"reads": 0, "none": 0}
 
 
@@ -298,7 +276,9 @@ def test_reads_exactly_what_keyring_reads(real_keyring, secret_service, triples,
             READS["reads"] += 1
             if got is None:  # "don't know" is always safe; gnome-keyring 42 now and then fails a call
                 READS["none"] += 1
-                assert READS["none"] <= 2 + READS["reads"] // 100 or not alive(secret_service), READS
+                assert READS["none"] <= 2 + READS["reads"] // 100 or not secret_service_on_bus(
+                    dict(os.environ, DBUS_SESSION_BUS_ADDRESS=secret_service.address)
+                ), READS
             else:
                 assert got == expected, (service, username)  # never a wrong answer
         if absent not in stored:
