@@ -223,7 +223,7 @@ def main():
                 "keyless-cached": ([HELPER, "get"], env, keyless.encode()),
                 "ci-token-cached": ([HELPER, "get"], ci_env, ci_quay.host.encode()),
                 "provider-cached": (provider, env, kubelet_request),
-                "robot-cached-packaged": (packaged, env, quay.host.encode()),
+                "robot-cached-packaged": ([*packaged, "get"], env, quay.host.encode()),
                 "provider-routed-cached": (routed, env, kubelet_request),
                 "user-secret-service": ([HELPER, "get"], env, b"user.bench.invalid"),
                 "go-secretservice": (["docker-credential-secretservice", "get"], env, go_server.encode()),
