@@ -115,11 +115,13 @@ class RobotToken:
 
     def _checked(self) -> files.Private:
         """The token file, opened and checked as the kubelet provider checks its files (files.check_private)."""
-        if not os.path.exists(self.where):
+        try:
+            os.stat(self.where)
+        except OSError as exc:  # a source the job has not written (yet): its fix, not a config error
             raise SourceError(
-                f"cannot read the robot token file {self.where}: it does not exist",
+                f"cannot read the robot token file {self.where}: {exc.strerror or type(exc).__name__}",
                 "check the path, and that the job writes its secret there",
-            )
+            ) from None
         return files.check_private(self.where, "robot token file")
 
 

@@ -94,8 +94,8 @@ class TokenExchange:
         if hit:
             log.debug("token for %s [] from the cache", key)
             return hit
-        deadline = self.deadline(key)  # started now: the token's source counts against the same budget
-        presented = oidc_token(key, self.settings(key).replace(deadline=max(deadline.remaining(), 0.001)))
+        self.deadline(key)  # started now: the exchange below gets what the token's source leaves of it
+        presented = oidc_token(key, self.settings(key))
 
         def obtain() -> Token:
             from quay_cred_helper.registry import federation  # httpx: only when an exchange is due
