@@ -5,11 +5,12 @@ _quay_cred_helper() {
         if [[ "${COMP_WORDS[i]}" != -* ]]; then cmd="${COMP_WORDS[i]}"; break; fi
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "login logout list token referrers configure doctor robot node completion --help --version --debug" -- "$cur"))
+        COMPREPLY=($(compgen -W "login ci-login logout list token referrers configure doctor robot node completion --help --version --debug" -- "$cur"))
         return
     fi
     case "$cmd" in
-        login) opts="--help -u --username --password-stdin --no-verify --oidc --audience" ;;
+        login) opts="--help -u --username --password-stdin --no-verify --oidc --audience --token-from" ;;
+        ci-login) opts="--help -u --robot --audience --oidc --token-from" ;;
         logout) opts="--help" ;;
         list) opts="--help --json -q --quiet -l --long" ;;
         token) opts="--help --push --scope --json" ;;
