@@ -76,6 +76,24 @@ class SecretService:
         env.pop("PYTHON_KEYRING_BACKEND", None)
         return env
 
+    def revive(self):
+        """Start gnome-keyring again on the same bus if it died (gnome-keyring 42 crashes after a few thousand
+        rapid sessions: its failure, not ours); True if it had."""
+        env = dict(self.env, DBUS_SESSION_BUS_ADDRESS=self.address)
+        if secret_service_on_bus(env):
+            return False
+        subprocess.run(
+            "printf test | gnome-keyring-daemon --unlock --components=secrets",
+            shell=True,
+            env=env,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not secret_service_on_bus(env):
+            time.sleep(0.05)
+        return True
+
     def stop(self):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
