@@ -138,14 +138,16 @@ def _lock(fd: int, wait: bool) -> bool:
     """Take the lock on `fd`; without `wait`, False when another process holds it."""
     if sys.platform == "win32":
         import msvcrt
+        import time
 
-        try:
-            msvcrt.locking(fd, msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK, 1)
-        except OSError:
-            if wait:
-                raise
-            return False
-        return True
+        while True:  # LK_LOCK gives up after ten tries a second apart: wait as flock does, polling
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return True
+            except OSError:
+                if not wait:
+                    return False
+                time.sleep(0.05)
     import fcntl  # here, not at the top: reads never lock
 
     try:
