@@ -165,22 +165,15 @@ def test_rpm_builds_with_its_check_and_lists_everything(tmp_path):
     assert any(f.startswith("/usr/share/man/man1/quay-cred-helper.1") for f in files)
     assert any(f.startswith("/usr/share/man/man1/docker-credential-quay.1") for f in files)
     assert any(f.startswith("/usr/share/man/man1/quay-credential-provider.1") for f in files)
-    wrapper = subprocess.run(
-        f"rpm2cpio {rpm} | cpio -i --quiet --to-stdout ./usr/bin/quay-cred-helper",
-        shell=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+
+    def packaged(path):
+        extract = f"rpm2cpio {rpm} | cpio -i --quiet --to-stdout .{path}"
+        return subprocess.run(extract, shell=True, capture_output=True, text=True, timeout=60).stdout
+
+    wrapper = packaged("/usr/bin/quay-cred-helper")
     assert "from quay_cred_helper.cli import main" in wrapper and "importlib.metadata" not in wrapper
     for launcher in ("docker-credential-quay", "quay-credential-provider"):
-        text = subprocess.run(
-            f"rpm2cpio {rpm} | cpio -i --quiet --to-stdout ./usr/bin/{launcher}",
-            shell=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
+        text = packaged(f"/usr/bin/{launcher}")
         assert text.startswith("#!/usr/bin/python3 -IS\n") and "sys.flags.no_site" in text, launcher
     requires = sh(["rpm", "-qp", "--requires", str(rpm)]).stdout
     assert "python3-keyring >= 23.9" in requires and "python3-httpx >= 0.23" in requires
