@@ -23,8 +23,8 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.dist import Distribution
 
-# The launcher's import line, `from quay_cred_helper.helper import main`, and its trailing comment.
-LAUNCHER_MAIN = re.compile(r"^from ([\w.]+) import main\b", re.M)
+# The launcher's last line, `run("quay_cred_helper.helper")`: the module whose main it runs.
+LAUNCHER_MAIN = re.compile(r'^run\("([\w.]+)"\)$', re.M)
 
 
 class PlatformLaunchers(Distribution):

@@ -1,6 +1,7 @@
 """What the tests, the benchmarks and the demo share: accounts, an isolated environment, running
 the installed executables as clients do, and in-process collaborators built as the entry points build them."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -126,3 +127,44 @@ FAULTS = {"kills sent": 0, "processes killed mid-run": 0, "concurrent operations
 
 def count_case():
     GENERATED["cases"] += 1
+
+
+PROVIDER = os.path.join(BIN, "quay-credential-provider")
+
+# Runs a launcher as its #! line would (python, no options), and at its os._exit writes which loader served each of
+# our modules to the file named by QCH_PROBE_REPORT. QCH_PROBE_ROOT, if set, goes first on sys.path (a
+# copy of the package a test may edit); QCH_PROBE_PLAIN=1 imports everything the normal way (as with no
+# bundle, and without writing one).
+LAUNCH_PROBE = """
+import json, os, runpy, sys
+launcher = sys.argv[1]
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(launcher)  # as for the script itself, not -c's working directory
+if os.environ.get("QCH_PROBE_ROOT"):
+    sys.path.insert(0, os.environ["QCH_PROBE_ROOT"])
+if os.environ.get("QCH_PROBE_PLAIN"):
+    sys.dont_write_bytecode = True
+    from quay_cred_helper import launch
+    launch._finder = launch.Finder({}, -1)
+    sys.meta_path.insert(0, launch._finder)
+real_exit = os._exit
+def report(code):
+    loaders = {name: type(module.__spec__.loader).__name__ for name, module in list(sys.modules.items())
+               if name.startswith("quay_cred_helper") and getattr(module, "__spec__", None)}
+    with open(os.environ["QCH_PROBE_REPORT"], "w") as out:
+        json.dump(loaders, out)
+    real_exit(code)
+os._exit = report
+runpy.run_path(launcher, run_name="__main__")
+"""
+
+
+def launch_probe(env, launcher, args, stdin=b"", report=None, timeout=30):
+    """(the run, {module: the name of its loader's class}) for one run of `launcher` through LAUNCH_PROBE."""
+    report = report or os.path.join(env["HOME"], "launch-probe.json")
+    argv = [sys.executable, "-c", LAUNCH_PROBE, launcher, *args]
+    result = subprocess.run(
+        argv, input=stdin, env=dict(env, QCH_PROBE_REPORT=report), capture_output=True, timeout=timeout
+    )
+    with open(report) as f:
+        return result, json.load(f)

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -137,10 +138,16 @@ def test_wheel_and_sdist(dist, tmp_path):
     assert sh(["quay-cred-helper", "--version"], env=env).stdout.strip() == f"quay-cred-helper {__version__}"
     provider_script = (venv / "bin" / "quay-credential-provider").read_text()
     assert (
-        provider_script.startswith(f"#!{venv}/bin/python")
-        and "from quay_cred_helper.kubelet.main import main" in provider_script
+        provider_script.startswith(f"#!{venv}/bin/python") and 'run("quay_cred_helper.kubelet.main")' in provider_script
     )
     assert sh(["quay-credential-provider", "--version"], env=env).stdout.strip().endswith(__version__)
+    # pip runs no install script: the first run that may write .pyc files writes the hot modules' bundle
+    # (quay_cred_helper/launch.py), once what pip wrote has aged past the racy window.
+    time.sleep(2)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    sh(["docker-credential-quay", "version"], env=env)
+    (bundle,) = venv.glob("lib/python*/site-packages/quay_cred_helper/__pycache__/hot.*.bundle")
+    assert b"quay_cred_helper.helper" in bundle.read_bytes()
 
 
 # -- the RPM -------------------------------------------------------------------------------------
@@ -228,8 +235,21 @@ def test_deb_installs_and_works_on_debians_python(tmp_path, secret_service, quay
             ["/usr/bin/python3", "-c", "import httpx, platformdirs; print(httpx.__version__, platformdirs.__version__)"]
         ).stdout.split()
         print(f"deb tested against Debian's httpx {versions[0]} and platformdirs {versions[1]}")
+        # postinst wrote the hot modules' bundle (quay_cred_helper/launch.py), and the launchers use it.
+        (bundle,) = DEB_PYCACHE.glob("hot.*.bundle")
+        served = "from quay_cred_helper import launch; launch.serve(); import quay_cred_helper.helper as h; "
+        served += "print(type(h.__spec__.loader).__name__)"
+        assert (
+            sh(["/usr/bin/python3", "-IS", "-c", f"import sys; sys.path.append({DIST!r}); {served}"]).stdout
+            == "Finder\n"
+        )
     finally:
         subprocess.run(["apt-get", "remove", "-y", "-qq", "quay-cred-helper"], capture_output=True, timeout=300)
+    assert not DEB_PYCACHE.exists() or not list(DEB_PYCACHE.glob("hot.*"))  # prerm took it away
+
+
+DIST = "/usr/lib/python3/dist-packages"
+DEB_PYCACHE = Path(DIST, "quay_cred_helper", "__pycache__")
 
 
 # -- Windows: console_scripts there (.exe launchers), plain bin/ launchers everywhere else ---------
@@ -248,11 +268,9 @@ INTERPRETER = r"C:\Program Files\Python312\python.exe"  # a space in it, as in a
 
 
 def launcher_module(program):
-    """The module whose main bin/PROGRAM runs (`from M import main  # noqa: E402`)."""
-    (line,) = [
-        li for li in (ROOT / "bin" / program).read_text().splitlines() if re.match(r"from \S+ import main\b", li)
-    ]
-    return line.split()[1]
+    """The module whose main bin/PROGRAM runs (its last line: `run("M")`)."""
+    (module,) = re.findall(r'^run\("([\w.]+)"\)$', (ROOT / "bin" / program).read_text(), re.M)
+    return module
 
 
 def console_scripts(wheel):
@@ -299,7 +317,8 @@ def test_posix_wheel_has_plain_launchers_and_one_console_script(wheels):
         for name in data:
             text = z.read(name).decode()
             assert text.startswith("#!python\n")  # the installer writes the interpreter's path here
-            assert f"from {launcher_module(name.rsplit('/', 1)[1])} import main" in text
+            program = name.rsplit("/", 1)[1]
+            assert text.endswith(f'run("{launcher_module(program)}")\n')
             assert "import re" not in [li for li in text.splitlines() if not li.startswith("#")]
 
 

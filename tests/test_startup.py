@@ -79,17 +79,6 @@ def test_shortcut_is_dropped_when_keyrings_choice_may_differ(secret_keyring):
     assert r.returncode == 1 and r.stdout.startswith(b"no keyring backend available")
 
 
-def test_launchers_are_plain():
-    lines = Path(HELPER).read_text().splitlines()
-    assert lines[0].startswith("#!") and "python" in lines[0]
-    code = [line.split("#")[0].rstrip() for line in lines if line.strip() and not line.startswith("#")]
-    assert code[:3] == ["import os", "import sys", "if sys.flags.no_site:"]  # the .deb/.rpm's -IS names its dirs
-    start = code.index("from quay_cred_helper.helper import main")
-    assert code[start + 1] == "code = main()" and not any("import" in line for line in code[start + 1 :])
-    assert code[-1] == "os._exit(code)" and "    sys.stdout.flush()" in code  # flushed, then no teardown
-    assert "importlib.metadata" not in Path(CLI).read_text()  # a legacy install would use it
-
-
 @pytest.mark.parametrize(
     "xdg",
     [

@@ -1,0 +1,116 @@
+"""Writes the bundle launch.py serves: `python3 -m quay_cred_helper.hotbuild [--remove]`.
+
+The .deb and .rpm install scripts and scripts/setup run it (it waits out the racy window, at most
+launch.RACY_NS, so that nothing just installed is left out); launch.finish() runs `build(wait=False)`
+at the exit of a run that found the bundle missing or stale.
+
+The file: the index's length (8 bytes, little-endian), the index, marshalled (launch.header() and
+name -> (source, key, offset, size)), then each module's code, marshalled, at its offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import sys
+import time
+
+from quay_cred_helper.launch import HOT, PACKAGE_DIR, RACY_NS, bundle_path, header, key
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from quay_cred_helper.launch import Entry, Key
+
+    Compiled = dict[str, tuple[str, Key, bytes]]
+
+
+def source(name: str) -> str:
+    """Where the normal import finds `name`: a HOT module lives in this package's directory tree."""
+    base = os.path.join(PACKAGE_DIR, *name.split(".")[1:])
+    return os.path.join(base, "__init__.py") if os.path.isdir(base) else base + ".py"
+
+
+def build(wait: bool = True) -> bool:
+    """Compile HOT into the bundle, atomically. With `wait`, first let any source that changed less than
+    RACY_NS ago age past it (at most that long); without, leave such modules out. False if the directory
+    is not writable (nothing written)."""
+    target = bundle_path()
+    directory = os.path.dirname(target)
+    if not os.access(PACKAGE_DIR, os.W_OK) or (os.path.isdir(directory) and not os.access(directory, os.W_OK)):
+        return False
+    if wait:
+        newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in map(os.stat, map(source, HOT)))
+        time.sleep(max(0, newest + RACY_NS - time.time_ns()) / 1e9)
+    entries = _compile_all()
+    os.makedirs(directory, exist_ok=True)
+    temporary = f"{target}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(_layout(entries))
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return True
+
+
+def _layout(compiled: Compiled) -> bytes:
+    """The file: the index's length (8 bytes), the index (header, name -> entry), then the code."""
+    head = b""
+    while True:  # the offsets depend on the index's own length: lay it out again until that settles
+        offset = 8 + len(head)
+        index: dict[str, Entry] = {}
+        for name, (origin, stamp, code) in compiled.items():
+            index[name] = (origin, stamp, offset, len(code))
+            offset += len(code)
+        laid = marshal.dumps((header(), index))
+        if len(laid) == len(head):
+            break
+        head = laid
+    return len(laid).to_bytes(8, "little") + laid + b"".join(code for _, _, code in compiled.values())
+
+
+def _compile_all() -> Compiled:
+    entries: Compiled = {}
+    for name in HOT:
+        origin = source(name)
+        try:
+            before = key(origin)  # stat before reading: a write after it makes the entry stale, not wrong
+            with open(origin, "rb") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if max(before[2], before[3]) > time.time_ns() - RACY_NS or key(origin) != before:
+            continue  # changed just now or while read: left to the normal import until it settles
+        code = compile(text, origin, "exec", dont_inherit=True)
+        entries[name] = (origin, before, marshal.dumps(code))
+    return entries
+
+
+def remove() -> None:
+    """Delete the bundles of every interpreter (a package's removal script; harmless when there are none)."""
+    directory = os.path.dirname(bundle_path())
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(directory):
+            if name.startswith("hot.") and name.endswith(".bundle"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, name))
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--remove"]:
+        remove()
+        return 0
+    if argv:
+        sys.stderr.write("usage: python3 -m quay_cred_helper.hotbuild [--remove]\n")
+        return 2
+    if not build():
+        sys.stderr.write(f"quay_cred_helper.hotbuild: {os.path.dirname(bundle_path())} is not writable\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

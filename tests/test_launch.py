@@ -1,0 +1,314 @@
+"""The launchers and the hot modules served from one file (quay_cred_helper/launch.py): every hot path
+served whole, byte-identical answers, and never a stale, damaged or foreign bundle served."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import quay_cred_helper
+from quay_cred_helper import launch
+from tests.support import (
+    CI_ROBOT,
+    CI_ROBOT_TOKEN,
+    CLI,
+    HELPER,
+    LAUNCH_PROBE,
+    PROVIDER,
+    ROBOT,
+    ROBOT_TOKEN,
+    ROBOTS,
+    USERS,
+    cli,
+    helper,
+    launch_probe,
+)
+
+SUBJECT = "system:serviceaccount:ci:builder"
+NOT_SERVED = {"quay_cred_helper", "quay_cred_helper.launch"}  # imported to serve the rest
+V1 = "credentialprovider.kubelet.k8s.io/v1"
+
+
+def kubelet_request(image, **more):
+    return json.dumps({"kind": "CredentialProviderRequest", "apiVersion": V1, "image": image, **more}).encode()
+
+
+def private(path, text):
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def hot_paths(tmp_path, home, issuer, quay, secret_keyring):
+    """(name, env, launcher, args, stdin) of every hot path, each run once so that its cache is warm."""
+    issuer.trusted_by(quay, tmp_path)
+    quay.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
+    keyring = dict(home, PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring")
+    keyring["QUAY_CRED_HELPER_ALLOW_PLAINTEXT"] = "1"
+    stored = json.dumps({"ServerURL": quay.host, "Username": ROBOT, "Secret": ROBOT_TOKEN})
+    assert helper(keyring, "store", stored).returncode == 0
+    # A keyless robot on the same registry under its other loopback name.
+    keyless_host = f"localhost:{quay.port}"
+    keyless = dict(keyring, ID_TOKEN=issuer.token(SUBJECT))
+    assert cli(keyless, "login", keyless_host, "-u", ROBOT, "--oidc", "env:ID_TOKEN").returncode == 0
+    # A CI job's robot token in its environment, no keyring.
+    etc = tmp_path / "etc"
+    etc.mkdir(mode=0o700)
+    ci_config = private(etc / "ci.ini", f"[{quay.host}]\nrobot = {CI_ROBOT}\nrobot_token_env = JOB_TOKEN\n")
+    ci = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", JOB_TOKEN=CI_ROBOT_TOKEN)
+    ci.update(QUAY_CRED_HELPER_CONFIG=str(ci_config))
+    # A user's secret in the Secret Service.
+    user = json.dumps({"ServerURL": "user.example.com", "Username": "alice", "Secret": "alice-secret"})
+    assert helper(secret_keyring, "store", user).returncode == 0
+    # The provider: a robot token file, per registry and per namespace.
+    node = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    token = private(etc / "robot-token", ROBOT_TOKEN + "\n")
+    plain = private(etc / "kubelet.ini", f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {token}\n")
+    routed = private(etc / "routed.ini", f"[{quay.host}/org]\nrobot = {ROBOT}\nrobot_token_file = {token}\n")
+    pods = private(etc / "pods.ini", f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
+    image = f"{quay.host}/org/app"
+    request = kubelet_request(image)
+    pod = kubelet_request(
+        image, serviceAccountToken=issuer.token(SUBJECT, audience="quay"), serviceAccountAnnotations={}
+    )
+    paths = [
+        ("version", keyring, HELPER, ["version"], b""),
+        ("list", keyring, HELPER, ["list"], b""),
+        ("robot get", keyring, HELPER, ["get"], quay.host.encode()),
+        ("keyless get", keyless, HELPER, ["get"], keyless_host.encode()),
+        ("CI token get", ci, HELPER, ["get"], quay.host.encode()),
+        ("Secret Service get", secret_keyring, HELPER, ["get"], b"user.example.com"),
+        ("provider", node, PROVIDER, ["--config", str(plain), "--cache-dir", str(etc / "c1")], request),
+        ("provider per namespace", node, PROVIDER, ["--config", str(routed), "--cache-dir", str(etc / "c2")], request),
+        ("provider per pod", node, PROVIDER, ["--config", str(pods), "--cache-dir", str(etc / "c3")], pod),
+    ]
+    for _, env, launcher, args, stdin in paths:
+        warm = subprocess.run([launcher, *args], input=stdin, env=env, capture_output=True, timeout=30)
+        assert warm.returncode == 0, (args, warm.stdout, warm.stderr)
+    return paths
+
+
+@pytest.fixture
+def quay(issuer):
+    from tests.fakes.quay_registry import QuayRegistry
+
+    with QuayRegistry(users=USERS, robots=dict(ROBOTS, **{CI_ROBOT: CI_ROBOT_TOKEN})) as registry:
+        yield registry
+
+
+@pytest.mark.slow  # over half a second: the full suite
+def test_every_hot_path_is_served_whole_and_answers_as_without_the_bundle(tmp_path, home, issuer, quay, secret_keyring):
+    used = set()
+    paths = hot_paths(tmp_path, home, issuer, quay, secret_keyring)
+    auth_before = quay.count("/v2/auth")
+    for name, env, launcher, args, stdin in paths:
+        served, loaders = launch_probe(env, launcher, args, stdin)
+        plain, plain_loaders = launch_probe(dict(env, QCH_PROBE_PLAIN="1"), launcher, args, stdin)
+        # Byte for byte what the normal import gives, exit code included.
+        assert (served.returncode, served.stdout, served.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+        assert served.returncode == 0, (name, served.stdout, served.stderr)
+        ours = set(loaders) - NOT_SERVED
+        assert {m for m in ours if loaders[m] != "Finder"} == set(), name  # all served from the bundle
+        assert set(plain_loaders) == set(loaders) and "Finder" not in plain_loaders.values()
+        assert ours <= set(launch.HOT), (name, ours - set(launch.HOT))
+        used |= ours
+    assert used == set(launch.HOT)  # HOT holds nothing these paths do not use
+    assert quay.count("/v2/auth") == auth_before  # every one of them answered from its cache
+
+
+def test_launchers_are_short_and_end_in_launch_run():
+    for launcher, door in ((HELPER, "quay_cred_helper.helper"), (PROVIDER, "quay_cred_helper.kubelet.main")):
+        lines = Path(launcher).read_text().splitlines()
+        assert lines[0].startswith("#!") and "python" in lines[0]
+        code = [line for line in lines[1:] if line.strip() and not line.lstrip().startswith("#")]
+        assert code[0] == "import sys" and code[1] == "if sys.flags.no_site:"  # the .deb/.rpm's -IS names its dirs
+        assert code[-2:] == ["from quay_cred_helper.launch import run  # noqa: E402", f'run("{door}")']
+        assert len(code) <= 9  # a script is compiled on every run
+    assert "importlib.metadata" not in Path(CLI).read_text()  # a legacy install would use it
+
+
+# -- a private copy of the package, which the tests below edit ------------------------------------
+
+
+@pytest.fixture
+def package(tmp_path):
+    """A copy of the package and a launcher for it: (root for sys.path, launcher, the copy's dir)."""
+    root = tmp_path / "site"
+    copy = root / "quay_cred_helper"
+    shutil.copytree(Path(quay_cred_helper.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return root, copy
+
+
+def build(root):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import runpy; "
+            "sys.argv[1:] = []; runpy.run_module('quay_cred_helper.hotbuild', run_name='__main__')",
+            str(root),
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def bundle_of(copy):
+    (found,) = (copy / "__pycache__").glob("hot.*.bundle")
+    return found
+
+
+def run_copy(root, home, *args, plain=False):
+    """A run of the copy's docker-credential-quay, where Python would write .pyc files."""
+    env = {k: v for k, v in home.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["QCH_PROBE_ROOT"] = str(root)
+    if plain:
+        env["QCH_PROBE_PLAIN"] = "1"
+    return launch_probe(env, HELPER, list(args))
+
+
+def edit_in_place(path, old, new):
+    """Change `path` keeping its size, inode and modification time: only its change time tells."""
+    assert len(old) == len(new)
+    before = path.stat()
+    text = path.read_bytes()
+    assert text.count(old) == 1
+    with open(path, "r+b") as f:
+        f.write(text.replace(old, new))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+USAGE = b"Usage: docker-credential-quay"
+
+
+@pytest.mark.slow  # waits out the racy window: the full suite
+def test_an_edit_that_keeps_size_inode_and_mtime_is_never_served_stale(package, home):
+    root, copy = package
+    build(root)
+    r, loaders = run_copy(root, home, "nonsense")
+    assert r.stdout.startswith(USAGE) and loaders["quay_cred_helper.helper"] == "Finder"
+    edit_in_place(copy / "helper.py", USAGE, b"USAGE: docker-credential-quay")
+    r, loaders = run_copy(root, home, "nonsense")
+    assert r.stdout.startswith(b"USAGE: ") and loaders["quay_cred_helper.helper"] == "SourceFileLoader"
+    assert r.stderr == b"" and r.returncode == 1
+    # Just changed: the rewrite at exit leaves it out (racy) and serves the rest; once it has settled,
+    # the next rewrite takes it in, edited.
+    r, loaders = run_copy(root, home, "list")
+    assert loaders["quay_cred_helper.helper"] == "SourceFileLoader" and loaders["quay_cred_helper.log"] == "Finder"
+    time.sleep(launch.RACY_NS / 1e9)
+    run_copy(root, home, "nonsense")
+    r, loaders = run_copy(root, home, "nonsense")
+    assert r.stdout.startswith(b"USAGE: ") and loaders["quay_cred_helper.helper"] == "Finder"
+
+
+@pytest.mark.slow  # builds a bundle from a fresh copy: waits out the racy window
+def test_a_file_put_in_the_sources_place_is_never_served_stale(package, home):
+    root, copy = package
+    build(root)
+    source = copy / "helper.py"
+    before = source.stat()
+    replacement = copy / "helper.py.new"
+    replacement.write_bytes(source.read_bytes().replace(USAGE, b"Usage: DOCKER-credential-quay"))
+    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(replacement, source)
+    r, loaders = run_copy(root, home, "nonsense")
+    assert r.stdout.startswith(b"Usage: DOCKER-") and loaders["quay_cred_helper.helper"] == "SourceFileLoader"
+
+
+def damaged(data):
+    half = len(data) // 2
+    return {
+        "empty": b"",
+        "cut in the index": data[:20],
+        "cut in the code": data[:half],
+        "code overwritten": data[:half] + bytes(len(data) - half),
+        "garbage": os.urandom(len(data)),
+        "a huge index length": (1 << 62).to_bytes(8, "little") + data[8:],
+    }
+
+
+@pytest.mark.slow  # builds a bundle from a fresh copy: waits out the racy window
+@pytest.mark.parametrize("damage", list(damaged(b"x" * 64)))
+def test_a_damaged_bundle_is_imported_around_and_rewritten(package, home, damage):
+    root, copy = package
+    build(root)
+    expected, _ = run_copy(root, home, "list", plain=True)
+    bundle = bundle_of(copy)
+    bundle.write_bytes(damaged(bundle.read_bytes())[damage])
+    r, loaders = run_copy(root, home, "list")
+    assert (r.returncode, r.stdout, r.stderr) == (expected.returncode, expected.stdout, expected.stderr)
+    assert expected.returncode == 0
+    # Rewritten at exit (nothing in the copy changed lately), and served whole again.
+    r, loaders = run_copy(root, home, "list")
+    assert (r.returncode, r.stdout, r.stderr) == (expected.returncode, expected.stdout, expected.stderr)
+    assert {loaders[m] for m in set(loaders) - NOT_SERVED} == {"Finder"}
+
+
+@pytest.mark.slow  # builds a bundle from a fresh copy: waits out the racy window
+def test_another_interpreters_bundle_is_not_used(package, home):
+    root, copy = package
+    build(root)
+    bundle = bundle_of(copy)
+    data = bundle.read_bytes()
+    stamp = sys.version.encode()
+    assert data.count(stamp) == 1
+    bundle.write_bytes(data.replace(stamp, stamp.replace(b"3.", b"4.", 1)))
+    r, loaders = run_copy(root, home, "list")
+    assert r.returncode == 0 and loaders["quay_cred_helper.helper"] == "SourceFileLoader"
+
+
+def test_no_bundle_is_written_where_python_would_write_no_pyc(package, home):
+    root, copy = package
+    r, loaders = launch_probe(dict(home, QCH_PROBE_ROOT=str(root), PYTHONDONTWRITEBYTECODE="1"), HELPER, ["list"])
+    assert r.returncode == 0 and loaders["quay_cred_helper.helper"] == "SourceFileLoader"
+    assert not list(copy.glob("__pycache__/hot.*"))
+
+
+@pytest.mark.slow  # waits out the racy window: the full suite
+def test_a_read_only_install_runs_the_normal_way_and_says_nothing(package, home):
+    root, copy = package
+    time.sleep(launch.RACY_NS / 1e9)  # the copy is fresh: let it settle, so that a write would happen
+    argv = [sys.executable, "-c", LAUNCH_PROBE, HELPER, "version"]
+    env = {k: v for k, v in home.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(QCH_PROBE_ROOT=str(root), QCH_PROBE_REPORT=str(root.parent / "report.json"))
+    if os.geteuid() == 0:  # root writes anywhere, but not on a read-only mount (a system's /usr)
+        script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(root), *argv]
+    else:
+        for path in (root, *root.rglob("*")):
+            path.chmod(0o555 if path.is_dir() else 0o444)
+    r = subprocess.run(argv, env=env, capture_output=True, timeout=30)
+    assert (r.returncode, r.stderr) == (0, b"") and r.stdout.startswith(b"docker-credential-quay")
+    assert not list(copy.glob("__pycache__/hot.*"))
+    assert json.loads((root.parent / "report.json").read_text())["quay_cred_helper.helper"] == "SourceFileLoader"
+
+
+@pytest.mark.slow  # eight processes at once: the full suite
+def test_concurrent_first_runs_all_answer_and_leave_one_good_bundle(package, home):
+    root, copy = package
+    time.sleep(launch.RACY_NS / 1e9)
+    env = {k: v for k, v in home.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["QCH_PROBE_ROOT"] = str(root)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LAUNCH_PROBE, HELPER, "list"],
+            env=dict(env, QCH_PROBE_REPORT=str(copy.parent / f"report{i}.json")),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(8)
+    ]
+    answers = {(*p.communicate(timeout=60), p.returncode) for p in runs}
+    assert answers == {(b"{}\n", b"", 0)}
+    assert not list(copy.glob("__pycache__/*.tmp"))
+    r, loaders = run_copy(root, home, "list")
+    assert {loaders[m] for m in set(loaders) - NOT_SERVED} == {"Finder"}
