@@ -37,14 +37,14 @@ def build(wait: bool = True) -> bool:
     is not writable (nothing written)."""
     target = bundle_path()
     directory = os.path.dirname(target)
-    if not os.access(PACKAGE_DIR, os.W_OK) or (os.path.isdir(directory) and not os.access(directory, os.W_OK)):
-        return False
+    if not os.access(directory if os.path.isdir(directory) else PACKAGE_DIR, os.W_OK):
+        return False  # where Python could not write a .pyc either
     if wait:
         newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in map(os.stat, map(source, HOT)))
         time.sleep(max(0, newest + RACY_NS - time.time_ns()) / 1e9)
     entries = _compile_all()
     os.makedirs(directory, exist_ok=True)
-    temporary = f"{target}.{os.getpid()}.tmp"
+    temporary = f"{target}.{os.getpid()}.{time.monotonic_ns()}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as out:

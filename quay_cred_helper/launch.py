@@ -81,6 +81,7 @@ HOT = (
     "quay_cred_helper.registry",
     "quay_cred_helper.registry.cache",
     "quay_cred_helper.registry.jwt",
+    "quay_cred_helper.robot_token",
     "quay_cred_helper.store",
 )
 

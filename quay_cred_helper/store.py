@@ -10,7 +10,7 @@ A keyless robot (keyless/robot.py) has nothing stored: `get` exchanges the
 job's or pod's own OIDC token through Quay's robot federation for a one-hour
 robot JWT, cached the same way.
 
-A robot whose token the job holds (`RobotToken`: `robot_token_env`,
+A robot whose token the job holds (robot_token.py's `RobotToken`: `robot_token_env`,
 `robot_token_file`, or `login --token-from`) has nothing stored either, and
 needs no keyring: `get` exchanges the token from the job's environment or
 file for a one-hour JWT, cached under an identity that holds no secret.
@@ -23,7 +23,7 @@ import time
 
 from quay_cred_helper import fastjson, files, log, paths
 from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, identity
-from quay_cred_helper.errors import ConfigError, HelperError, InputError, NotFound, SourceError, Unreachable
+from quay_cred_helper.errors import ConfigError, HelperError, NotFound, Unreachable
 from quay_cred_helper.names import is_robot
 
 TYPE_CHECKING = False
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from quay_cred_helper.keyless.robot import Keyless
     from quay_cred_helper.registry.cache import Token, TokenCache
     from quay_cred_helper.registry.tokens import Credentials, TokenExchange
+    from quay_cred_helper.robot_token import RobotToken
 
     class Collaborators(Protocol):
         """What the store uses, each built on first use (context.Context meets this): `list` needs
@@ -57,111 +58,6 @@ if TYPE_CHECKING:
 _NO_SALT = "00" * 16  # identity for a credential whose index entry was lost
 AGE_WARNINGS = "age-warnings.json"  # in the cache dir: {key: when `get` last warned of a secret's age}
 WARN_EVERY = 86400.0  # seconds: `get` warns of an old secret at most once a day per registry
-MAX_TOKEN = 64 * 1024  # a robot token is 64 characters: a file over this is not one
-KEY_FILE = "robot-token.key"  # in the cache dir: the per-user key of RobotToken's identities
-
-
-class RobotToken:
-    """A robot whose token the job holds, in an environment variable (`env:NAME`) or a file (`file:PATH`).
-
-    Nothing is stored and the token is never written anywhere. Its JWT is cached under an identity
-    that holds no secret and changes when the token does, so a new token never gets the old one's JWT:
-    for a file, its path and stat (device, inode, mtime, size), as the kubelet provider knows a robot
-    token file (a cached `get` reads no secret); for a variable, which cannot be stat'ed, a keyed
-    BLAKE2b of the token (a MAC: without the key it confirms no guess) under a random per-user key in
-    the private cache dir, which goes when the cache goes."""
-
-    __slots__ = ("robot", "source")
-
-    def __init__(self, robot: str, source: str) -> None:
-        self.robot, self.source = robot, source
-
-    @property
-    def kind(self) -> str:
-        return self.source.partition(":")[0]
-
-    @property
-    def where(self) -> str:
-        return self.source.partition(":")[2]
-
-    def identity(self) -> str:
-        """The token cache's identity for the robot's JWT (a variable is read, a file only checked)."""
-        from quay_cred_helper.registry.cache import file_identity, fingerprint  # loaded already on this path
-
-        if self.kind == "file":
-            with self._checked() as checked:
-                return file_identity(self.robot, checked.stat)  # the provider's identity for such a file
-        return fingerprint("robotenv", self.robot, self.where, _keyed_digest(self.read()))
-
-    def read(self) -> str:
-        """The robot token, from its source now."""
-        if self.kind == "env":
-            token = os.environ.get(self.where, "").strip()
-            if not token:
-                raise SourceError(
-                    f"the robot token variable {self.where} is not set or empty",
-                    f"give the job the robot's token as the secret variable {self.where} (docs/ci.md)",
-                )
-        else:
-            with self._checked() as checked:
-                token = checked.read(MAX_TOKEN).decode("utf-8", "replace").strip()
-            if not token:
-                raise SourceError(
-                    f"the robot token file {self.where} is empty",
-                    "write the robot's token into it (Quay: Robot Accounts > the robot)",
-                )
-        log.secret(token)
-        return token
-
-    def _checked(self) -> files.Private:
-        """The token file, opened and checked as the kubelet provider checks its files (files.check_private)."""
-        try:
-            os.stat(self.where)
-        except OSError as exc:  # a source the job has not written (yet): its fix, not a config error
-            raise SourceError(
-                f"cannot read the robot token file {self.where}: {exc.strerror or type(exc).__name__}",
-                "check the path, and that the job writes its secret there",
-            ) from None
-        return files.check_private(self.where, "robot token file")
-
-
-def robot_token_source(spec: str) -> str:
-    """`env:NAME` or `file:PATH` (made absolute: the index outlives the working directory); InputError else."""
-    kind, _, rest = spec.partition(":")
-    if kind == "env" and rest:
-        return spec
-    if kind == "file" and rest:
-        return "file:" + os.path.abspath(rest)
-    raise InputError(f"unknown robot token source {spec!r}", "use env:NAME or file:PATH")
-
-
-def _keyed_digest(secret: str) -> str:
-    """BLAKE2b of `secret` keyed with this user's random key (builtin _blake2: hashlib loads OpenSSL)."""
-    try:
-        from _blake2 import blake2b
-    except ImportError:  # pragma: no cover - other Pythons
-        from hashlib import blake2b
-    return blake2b(secret.encode(), key=_user_key(), digest_size=16).hexdigest()
-
-
-def _user_key() -> bytes:
-    """The per-user key, made on first use (0600 in the 0700 cache dir). If it cannot be written (a
-    read-only home), a key for this process only: then nothing cached is ever found again, and each
-    `get` makes its own exchange."""
-    path = os.path.join(paths.cache_dir(), KEY_FILE)
-    try:
-        with open(path, "rb") as f:
-            found = bytes.fromhex(f.read(65).decode("ascii", "replace"))
-        if len(found) == 32:
-            return found
-    except (OSError, ValueError):
-        pass
-    key = os.urandom(32)
-    try:
-        files.write_atomic(os.path.join(files.private_dir(paths.cache_dir()), KEY_FILE), key.hex().encode())
-    except OSError as exc:
-        log.debug("cannot keep the robot token key in %s: %s", path, type(exc).__name__)
-    return key
 
 
 class HelperStore:
@@ -222,6 +118,8 @@ class HelperStore:
     def robot_token(self, key: str, entry: IndexEntry | None) -> RobotToken | None:
         """The robot whose token the job holds, for a registry (whose index entry the caller has read):
         recorded by login --token-from, else named in the config file (robot_token_env or _file)."""
+        from quay_cred_helper.robot_token import RobotToken  # only for such robots: `list` never loads it
+
         if entry is not None:
             return RobotToken(entry.username, entry.token_from) if entry.token_from else None
         settings = self.use.config.settings(key)
@@ -294,6 +192,8 @@ class HelperStore:
             keyless = Keyless(settings.robot, settings.oidc, settings.audience)
             return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
         if settings.robot_token_file and is_robot(settings.robot):
+            from quay_cred_helper.robot_token import RobotToken  # routed robot token files only
+
             held = RobotToken(settings.robot, "file:" + settings.robot_token_file)
             return held.identity(), lambda: (held.robot, held.read())
         return None

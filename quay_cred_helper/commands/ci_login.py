@@ -19,7 +19,7 @@ from quay_cred_helper.errors import FederationRefused, InputError, SourceError
 from quay_cred_helper.keyless import oidc
 from quay_cred_helper.keyless.robot import Keyless
 from quay_cred_helper.names import is_robot, registry_key
-from quay_cred_helper.store import RobotToken, robot_token_source
+from quay_cred_helper.robot_token import RobotToken, robot_token_source
 
 DEFAULT_TOKEN_FROM = "env:QUAY_ROBOT_TOKEN"
 

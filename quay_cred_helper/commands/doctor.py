@@ -35,7 +35,7 @@ from quay_cred_helper.names import is_loopback, is_robot, registry_key
 from quay_cred_helper.registry import jwt
 from quay_cred_helper.registry.session import Session, json_body, server_error
 from quay_cred_helper.registry.tokens import TokenExchange
-from quay_cred_helper.store import RobotToken
+from quay_cred_helper.robot_token import RobotToken
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 QUICK = 2.5  # seconds: doctor's timeouts for each request
