@@ -9,7 +9,9 @@ name -> (source, key, offset, size)), then each module's code, marshalled, at it
 """
 
 from __future__ import annotations
+import __future__
 
+import ast
 import contextlib
 import marshal
 import os
@@ -20,6 +22,8 @@ from quay_cred_helper.launch import HOT, PACKAGE_DIR, RACY_NS, bundle_path, head
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from types import CodeType
+
     from quay_cred_helper.launch import Entry, Key
 
     Compiled = dict[str, tuple[str, Key, bytes]]
@@ -84,9 +88,35 @@ def _compile_all() -> Compiled:
             continue
         if max(before[2], before[3]) > time.time_ns() - RACY_NS or key(origin) != before:
             continue  # changed just now or while read: left to the normal import until it settles
-        code = compile(text, origin, "exec", dont_inherit=True)
-        entries[name] = (origin, before, marshal.dumps(code))
+        entries[name] = (origin, before, marshal.dumps(_compiled(text, origin)))
     return entries
+
+
+def _compiled(text: bytes, origin: str) -> CodeType:
+    """The module's code as the normal import compiles it, but for one thing: `from __future__ import
+    annotations` becomes the compiler flag that statement sets, without the import it also makes at run
+    time (a module of the stdlib, found and loaded on every run, to bind a name no code reads). The line
+    is blanked, not removed, and the source compiled as text: every line number and every function's
+    code stay those of the normal compile, and each annotation the same string."""
+    lines = text.splitlines(keepends=True)
+    future = [
+        node
+        for node in ast.parse(text, origin).body
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__" and _alone(node, lines)
+    ]
+    if len(future) != 1:
+        return compile(text, origin, "exec", dont_inherit=True)
+    lines[future[0].lineno - 1] = b"\n"
+    flags = __future__.annotations.compiler_flag
+    code: CodeType = compile(b"".join(lines), origin, "exec", flags=flags, dont_inherit=True)
+    return code
+
+
+def _alone(node: ast.ImportFrom, lines: list[bytes]) -> bool:
+    """`from __future__ import annotations`, alone on its line."""
+    names = [(alias.name, alias.asname) for alias in node.names]
+    line = lines[node.lineno - 1].rstrip(b"\r\n")
+    return names == [("annotations", None)] and line == b"from __future__ import annotations"
 
 
 def remove() -> None:

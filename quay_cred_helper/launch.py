@@ -35,8 +35,9 @@ bundle), `serve()` finds no file and nothing changes. Nothing here may import
 our other modules before `serve()`: they are what it serves.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: it would import __future__, which the served modules do
+# without (hotbuild.py compiles them with that future's flag instead). Annotations that Python 3.9 cannot
+# evaluate are quoted.
 import marshal
 import os
 import sys
@@ -103,7 +104,7 @@ def header() -> tuple[int, str, int, int, str]:
     return (FORMAT, sys.version, sys.hexversion, sys.flags.optimize, PACKAGE_DIR)
 
 
-def key(path: str) -> Key:
+def key(path: str) -> "Key":
     st = os.stat(path)
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -111,14 +112,14 @@ def key(path: str) -> Key:
 class Finder(LoaderBase):
     """A meta path finder (and loader) for the entries of one bundle whose sources are unchanged."""
 
-    def __init__(self, entries: dict[str, Entry], fd: int) -> None:
+    def __init__(self, entries: "dict[str, Entry]", fd: int) -> None:
         self.entries = entries
         self.fd = fd
         self.stale = False  # something in HOT was imported the normal way: the bundle wants rewriting
 
     def find_spec(
-        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
+        self, name: str, path: "Sequence[str] | None" = None, target: "ModuleType | None" = None
+    ) -> "ModuleSpec | None":
         entry = self.entries.get(name)
         if entry is None:
             if name in HOT:
@@ -139,10 +140,10 @@ class Finder(LoaderBase):
         spec.has_location = True  # __file__ is the source, as for a normal import
         return spec
 
-    def create_module(self, spec: ModuleSpec) -> None:
+    def create_module(self, spec: "ModuleSpec") -> None:
         return None  # the default module
 
-    def exec_module(self, module: ModuleType) -> None:
+    def exec_module(self, module: "ModuleType") -> None:
         if sys.platform == "win32":  # unreachable (serve() returns first there); says so to mypy --platform win32
             raise ImportError(module.__name__)
         origin, _, offset, size = self.entries[module.__name__]
@@ -157,12 +158,12 @@ class Finder(LoaderBase):
         exec(code, module.__dict__)
 
 
-_finder: Finder | None = None
+_finder: "Finder | None" = None
 _INDEX_READ = 16384  # the first read: the index's length and the index (a few KiB)
 _MAX_INDEX = 1 << 20
 
 
-def run(front_door: str) -> NoReturn:
+def run(front_door: str) -> "NoReturn":
     """The launchers' body: `front_door` is the module whose `main` runs (quay_cred_helper.helper for
     docker-credential-quay, quay_cred_helper.kubelet.main for quay-credential-provider)."""
     serve()

@@ -53,10 +53,10 @@ def parse_request(data: bytes) -> Request:
     if not isinstance(image, str) or not image.strip() or "/" not in image.strip():
         raise InputError("request has no image (host[:port]/repository)")
     token = request.get("serviceAccountToken") or ""
-    annotations = request.get("serviceAccountAnnotations") or {}
-    if not isinstance(token, str) or not isinstance(annotations, dict):
+    pod_annotations = request.get("serviceAccountAnnotations") or {}
+    if not isinstance(token, str) or not isinstance(pod_annotations, dict):
         raise InputError("request's serviceAccountToken or serviceAccountAnnotations has the wrong type")
-    return Request(api_version, image.strip(), token, {str(k): str(v) for k, v in annotations.items()})
+    return Request(api_version, image.strip(), token, {str(k): str(v) for k, v in pod_annotations.items()})
 
 
 def go_duration(seconds: float) -> str:
