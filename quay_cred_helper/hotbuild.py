@@ -5,7 +5,8 @@ launch.RACY_NS, so that nothing just installed is left out); launch.finish() run
 at the exit of a run that found the bundle missing or stale.
 
 The file: the index's length (8 bytes, little-endian), the index, marshalled (launch.header() and
-name -> (source, key, offset, size)), then each module's code, marshalled, at its offset.
+name -> (source, key, offset, size)), then each module's code, marshalled, at its offset from the
+index's end.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def build(wait: bool = True) -> bool:
     entries = _compile_all()
     os.makedirs(directory, exist_ok=True)
     temporary = f"{target}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    # Readable by all, like a .pyc (files.write_atomic writes private files).
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -61,19 +63,15 @@ def build(wait: bool = True) -> bool:
 
 
 def _layout(compiled: Compiled) -> bytes:
-    """The file: the index's length (8 bytes), the index (header, name -> entry), then the code."""
-    head = b""
-    while True:  # the offsets depend on the index's own length: lay it out again until that settles
-        offset = 8 + len(head)
-        index: dict[str, Entry] = {}
-        for name, (origin, stamp, code) in compiled.items():
-            index[name] = (origin, stamp, offset, len(code))
-            offset += len(code)
-        laid = marshal.dumps((header(), index))
-        if len(laid) == len(head):
-            break
-        head = laid
-    return len(laid).to_bytes(8, "little") + laid + b"".join(code for _, _, code in compiled.values())
+    """The file: the index's length (8 bytes), the index (header, name -> entry), then the code, each
+    module's at its offset from the end of the index."""
+    index: dict[str, Entry] = {}
+    offset = 0
+    for name, (origin, stamp, code) in compiled.items():
+        index[name] = (origin, stamp, offset, len(code))
+        offset += len(code)
+    head = marshal.dumps((header(), index))
+    return len(head).to_bytes(8, "little") + head + b"".join(code for _, _, code in compiled.values())
 
 
 def _compile_all() -> Compiled:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
     Key = tuple[int, int, int, int]  # st_ino, st_size, st_mtime_ns, st_ctime_ns of a source
-    Entry = tuple[str, Key, int, int]  # its path, its key, and where its marshalled code is in the file
+    Entry = tuple[str, Key, int, int]  # its path, its key, and where its marshalled code is after the index
 else:
     LoaderBase = object  # importlib.abc to mypy; importing it would cost what this module saves
 
@@ -112,9 +112,9 @@ def key(path: str) -> "Key":
 class Finder(LoaderBase):
     """A meta path finder (and loader) for the entries of one bundle whose sources are unchanged."""
 
-    def __init__(self, entries: "dict[str, Entry]", fd: int) -> None:
+    def __init__(self, entries: "dict[str, Entry]", fd: int = -1, base: int = 0) -> None:
         self.entries = entries
-        self.fd = fd
+        self.fd, self.base = fd, base  # the open bundle, and where its code starts
         self.stale = False  # something in HOT was imported the normal way: the bundle wants rewriting
 
     def find_spec(
@@ -148,7 +148,7 @@ class Finder(LoaderBase):
             raise ImportError(module.__name__)
         origin, _, offset, size = self.entries[module.__name__]
         try:
-            code = marshal.loads(os.pread(self.fd, size, offset))
+            code = marshal.loads(os.pread(self.fd, size, self.base + offset))
         except (OSError, ValueError, EOFError, TypeError):  # cut short or damaged: Python's own loader
             self.stale = True
             from importlib.machinery import SourceFileLoader
@@ -185,7 +185,7 @@ def serve() -> None:
     if _finder is not None or getattr(sys, "frozen", False) or sys.platform == "win32":
         return  # Windows runs pip's .exe launchers, which never call this; and it has no os.pread
     entries: dict[str, Entry] = {}
-    fd = -1
+    fd = length = -1
     try:
         fd = os.open(bundle_path(), os.O_RDONLY)  # kept open: each module's code is read when imported
         start = os.read(fd, _INDEX_READ)
@@ -200,7 +200,7 @@ def serve() -> None:
             entries = loaded
     except (OSError, ValueError, EOFError, TypeError):
         pass  # none yet, or not one we wrote: the normal import, and finish() writes one
-    _finder = Finder(entries, fd)
+    _finder = Finder(entries, fd, 8 + length)
     sys.meta_path.insert(0, _finder)
 
 

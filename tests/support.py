@@ -145,7 +145,7 @@ if os.environ.get("QCH_PROBE_ROOT"):
 if os.environ.get("QCH_PROBE_PLAIN"):
     sys.dont_write_bytecode = True
     from quay_cred_helper import launch
-    launch._finder = launch.Finder({}, -1)
+    launch._finder = launch.Finder({})
     sys.meta_path.insert(0, launch._finder)
 real_exit = os._exit
 def report(code):
