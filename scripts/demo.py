@@ -25,7 +25,7 @@ from tests.fakes.artifacts import SBOM, push_demo  # noqa: E402
 from tests.fakes.issuer import OIDCIssuer  # noqa: E402
 from tests.fakes.quay_registry import QuayRegistry, b64url_decode  # noqa: E402
 from tests.fakes.real_registry import DockerRegistry, oci_layout  # noqa: E402
-from tests.support import API_TOKEN, ROBOTS, USERS, isolated_env  # noqa: E402
+from tests.support import API_TOKEN, HELPER, ROBOTS, USERS, isolated_env, launch_probe  # noqa: E402
 
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")  # shown shortened: a demo need not print whole tokens
 
@@ -132,6 +132,17 @@ def main():
             run(["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}}@{{.Digest}}", image], env)
             used = {e["credential"] for e in registry.quay.auth_log if e["user"] == robot and e["scopes"]}
             print(f"  the registry saw the robot authenticate with: {sorted(used)}")
+
+            step("Start-up: that cached get's modules come from one file beside the .pyc files, never stale")
+            where = "from quay_cred_helper import launch; print(launch.bundle_path())"
+            bundle = subprocess.run([sys.executable, "-I", "-c", where], capture_output=True, text=True).stdout.strip()
+            probe, loaders = launch_probe(env, HELPER, ["get"], host.encode())
+            served = sorted(m for m, loader in loaders.items() if loader == "Finder")
+            normal = sorted(m for m, loader in loaders.items() if loader == "SourceFileLoader")
+            print(f"  {bundle}: {len(served)} modules served, each after one stat of its source")
+            print(f"  imported the normal way, to serve the rest: {', '.join(normal)}")
+            same = json.loads(probe.stdout)["Secret"] == json.loads(got.stdout)["Secret"]
+            print(f"  the answer is the same cached JWT: {same}")
 
             step("A CI job: only the robot token in its environment, no keyring; one step, then it pulls")
             job = isolated_env(os.path.join(root, "ci-job"))
