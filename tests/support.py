@@ -160,12 +160,15 @@ runpy.run_path(launcher, run_name="__main__")
 """
 
 
+def probe_argv(launcher, args):
+    """The command line that runs `launcher` with `args` through LAUNCH_PROBE."""
+    return [sys.executable, "-c", LAUNCH_PROBE, launcher, *args]
+
+
 def launch_probe(env, launcher, args, stdin=b"", report=None, timeout=30):
     """(the run, {module: the name of its loader's class}) for one run of `launcher` through LAUNCH_PROBE."""
     report = report or os.path.join(env["HOME"], "launch-probe.json")
-    argv = [sys.executable, "-c", LAUNCH_PROBE, launcher, *args]
-    result = subprocess.run(
-        argv, input=stdin, env=dict(env, QCH_PROBE_REPORT=report), capture_output=True, timeout=timeout
-    )
+    env = dict(env, QCH_PROBE_REPORT=report)
+    result = subprocess.run(probe_argv(launcher, args), input=stdin, env=env, capture_output=True, timeout=timeout)
     with open(report) as f:
         return result, json.load(f)

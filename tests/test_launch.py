@@ -19,7 +19,6 @@ from tests.support import (
     CI_ROBOT_TOKEN,
     CLI,
     HELPER,
-    LAUNCH_PROBE,
     PROVIDER,
     ROBOT,
     ROBOT_TOKEN,
@@ -28,6 +27,7 @@ from tests.support import (
     cli,
     helper,
     launch_probe,
+    probe_argv,
 )
 
 SUBJECT = "system:serviceaccount:ci:builder"
@@ -186,7 +186,7 @@ def test_launchers_are_short_and_end_in_launch_run():
 
 @pytest.fixture
 def package(tmp_path):
-    """A copy of the package and a launcher for it: (root for sys.path, launcher, the copy's dir)."""
+    """A copy of the package: (the root to put first on sys.path, the copy's own dir)."""
     root = tmp_path / "site"
     copy = root / "quay_cred_helper"
     shutil.copytree(Path(quay_cred_helper.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -214,10 +214,16 @@ def bundle_of(copy):
     return found
 
 
-def run_copy(root, home, *args, plain=False):
-    """A run of the copy's docker-credential-quay, where Python would write .pyc files."""
+def copy_env(home, root):
+    """`home` for running the copy under `root`, where Python would write .pyc files."""
     env = {k: v for k, v in home.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["QCH_PROBE_ROOT"] = str(root)
+    return env
+
+
+def run_copy(root, home, *args, plain=False):
+    """A run of the copy's docker-credential-quay, where Python would write .pyc files."""
+    env = copy_env(home, root)
     if plain:
         env["QCH_PROBE_PLAIN"] = "1"
     return launch_probe(env, HELPER, list(args))
@@ -326,9 +332,8 @@ def test_no_bundle_is_written_where_python_would_write_no_pyc(package, home):
 def test_a_read_only_install_runs_the_normal_way_and_says_nothing(package, home):
     root, copy = package
     time.sleep(launch.RACY_NS / 1e9)  # the copy is fresh: let it settle, so that a write would happen
-    argv = [sys.executable, "-c", LAUNCH_PROBE, HELPER, "version"]
-    env = {k: v for k, v in home.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(QCH_PROBE_ROOT=str(root), QCH_PROBE_REPORT=str(root.parent / "report.json"))
+    argv = probe_argv(HELPER, ["version"])
+    env = dict(copy_env(home, root), QCH_PROBE_REPORT=str(root.parent / "report.json"))
     if os.geteuid() == 0:  # root writes anywhere, but not on a read-only mount (a system's /usr)
         script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
         argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(root), *argv]
@@ -345,11 +350,10 @@ def test_a_read_only_install_runs_the_normal_way_and_says_nothing(package, home)
 def test_concurrent_first_runs_all_answer_and_leave_one_good_bundle(package, home):
     root, copy = package
     time.sleep(launch.RACY_NS / 1e9)
-    env = {k: v for k, v in home.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["QCH_PROBE_ROOT"] = str(root)
+    env = copy_env(home, root)
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", LAUNCH_PROBE, HELPER, "list"],
+            probe_argv(HELPER, ["list"]),
             env=dict(env, QCH_PROBE_REPORT=str(copy.parent / f"report{i}.json")),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
