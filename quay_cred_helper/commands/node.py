@@ -12,7 +12,7 @@ import sys
 
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import InputError
-from quay_cred_helper.kubelet import install, openshift
+from quay_cred_helper.node import install, openshift
 
 
 def _read(path: str, what: str) -> bytes:
