@@ -4,9 +4,9 @@ The .deb and .rpm install scripts and scripts/setup run it (it waits out the rac
 launch.RACY_NS, so that nothing just installed is left out); launch.finish() runs `build(wait=False)`
 at the exit of a run that found the bundle missing or stale.
 
-The file: the index's length (8 bytes, little-endian), the index, marshalled (launch.header() and
-name -> (source, key, offset, size)), then each module's code, marshalled, at its offset from the
-index's end.
+The file: the index's length and its CRC-32 (4 bytes each, little-endian), the index, marshalled
+(launch.header() and name -> (source, key, offset, size, CRC-32 of the code)), then each module's code,
+marshalled, at its offset from the index's end.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import marshal
 import os
 import sys
 import time
+import zlib
 
 from quay_cred_helper.launch import HOT, PACKAGE_DIR, RACY_NS, bundle_path, header, key
 
@@ -45,8 +46,9 @@ def build(wait: bool = True) -> bool:
     if not os.access(directory if os.path.isdir(directory) else PACKAGE_DIR, os.W_OK):
         return False  # where Python could not write a .pyc either
     if wait:
+        # At most RACY_NS: a source dated in the future (a clock that was ahead) is left out, not waited for.
         newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in map(os.stat, map(source, HOT)))
-        time.sleep(max(0, newest + RACY_NS - time.time_ns()) / 1e9)
+        time.sleep(min(RACY_NS, max(0, newest + RACY_NS - time.time_ns())) / 1e9)
     entries = _compile_all()
     os.makedirs(directory, exist_ok=True)
     temporary = f"{target}.{os.getpid()}.{time.monotonic_ns()}.tmp"
@@ -63,15 +65,16 @@ def build(wait: bool = True) -> bool:
 
 
 def _layout(compiled: Compiled) -> bytes:
-    """The file: the index's length (8 bytes), the index (header, name -> entry), then the code, each
-    module's at its offset from the end of the index."""
+    """The file: the index's length and CRC-32 (4 bytes each), the index (header, name -> entry), then the
+    code, each module's at its offset from the end of the index."""
     index: dict[str, Entry] = {}
     offset = 0
     for name, (origin, stamp, code) in compiled.items():
-        index[name] = (origin, stamp, offset, len(code))
+        index[name] = (origin, stamp, offset, len(code), zlib.crc32(code))
         offset += len(code)
     head = marshal.dumps((header(), index))
-    return len(head).to_bytes(8, "little") + head + b"".join(code for _, _, code in compiled.values())
+    prefix = len(head).to_bytes(4, "little") + zlib.crc32(head).to_bytes(4, "little")
+    return prefix + head + b"".join(code for _, _, code in compiled.values())
 
 
 def _compile_all() -> Compiled:
