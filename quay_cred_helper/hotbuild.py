@@ -4,8 +4,8 @@ The .deb and .rpm install scripts and scripts/setup run it (it waits out the rac
 launch.RACY_NS, so that nothing just installed is left out); launch.finish() runs `build(wait=False)`
 at the exit of a run that found the bundle missing or stale.
 
-The file: the index's length and its CRC-32 (4 bytes each, little-endian), the index, marshalled
-(launch.header() and name -> (source, key, offset, size, CRC-32 of the code)), then each module's code,
+The file: the index's length and its checksum (launch.checksum(), 4 bytes each, little-endian), the index,
+marshalled (launch.header() and name -> (source, key, offset, size, the code's checksum)), then each module's code,
 marshalled, at its offset from the index's end.
 """
 
@@ -18,9 +18,8 @@ import marshal
 import os
 import sys
 import time
-import zlib
 
-from quay_cred_helper.launch import HOT, PACKAGE_DIR, RACY_NS, bundle_path, header, key
+from quay_cred_helper.launch import HOT, PACKAGE_DIR, RACY_NS, bundle_path, checksum, header, key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,15 +64,16 @@ def build(wait: bool = True) -> bool:
 
 
 def _layout(compiled: Compiled) -> bytes:
-    """The file: the index's length and CRC-32 (4 bytes each), the index (header, name -> entry), then the
+    """The file: the index's length and checksum (4 bytes each), the index (header, name -> entry), then the
     code, each module's at its offset from the end of the index."""
     index: dict[str, Entry] = {}
     offset = 0
+    check = checksum()
     for name, (origin, stamp, code) in compiled.items():
-        index[name] = (origin, stamp, offset, len(code), zlib.crc32(code))
+        index[name] = (origin, stamp, offset, len(code), check(code))
         offset += len(code)
     head = marshal.dumps((header(), index))
-    prefix = len(head).to_bytes(4, "little") + zlib.crc32(head).to_bytes(4, "little")
+    prefix = len(head).to_bytes(4, "little") + (check(head) & 0xFFFFFFFF).to_bytes(4, "little")
     return prefix + head + b"".join(code for _, _, code in compiled.values())
 
 
