@@ -40,7 +40,7 @@ import sys
 import tempfile
 from typing import Any, NamedTuple, Union
 
-import yaml  # PyYAML (Debian python3-yaml): only `node` imports this module
+import yaml  # PyYAML (Debian python3-yaml): only node and doctor --kubelet import this module
 
 from quay_cred_helper import files
 from quay_cred_helper.errors import HelperError, InputError

@@ -1,4 +1,4 @@
-"""The kubelet's CredentialProviderConfig, read and checked as the kubelet does (doctor --kubelet).
+"""The kubelet's CredentialProviderConfig, read and checked as the kubelet does (doctor --kubelet, node install).
 
 Facts from the kubelet's source (pkg/credentialprovider/plugin/config.go, plugin.go, keyring.go):
 
@@ -24,7 +24,7 @@ import os
 import re
 from typing import Any
 
-import yaml  # PyYAML (Debian python3-yaml): only doctor --kubelet imports this module
+import yaml  # PyYAML (Debian python3-yaml): only node and doctor --kubelet import this module
 
 from quay_cred_helper.kubelet.protocol import API_VERSIONS
 
