@@ -551,6 +551,7 @@ def test_without_a_trusted_process_the_units_say(node, quay, tmp_path, kind):
     assert f"--image-credential-provider-bin-dir={bin_dir}" in flags[2]
 
 
+@pytest.mark.slow  # a doctor run and a provider run
 def test_a_per_pod_config_run_without_a_token_says_to_give_one(node, quay):
     """Main's fix told to add tokenAttributes, which the config had: no token was given, none was sent."""
     env, etc, bin_dir = node

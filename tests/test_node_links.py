@@ -63,6 +63,7 @@ def test_resolve_refuses_loops_and_links_that_climb_out(tmp_path):
 # -- node install through links ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # node install runs: the full suite
 def test_a_symlinked_provider_config_is_merged_into_and_kept(env, tmp_path):
     """Main took the link for 'nothing there': ECR dropped, the link replaced by a 0777 file."""
     root = node_root(tmp_path, "yaml-ecr")
@@ -84,6 +85,7 @@ def test_a_symlinked_provider_config_is_merged_into_and_kept(env, tmp_path):
     assert snapshot(root) == before
 
 
+@pytest.mark.slow  # node install runs: the full suite
 def test_a_symlinked_extra_args_file_keeps_the_admins_flags(env, tmp_path):
     """Main wrote an extra-args file with only our two flags over the link (0777), dropping the admin's."""
     root = node_root(tmp_path, "kubeadm")
@@ -100,6 +102,7 @@ def test_a_symlinked_extra_args_file_keeps_the_admins_flags(env, tmp_path):
     assert snapshot(root) == before
 
 
+@pytest.mark.slow  # node install runs: the full suite
 def test_group_or_world_writable_files_are_written_without_it(env, tmp_path):
     root = node_root(tmp_path, "kubeadm")
     (root / "etc/default/kubelet").chmod(0o666)
@@ -107,6 +110,7 @@ def test_group_or_world_writable_files_are_written_without_it(env, tmp_path):
     assert stat.S_IMODE((root / "etc/default/kubelet").stat().st_mode) == 0o644
 
 
+@pytest.mark.slow  # node install runs: the full suite
 def test_a_symlinked_directory_with_an_absolute_target_stays_in_the_root(env, tmp_path):
     """/etc/kubernetes -> /proc/quay-node/kubernetes: the node's, never this machine's /proc."""
     root = node_root(tmp_path, "yaml-ecr")
@@ -136,6 +140,7 @@ def test_a_link_out_of_the_root_or_a_loop_is_one_line_and_nothing_is_written(env
     assert snapshot(root) == before
 
 
+@pytest.mark.slow  # node install runs: the full suite
 def test_uninstall_removes_a_staged_token_and_our_directories(env, tmp_path):
     """Main left robot-token.rotating (a live token an interrupted `robot rotate` staged) and our directory."""
     root = node_root(tmp_path, "kubeadm")
