@@ -4,9 +4,9 @@ The .deb and .rpm install scripts and scripts/setup run it (it waits out the rac
 launch.RACY_NS, so that nothing just installed is left out); launch.finish() runs `build(wait=False)`
 at the exit of a run that found the bundle missing or stale.
 
-The file: the index's length (8 bytes, little-endian), the index, marshalled (launch.header() and
-name -> (source, key, offset, size)), then each module's code, marshalled, at its offset from the
-index's end.
+The file: the index's length and its checksum (launch.checksum(), 4 bytes each, little-endian), the index,
+marshalled (launch.header() and name -> (source, key, offset, size, the code's checksum)), then each module's code,
+marshalled, at its offset from the index's end.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from quay_cred_helper.launch import HOT, PACKAGE_DIR, RACY_NS, bundle_path, header, key
+from quay_cred_helper.launch import HOT, PACKAGE_DIR, RACY_NS, bundle_path, checksum, header, key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,8 +45,9 @@ def build(wait: bool = True) -> bool:
     if not os.access(directory if os.path.isdir(directory) else PACKAGE_DIR, os.W_OK):
         return False  # where Python could not write a .pyc either
     if wait:
+        # At most RACY_NS: a source dated in the future (a clock that was ahead) is left out, not waited for.
         newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in map(os.stat, map(source, HOT)))
-        time.sleep(max(0, newest + RACY_NS - time.time_ns()) / 1e9)
+        time.sleep(min(RACY_NS, max(0, newest + RACY_NS - time.time_ns())) / 1e9)
     entries = _compile_all()
     os.makedirs(directory, exist_ok=True)
     temporary = f"{target}.{os.getpid()}.{time.monotonic_ns()}.tmp"
@@ -63,15 +64,17 @@ def build(wait: bool = True) -> bool:
 
 
 def _layout(compiled: Compiled) -> bytes:
-    """The file: the index's length (8 bytes), the index (header, name -> entry), then the code, each
-    module's at its offset from the end of the index."""
+    """The file: the index's length and checksum (4 bytes each), the index (header, name -> entry), then the
+    code, each module's at its offset from the end of the index."""
     index: dict[str, Entry] = {}
     offset = 0
+    check = checksum()
     for name, (origin, stamp, code) in compiled.items():
-        index[name] = (origin, stamp, offset, len(code))
+        index[name] = (origin, stamp, offset, len(code), check(code))
         offset += len(code)
     head = marshal.dumps((header(), index))
-    return len(head).to_bytes(8, "little") + head + b"".join(code for _, _, code in compiled.values())
+    prefix = len(head).to_bytes(4, "little") + (check(head) & 0xFFFFFFFF).to_bytes(4, "little")
+    return prefix + head + b"".join(code for _, _, code in compiled.values())
 
 
 def _compile_all() -> Compiled:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from quay_cred_helper.kubelet import provider_config
+from quay_cred_helper.node import kubelet_config
 from tests.fakes.quay_registry import QuayRegistry
 from tests.support import BIN, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, cli
 
@@ -52,7 +52,7 @@ providers:
     apiVersion: credentialprovider.kubelet.k8s.io/{api}
     matchImages: [{json.dumps(match or quay.host)}]
     defaultCacheDuration: "10m"
-    args: ["--config", "{etc / "kubelet.ini"}"]
+    args: ["--config", "{etc / "kubelet.ini"}", "--cache-dir", "{etc / "cache"}"]
 {extra}"""
 
 
@@ -67,7 +67,7 @@ def doctor(env, config, bin_dir, image, *more):
 
 def explained(config, bin_dir, image, token=None):
     """doctor --kubelet in-process, for setups where the kubelet would run nothing (fast)."""
-    from quay_cred_helper.kubelet.explain import explain
+    from quay_cred_helper.node.explain import explain
 
     checks = [
         dict(zip(("status", "check", "detail", "fix"), f)) for f in explain([image], str(config), str(bin_dir), token)
@@ -335,7 +335,7 @@ def test_the_flags_of_the_running_kubelet(node, quay, tmp_path):
     """No flags given: the kubelet's own command line in /proc (a stand-in process named kubelet)."""
     env, etc, bin_dir = node
     r = cli(env, "doctor", "--kubelet", f"{quay.host}/org/app")
-    assert r.returncode == 1 and b"no running kubelet found here" in r.stdout and b"--kubelet-config FILE" in r.stdout
+    assert r.returncode == 1 and b"no kubelet found here" in r.stdout and b"--kubelet-config FILE" in r.stdout
     config = written(etc, provider_yaml(quay, etc))
     fake = subprocess.Popen(
         [
@@ -360,7 +360,8 @@ def test_the_flags_of_the_running_kubelet(node, quay, tmp_path):
         checks = json.loads(r.stdout)["checks"]
         assert r.returncode == 0, failures(checks)
         assert checks[0]["detail"] == (
-            f"pid {fake.pid}: --image-credential-provider-config={config} --image-credential-provider-bin-dir={bin_dir}"
+            f"from the running kubelet, pid {fake.pid}: --image-credential-provider-config={config} "
+            f"--image-credential-provider-bin-dir={bin_dir}"
         )
     finally:
         fake.kill()
@@ -369,7 +370,7 @@ def test_the_flags_of_the_running_kubelet(node, quay, tmp_path):
 
 def test_one_image_only(node):
     from quay_cred_helper.errors import InputError
-    from quay_cred_helper.kubelet.explain import explain
+    from quay_cred_helper.node.explain import explain
 
     _, _, bin_dir = node
     with pytest.raises(InputError, match="doctor --kubelet explains one IMAGE, e.g. quay.example.com/org/app:1"):
@@ -390,7 +391,7 @@ def test_one_image_only(node):
     ],
 )
 def test_images_are_normalised_as_the_kubelet_does(image, name):
-    assert provider_config.normalise_image(image) == name
+    assert kubelet_config.normalise_image(image) == name
 
 
 @pytest.mark.parametrize(
@@ -406,13 +407,163 @@ def test_images_are_normalised_as_the_kubelet_does(image, name):
     ],
 )
 def test_match_images_by_go_rules(glob, image, why):
-    found = provider_config.mismatch(glob, image)
+    found = kubelet_config.mismatch(glob, image)
     assert (found is None) if why is None else (found is not None and found.startswith(why.split("'")[0])), found
 
 
 def test_go_durations():
-    assert provider_config.go_duration("1h30m") == 5400 and provider_config.go_duration("0") == 0
-    assert provider_config.go_duration("1.5s") == 1.5 and provider_config.go_duration("-5m") == -300
+    assert kubelet_config.parse_go_duration("1h30m") == 5400 and kubelet_config.parse_go_duration("0") == 0
+    assert kubelet_config.parse_go_duration("1.5s") == 1.5 and kubelet_config.parse_go_duration("-5m") == -300
     for bad in ("", "10", "m", "1d", "1 h"):
         with pytest.raises(ValueError):
-            provider_config.go_duration(bad)
+            kubelet_config.parse_go_duration(bad)
+
+
+# -- whose kubelet: only a process root can trust, else its units and files -----------------------------------
+
+
+def stand_in(argv, wrap=(), env=None):
+    """A process named kubelet (argv[0]) running `argv[1:]` through the command `wrap` (setpriv, unshare):
+    started, waited for until /proc shows its command line, and returned."""
+    fake = subprocess.Popen(
+        [*wrap, "bash", "-c", 'exec -a kubelet "$@"', "bash", *argv], env=env, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{fake.pid}/cmdline", "rb") as f:
+                if f.read().startswith(b"kubelet\0"):
+                    return fake
+        except OSError:
+            pass
+        pids = subprocess.run(["pgrep", "-P", str(fake.pid)], capture_output=True, text=True).stdout.split()
+        for pid in pids:  # setpriv execs in place; unshare --fork runs it as a child
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(b"kubelet\0"):
+                    return fake
+        time.sleep(0.05)
+    fake.kill()
+    raise AssertionError("the stand-in kubelet did not start")
+
+
+def stop(fake):
+    subprocess.run(["pkill", "-KILL", "-P", str(fake.pid)], check=False)  # unshare's child, by its parent's pid
+    fake.kill()
+    fake.wait(timeout=10)
+
+
+def recording_provider(tmp_path, dump):
+    """A root-owned bin dir whose provider records its environment in `dump`, then runs the real one."""
+    bin_dir = tmp_path / "recording-bin"
+    bin_dir.mkdir()
+    script = bin_dir / "quay-credential-provider"
+    script.write_text(f'#!/bin/sh\nenv > "{dump}"\nexec "{PROVIDER}" "$@"\n')
+    script.chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.slow  # stand-in processes and doctor runs
+@pytest.mark.skipif(os.geteuid() != 0, reason="a process of another user, and a PID namespace, need root")
+@pytest.mark.parametrize("how", ["nobody", "pid namespace"])
+def test_a_kubelet_process_root_cannot_trust_is_never_run(node, quay, tmp_path, how):
+    """Main ran the lowest-PID process named kubelet of any user, from its bin dir, as root."""
+    env, etc, _ = node
+    marker = tmp_path / "ran-as-root"
+    evil = tmp_path / "evil-bin"
+    evil.mkdir(mode=0o755)
+    (evil / "quay-credential-provider").write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    (evil / "quay-credential-provider").chmod(0o755)
+    config = tmp_path / "evil.yaml"
+    config.write_text(provider_yaml(quay, etc))
+    config.chmod(0o644)
+    flags = [f"--image-credential-provider-config={config}", f"--image-credential-provider-bin-dir={evil}"]
+    wrap = (
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        if how == "nobody"
+        else ["unshare", "-p", "--fork"]
+    )
+    fake = stand_in(["/usr/bin/python3", "-c", "import time; time.sleep(30)", *flags], wrap)
+    try:
+        r = cli(env, "doctor", "--kubelet", f"{quay.host}/org/app", "--json")
+    finally:
+        stop(fake)
+    checks = json.loads(r.stdout)["checks"]
+    assert not marker.exists()
+    refused = [c["detail"] for c in checks if c["check"] == "kubelet process"]
+    why = "owned by uid 65534, not root" if how == "nobody" else "in another PID namespace"
+    assert any(why in detail and detail.endswith("not trusted, its flags are not read") for detail in refused)
+    assert r.returncode == 1 and not any(str(evil) in c["detail"] for c in checks if c["status"] == "OK")
+
+
+@pytest.mark.slow  # a stand-in process and a provider run
+def test_the_provider_never_gets_another_process_environment(node, quay, tmp_path):
+    """Even with --kubelet-config and --bin-dir given, main passed the kubelet process's environment on."""
+    env, etc, _ = node
+    dump = tmp_path / "provider-environment"
+    bin_dir = recording_provider(tmp_path, dump)
+    config = written(etc, provider_yaml(quay, etc))
+    planted = dict(os.environ, PYTHONPATH=str(tmp_path / "planted"), LD_PRELOAD=str(tmp_path / "planted.so"))
+    fake = stand_in(["sleep", "30"], env=planted)
+    try:
+        ok, checks = doctor(env, config, bin_dir, f"{quay.host}/org/app")
+    finally:
+        stop(fake)
+    assert ok, failures(checks)
+    seen = dict(line.partition("=")[::2] for line in dump.read_text().splitlines() if "=" in line)
+    assert "PYTHONPATH" not in seen and "LD_PRELOAD" not in seen and "HOME" not in seen
+    assert seen["PATH"] == env["PATH"]  # doctor's own
+
+
+@pytest.mark.parametrize("what", ["bin dir", "provider", "config"])
+def test_files_others_can_write_are_never_run(node, quay, tmp_path, what):
+    env, etc, _ = node
+    dump = tmp_path / "provider-environment"
+    bin_dir = recording_provider(tmp_path, dump)
+    config = written(etc, provider_yaml(quay, etc))
+    loose = {"bin dir": bin_dir, "provider": bin_dir / "quay-credential-provider", "config": config}[what]
+    loose.chmod(loose.stat().st_mode | 0o002)
+    ok, checks = explained(config, bin_dir, f"{quay.host}/org/app")
+    assert not ok and not dump.exists()
+    (check, detail, fix), *_ = failures(checks)
+    assert "not run as root" in detail and fix.startswith("chmod go-w ")
+
+
+@pytest.mark.parametrize("kind", ["k3s", "rke2"])
+def test_without_a_trusted_process_the_units_say(node, quay, tmp_path, kind):
+    """k3s and RKE2 run no process named kubelet: their units and config.yaml give the flags."""
+    _, etc, bin_dir = node
+    config = written(etc, provider_yaml(quay, etc))
+    root = tmp_path / "node"
+    unit = root / "etc/systemd/system" / f"{kind}-agent.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Service]\nExecStart=/usr/local/bin/agent\n")
+    (root / f"etc/rancher/{kind}").mkdir(parents=True)
+    (root / f"etc/rancher/{kind}/config.yaml").write_text(
+        "kubelet-arg:\n"
+        f"  - image-credential-provider-config={config}\n"
+        f"  - image-credential-provider-bin-dir={bin_dir}\n"
+    )
+    from quay_cred_helper.node.explain import explain
+
+    findings = explain([f"{quay.host}/org/app"], None, None, None, root=str(root))
+    flags = next(f for f in findings if f[1] == "kubelet flags")
+    assert flags[0] == "OK" and flags[2].startswith(f"from {kind}'s units and /etc/rancher/{kind}: ")
+    assert f"--image-credential-provider-bin-dir={bin_dir}" in flags[2]
+
+
+@pytest.mark.slow  # a doctor run and a provider run
+def test_a_per_pod_config_run_without_a_token_says_to_give_one(node, quay):
+    """Main's fix told to add tokenAttributes, which the config had: no token was given, none was sent."""
+    env, etc, bin_dir = node
+    (etc / "kubelet.ini").write_text(f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
+    attributes = """    tokenAttributes:
+      serviceAccountTokenAudience: quay
+      cacheType: ServiceAccount
+      requireServiceAccount: false
+"""
+    config = written(etc, provider_yaml(quay, etc, extra=attributes))
+    _, checks = doctor(env, config, bin_dir, f"{quay.host}/org/app")
+    (answer,) = [c for c in checks if c["check"] == "provider quay-credential-provider answer"]
+    assert answer["status"] == "WARN" and "what a pod without one gets" in answer["detail"]
+    assert answer["fix"].startswith("give --service-account-token FILE (kubectl create token SA --audience quay)")
+    assert "tokenAttributes" not in answer["fix"]

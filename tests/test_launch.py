@@ -365,3 +365,96 @@ def test_concurrent_first_runs_all_answer_and_leave_one_good_bundle(package, hom
     assert not list(copy.glob("__pycache__/*.tmp"))
     r, loaders = run_copy(root, home, "list")
     assert {loaders[m] for m in set(loaders) - NOT_SERVED} == {"Finder"}
+
+
+# -- failing safe: a bundle that is not a file, or damaged; sources dated in the future ----------------------
+
+
+def regions(data):
+    """A bit to flip in each region of a bundle: the index's length, its CRC-32, the index, and the code of
+    quay_cred_helper.helper (which every run loads)."""
+    import marshal
+
+    length = int.from_bytes(data[:4], "little")
+    _, index = marshal.loads(data[8 : 8 + length])
+    _, _, offset, size, _ = index["quay_cred_helper.helper"]
+    return {"length": 1, "index crc": 5, "index": 8 + length // 2, "code": 8 + length + offset + size // 2}
+
+
+@pytest.mark.slow  # builds a bundle from a fresh copy: waits out the racy window
+@pytest.mark.parametrize("region", ["length", "index crc", "index", "code"])
+def test_a_flipped_bit_is_never_run(package, home, region):
+    """Main ran a flipped bit in the code as damaged bytecode (internal errors, a segfault)."""
+    root, copy = package
+    build(root)
+    expected, _ = run_copy(root, home, "nonsense", plain=True)
+    bundle = bundle_of(copy)
+    data = bytearray(bundle.read_bytes())
+    at = regions(bytes(data))[region]
+    data[at] ^= 0x10
+    bundle.write_bytes(bytes(data))
+    r, _ = run_copy(root, home, "nonsense")
+    assert (r.returncode, r.stdout, r.stderr) == (expected.returncode, expected.stdout, expected.stderr)
+    assert bundle.read_bytes() != bytes(data)  # noticed: rewritten at that run's exit
+    r, loaders = run_copy(root, home, "nonsense")
+    assert (r.returncode, r.stdout) == (expected.returncode, expected.stdout)
+    assert loaders["quay_cred_helper.helper"] == "Finder"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_bundle_that_is_not_a_file_never_blocks(package, home, kind):
+    """Main opened a FIFO in the bundle's place for reading, and every run hung."""
+    root, copy = package
+    expected, _ = run_copy(root, home, "list", plain=True)
+    target = copy / "__pycache__" / os.path.basename(launch.bundle_path())
+    target.parent.mkdir(exist_ok=True)
+    os.mkfifo(target) if kind == "fifo" else target.mkdir()
+    r, loaders = launch_probe(copy_env(home, root), HELPER, ["list"], timeout=20)
+    assert (r.returncode, r.stdout, r.stderr) == (expected.returncode, expected.stdout, expected.stderr)
+    assert loaders["quay_cred_helper.helper"] == "SourceFileLoader"
+
+
+def future_dated(copy, name="helper.py"):
+    """One source of the copy dated an hour ahead (built on a machine whose clock was ahead)."""
+    ahead = time.time_ns() + 3600 * 10**9
+    os.utime(copy / name, ns=(ahead, ahead))
+
+
+@pytest.mark.slow  # waits the racy window, at most
+def test_hotbuild_never_waits_for_a_source_dated_in_the_future(package, home):
+    """Main slept until that mtime plus 2 s: an install script hung for as long as the clock was off."""
+    root, copy = package
+    future_dated(copy)
+    started = time.monotonic()
+    build(root)  # (a minute's timeout)
+    assert time.monotonic() - started < launch.RACY_NS / 1e9 + 5
+    r, loaders = run_copy(root, home, "list")
+    assert r.returncode == 0 and loaders["quay_cred_helper.helper"] == "SourceFileLoader"
+    assert loaders["quay_cred_helper.log"] == "Finder"  # the rest is served
+
+
+@pytest.mark.slow  # waits the racy window, at most
+def test_the_deb_postinst_with_a_future_dated_source_finishes(package, tmp_path):
+    """packaging/debian's postinst, as dpkg runs it (`configure`), its python3 the copy's interpreter."""
+    root, copy = package
+    future_dated(copy)
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    python3 = shims / "python3"
+    hotbuild = f"import sys, runpy; sys.path.insert(0, {str(root)!r}); sys.argv[1:] = []; "
+    hotbuild += "runpy.run_module('quay_cred_helper.hotbuild', run_name='__main__')"
+    python3.write_text(
+        '#!/bin/sh\n[ "$*" = "-I -m quay_cred_helper.hotbuild" ] || exit 9\n'
+        f'exec "{sys.executable}" -I -c "{hotbuild}"\n'
+    )
+    python3.chmod(0o755)
+    postinst = Path(quay_cred_helper.__file__).parents[1] / "packaging/debian/quay-cred-helper.postinst"
+    if not postinst.exists():
+        pytest.skip("packaging/ is not beside the installed package")
+    started = time.monotonic()
+    r = subprocess.run(
+        ["sh", str(postinst), "configure"], env={"PATH": f"{shims}:/usr/bin:/bin"}, capture_output=True, timeout=30
+    )
+    assert r.returncode == 0 and time.monotonic() - started < launch.RACY_NS / 1e9 + 10, r.stderr
+    bundle = bundle_of(copy).read_bytes()
+    assert b"helper.py" not in bundle and b"log.py" in bundle  # left out, imported the normal way

@@ -9,7 +9,9 @@ import subprocess
 import pytest
 import yaml
 
-from quay_cred_helper.kubelet import install
+from quay_cred_helper.node import install
+from quay_cred_helper.node import kubelet as node_kubelet
+from quay_cred_helper.node.kubelet import RANCHER_BIN, RANCHER_CONFIG
 from tests.fakes import fake_kubelet as kubelet
 from tests.fakes.quay_registry import QuayRegistry
 from tests.support import BIN, ROBOT, ROBOT_TOKEN, ROBOTS, USERS
@@ -170,7 +172,7 @@ def test_joins_an_existing_ecr_config_leaves_ecr_alone_and_a_second_run_changes_
     flags_file = "etc/eks/kubelet/environment" if kind == "eks" else "etc/default/kubelet"
     after = snapshot(root)
     assert after[flags_file] == before[flags_file]
-    assert not (root / install.DROP_IN.lstrip("/")).exists()
+    assert not (root / node_kubelet.DROP_IN.lstrip("/")).exists()
     text = (root / config.lstrip("/")).read_text()
     if kind == "yaml-ecr":  # every line of the admin's file is still there, comments included
         assert text.startswith(ECR_YAML) and install.MARK in text
@@ -225,9 +227,9 @@ def test_kubeadm_gets_the_flags_once_in_its_extra_args_file(env, tmp_path):
         assert node_install(env, root).returncode == 0
     text = (root / "etc/default/kubelet").read_text()
     assert text == (
-        f'KUBELET_EXTRA_ARGS="{install.CONFIG_FLAG}={install.CONFIG} {install.BIN_DIR_FLAG}={install.BIN}"\n'
+        f'KUBELET_EXTRA_ARGS="{node_kubelet.CONFIG_FLAG}={install.CONFIG} {node_kubelet.BIN_DIR_FLAG}={install.BIN}"\n'
     )
-    found = install.find_kubelet(str(root))
+    found = node_kubelet.find_kubelet(str(root))
     assert (found.config, found.bin_dir, found.flags_from) == (install.CONFIG, install.BIN, "/etc/default/kubelet")
     assert providers_of(root, install.CONFIG)[0]["name"] == install.NAME
 
@@ -236,15 +238,15 @@ def test_a_plain_unit_gets_a_drop_in_repeating_its_exec_start(env, tmp_path):
     root = node_root(tmp_path, "plain")
     for _ in range(2):
         assert node_install(env, root).returncode == 0
-    drop_in = (root / install.DROP_IN.lstrip("/")).read_text()
+    drop_in = (root / node_kubelet.DROP_IN.lstrip("/")).read_text()
     lines = [line for line in drop_in.splitlines() if line.startswith("ExecStart=")]
     assert lines == [
         "ExecStart=",
-        f"ExecStart=/usr/bin/kubelet --v=2 --max-pods=50 {install.CONFIG_FLAG}={install.CONFIG} "
-        f"{install.BIN_DIR_FLAG}={install.BIN}",
+        f"ExecStart=/usr/bin/kubelet --v=2 --max-pods=50 {node_kubelet.CONFIG_FLAG}={install.CONFIG} "
+        f"{node_kubelet.BIN_DIR_FLAG}={install.BIN}",
     ]
-    assert drop_in.count(install.CONFIG_FLAG) == 1
-    assert install.find_kubelet(str(root)).flags_from == install.DROP_IN
+    assert drop_in.count(node_kubelet.CONFIG_FLAG) == 1
+    assert node_kubelet.find_kubelet(str(root)).flags_from == node_kubelet.DROP_IN
 
 
 def test_k3s_uses_the_paths_it_passes_to_its_kubelet_by_itself(env, tmp_path):
@@ -252,8 +254,8 @@ def test_k3s_uses_the_paths_it_passes_to_its_kubelet_by_itself(env, tmp_path):
     before = snapshot(root)
     result = node_install(env, root)
     assert result.returncode == 0 and "restart k3s-agent.service" in result.stderr
-    assert providers_of(root, install.RANCHER_CONFIG)[0]["name"] == install.NAME
-    assert os.access(root / install.RANCHER_BIN.lstrip("/") / install.NAME, os.X_OK)
+    assert providers_of(root, RANCHER_CONFIG)[0]["name"] == install.NAME
+    assert os.access(root / RANCHER_BIN.lstrip("/") / install.NAME, os.X_OK)
     assert snapshot(root)["etc/rancher/k3s/config.yaml"] == before["etc/rancher/k3s/config.yaml"]
 
 
@@ -339,7 +341,7 @@ def test_the_installed_provider_answers_the_kubelet_beside_ecr(env, tmp_path, ki
         result = node_install(env, root, source=("--config", str(ini), "--robot-token-file", str(token)))
         assert result.returncode == 0, result.stderr
         assert stat.S_IMODE(os.stat(root / install.TOKEN.lstrip("/")).st_mode) == 0o600
-        found = install.find_kubelet(str(root))
+        found = node_kubelet.find_kubelet(str(root))
         node = kubelet_of(root, found.config, found.bin_dir, env)
         credentials = node.credentials(f"{quay.host}/org/app")
         assert credentials and credentials[0]["username"] == ROBOT and credentials[0]["password"] != ROBOT_TOKEN

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from quay_cred_helper.kubelet import install, openshift
+from quay_cred_helper.node import install, kubelet, openshift
 from tests.support import ROBOT, ROBOT_TOKEN
 from tests.support import cli as run_cli
 
@@ -105,8 +105,8 @@ def test_the_machine_config_holds_each_file_with_its_mode_and_its_bytes(env, tmp
     (drop_in,) = units["kubelet.service"]["dropins"]
     assert drop_in["name"] == "50-quay-cred-helper.conf" and "contents" not in units["kubelet.service"]
     assert (
-        f'Environment="KUBELET_CRIO_IMAGE_CREDENTIAL_PROVIDER_FLAGS={install.BIN_DIR_FLAG}={openshift.BIN} '
-        f'{install.CONFIG_FLAG}={openshift.CONFIG_DIR}"'
+        f'Environment="KUBELET_CRIO_IMAGE_CREDENTIAL_PROVIDER_FLAGS={kubelet.BIN_DIR_FLAG}={openshift.BIN} '
+        f'{kubelet.CONFIG_FLAG}={openshift.CONFIG_DIR}"'
     ) in drop_in["contents"]
     assert f"After={openshift.LINK_UNIT}" in drop_in["contents"]
     # Its size, as stored (JSON), is what it reports.
@@ -139,7 +139,7 @@ def test_execstart_mode_repeats_the_pools_exec_start_with_our_flags_in_place_of_
     assert "\nExecStart=\nExecStart=/usr/local/bin/kubenswrapper" in text
     words = " ".join(line.rstrip("\\").strip() for line in text.split("ExecStart=/", 1)[1].splitlines()).split()
     assert "ecr-credential-provider.yaml" not in text and "/usr/libexec/kubelet-image" not in text
-    assert words[-2:] == [f"{install.BIN_DIR_FLAG}={openshift.BIN}", f"{install.CONFIG_FLAG}={openshift.CONFIG_DIR}"]
+    assert words[-2:] == [f"{kubelet.BIN_DIR_FLAG}={openshift.BIN}", f"{kubelet.CONFIG_FLAG}={openshift.CONFIG_DIR}"]
     for kept in ("--node-ip=${KUBELET_NODE_IP}", "--v=${KUBELET_LOG_LEVEL}", "--cloud-provider=external"):
         assert kept in words
     assert "generate it again after each upgrade" in result.stderr

@@ -30,8 +30,8 @@ from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, KeyringError, printable
 from quay_cred_helper.keyless.robot import Keyless
-from quay_cred_helper.kubelet.explain import explain
 from quay_cred_helper.names import is_loopback, is_robot, registry_key
+from quay_cred_helper.node.explain import explain
 from quay_cred_helper.registry import jwt
 from quay_cred_helper.registry.session import Session, json_body, server_error
 from quay_cred_helper.registry.tokens import TokenExchange

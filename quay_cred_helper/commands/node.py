@@ -12,7 +12,7 @@ import sys
 
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import InputError
-from quay_cred_helper.kubelet import install, openshift
+from quay_cred_helper.node import install, openshift, rootfs
 
 
 def _read(path: str, what: str) -> bytes:
@@ -63,7 +63,7 @@ def _install(args: argparse.Namespace) -> int:
         for change in plan.changes:
             sys.stdout.write(change.diff())
         for directory in sorted(set(plan.rmdirs)):
-            if os.path.isdir(os.path.join(args.root, directory.lstrip("/"))):
+            if os.path.isdir(rootfs.resolve(args.root, directory, follow=False)):
                 print(f"rmdir {directory} (if left empty)")
     else:
         install.apply(plan, args.root)

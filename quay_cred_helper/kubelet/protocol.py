@@ -59,7 +59,7 @@ def parse_request(data: bytes) -> Request:
     return Request(api_version, image.strip(), token, {str(k): str(v) for k, v in pod_annotations.items()})
 
 
-def go_duration(seconds: float) -> str:
+def format_go_duration(seconds: float) -> str:
     """A whole number of seconds as Go's time.Duration.String() writes it: 1h0m0s, 55m0s, 40s, 0s."""
     total = max(int(seconds), 0)
     hours, rest = divmod(total, 3600)
@@ -91,7 +91,7 @@ def response(
         + ',"cacheKeyType":'
         + fastjson.quote(cache_key_type)
         + ',"cacheDuration":'
-        + fastjson.quote(go_duration(cache_seconds))
+        + fastjson.quote(format_go_duration(cache_seconds))
         + ',"auth":'
         + auth
         + "}}\n"

@@ -34,7 +34,7 @@ from typing import Any
 import yaml  # PyYAML: only `node` imports this module
 
 from quay_cred_helper.errors import InputError
-from quay_cred_helper.kubelet import install
+from quay_cred_helper.node import install, kubelet
 
 IGNITION = "3.2.0"
 ROLE_LABEL = "machineconfiguration.openshift.io/role"
@@ -82,7 +82,7 @@ WantedBy=multi-user.target
 
 
 def _flags() -> list[str]:
-    return [f"{install.BIN_DIR_FLAG}={BIN}", f"{install.CONFIG_FLAG}={CONFIG_DIR}"]
+    return [f"{kubelet.BIN_DIR_FLAG}={BIN}", f"{kubelet.CONFIG_FLAG}={CONFIG_DIR}"]
 
 
 def _drop_in_head() -> str:
@@ -98,7 +98,7 @@ def exec_start(unit_text: str) -> list[str]:
     """The words of the last ExecStart= in a kubelet.service's [Service] (continuations joined)."""
     found: str | None = None
     section = ""
-    for line in install.logical_lines(unit_text):
+    for line in kubelet.logical_lines(unit_text):
         if line.startswith("["):
             section = line
         elif section == "[Service]" and line.partition("=")[0].strip() == "ExecStart":
@@ -117,7 +117,7 @@ def execstart_drop_in(unit_text: str) -> str:
             skip = False
             continue
         name = word.partition("=")[0]
-        if name in (install.CONFIG_FLAG, install.BIN_DIR_FLAG):
+        if name in (kubelet.CONFIG_FLAG, kubelet.BIN_DIR_FLAG):
             skip = "=" not in word  # `--flag value`: the value goes too
             continue
         if word in (f"${FLAGS_VAR}", f"${{{FLAGS_VAR}}}"):

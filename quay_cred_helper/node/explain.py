@@ -1,11 +1,13 @@
 """doctor --kubelet IMAGE: the pull of IMAGE the way this node's kubelet will make it, step by step.
 
-1. The kubelet's flags: its running command line (/proc/PID/cmdline), or --kubelet-config and --bin-dir.
-2. Its CredentialProviderConfig, read and validated as the kubelet does (kubelet/provider_config.py).
+1. The kubelet's flags (node/kubelet.py): a root-owned kubelet process of this host, else its units and
+   files (k3s, RKE2 included), or --kubelet-config and --bin-dir; the source said.
+2. Its CredentialProviderConfig, read and validated as the kubelet does (node/kubelet_config.py).
 3. Which providers' matchImages match IMAGE (every matching provider runs; none: no credentials).
 4. Whether each can be executed from the bin dir: the file by its name, symlinks, the execute bit,
-   the interpreter of its #! line.
-5. One run of each, as the kubelet runs it (its environment plus the config's env, the request on
+   the interpreter of its #! line; and whether root may run it: the config, the bin dir and the provider
+   root's, with no group or other write up to / (else a FAIL, and nothing runs).
+5. One run of each, as the kubelet runs it (PATH plus the config's env, never another process's; the request on
    stdin, a minute), in per-pod mode when given a service-account token; the answer decoded strictly,
    its username, the JWT's sub, aud and exp, and how long the kubelet will keep it.
 
@@ -19,104 +21,41 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 from typing import Any, Optional
 
-import yaml  # PyYAML (Debian python3-yaml): only this command imports this module
-
-from quay_cred_helper.errors import InputError
-from quay_cred_helper.kubelet import provider_config
-from quay_cred_helper.kubelet.provider_config import GATE, Provider
+from quay_cred_helper import files
+from quay_cred_helper.errors import ConfigError, InputError
+from quay_cred_helper.node import kubelet_config
+from quay_cred_helper.node.kubelet import BIN_DIR_FLAG, CONFIG_FLAG, Kubelet, find_kubelet, running
+from quay_cred_helper.node.kubelet_config import GATE, Provider
 from quay_cred_helper.registry import jwt
 
 Finding = tuple[str, str, str, Optional[str]]  # (OK | WARN | FAIL, check, detail, fix)
-CONFIG_FLAG = "--image-credential-provider-config"
-BIN_DIR_FLAG = "--image-credential-provider-bin-dir"
 TIMEOUT = 60  # seconds: the kubelet's fixed limit for one run
 RESPONSE_FIELDS = ("kind", "apiVersion", "cacheKeyType", "cacheDuration", "auth")
 CACHE_KEY_TYPES = ("Image", "Registry", "Global")
 
 
-class Kubelet:
-    """What doctor knows of the node's kubelet: its flags, feature gates and environment."""
-
-    def __init__(self, pid: int | None, argv: list[str], environ: dict[str, str] | None) -> None:
-        self.pid, self.argv, self.environ = pid, argv, environ
-
-    def flag(self, name: str) -> str | None:
-        """The last value of a flag, as pflag reads it: `--name=value` or `--name value`."""
-        found = None
-        for i, arg in enumerate(self.argv):
-            if arg.startswith(name + "="):
-                found = arg[len(name) + 1 :]
-            elif arg == name and i + 1 < len(self.argv):
-                found = self.argv[i + 1]
-        return found
-
-    def gate(self) -> tuple[bool, str]:
-        """Whether the service-account token gate is on, and where that came from."""
-        value: bool | None = None
-        where = "its default since Kubernetes 1.34 (beta, on)"
-        config = self.flag("--config")  # its KubeletConfiguration file: flags override its featureGates
-        if config:
-            try:
-                with open(config, encoding="utf-8") as f:
-                    document = yaml.safe_load(f)
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
-                document = None  # the kubelet's own file to judge, not ours
-            gates = document.get("featureGates") if isinstance(document, dict) else None
-            if isinstance(gates, dict) and isinstance(gates.get(GATE), bool):
-                value, where = gates[GATE], f"featureGates in {config}"
-        for arg in self.argv:
-            if arg.startswith("--feature-gates="):
-                for item in arg.partition("=")[2].split(","):
-                    name, _, setting = item.partition("=")
-                    if name.strip() == GATE:
-                        value, where = setting.strip().lower() == "true", "--feature-gates"
-        return (True if value is None else value), where
-
-
-def find_kubelet(proc: str = "/proc") -> Kubelet | None:
-    """The running kubelet (argv[0] named kubelet), from /proc; None when none runs here."""
-    try:
-        entries = sorted((e for e in os.listdir(proc) if e.isdigit()), key=int)
-    except OSError:
-        return None
-    for entry in entries:
-        try:
-            with open(os.path.join(proc, entry, "cmdline"), "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw.endswith(b"\0") else []
-        if not argv or os.path.basename(argv[0]) != "kubelet":
-            continue
-        environ = None
-        try:
-            with open(os.path.join(proc, entry, "environ"), "rb") as f:
-                pairs = [item.decode("utf-8", "replace").partition("=") for item in f.read().split(b"\0") if item]
-            environ = {name: value for name, _, value in pairs}
-        except OSError:
-            pass  # another user's process: readable by root only
-        return Kubelet(int(entry), argv, environ)
-    return None
-
-
-def explain(images: list[str], config_path: str | None, bin_dir: str | None, token_file: str | None) -> list[Finding]:
+def explain(
+    images: list[str], config_path: str | None, bin_dir: str | None, token_file: str | None, root: str = "/"
+) -> list[Finding]:
+    """The findings for one IMAGE; `root` is where the kubelet's units are read when no process is trusted."""
     if len(images) != 1:
         raise InputError("doctor --kubelet explains one IMAGE, e.g. quay.example.com/org/app:1")
     try:
-        image = provider_config.normalise_image(images[0])
+        image = kubelet_config.normalise_image(images[0])
     except ValueError as exc:
         raise InputError(str(exc)) from None
     findings: list[Finding] = []
-    kubelet = _flags(findings, config_path, bin_dir)
+    kubelet = _flags(findings, config_path, bin_dir, root)
     if kubelet is None:
         return findings
-    config_path = config_path or kubelet.flag(CONFIG_FLAG) or ""
-    bin_dir = bin_dir or kubelet.flag(BIN_DIR_FLAG) or ""
+    config_path = config_path or kubelet.config or ""
+    bin_dir = bin_dir or kubelet.bin_dir or ""
     gate, gate_source = kubelet.gate()
-    config = provider_config.read(config_path, gate)
+    config = kubelet_config.read(config_path, gate)
     many = f"{len(config.files)} files merged in this order: {', '.join(config.files)} (Kubernetes 1.34 and later)"
     if not config.problems:
         names = ", ".join(p.name for p in config.providers)
@@ -152,67 +91,76 @@ def explain(images: list[str], config_path: str | None, bin_dir: str | None, tok
             )
         )
         return findings
+    if not _trusted(findings, config.files or [config_path], bin_dir, chosen):
+        return findings
     token = _read_token(findings, token_file) if token_file else None
     for provider in chosen:
         _run(findings, provider, os.path.join(bin_dir, provider.name), image, kubelet, token, gate, gate_source)
     return findings
 
 
-def _flags(findings: list[Finding], config_path: str | None, bin_dir: str | None) -> Kubelet | None:
-    running = find_kubelet()
+def _flags(findings: list[Finding], config_path: str | None, bin_dir: str | None, root: str) -> Kubelet | None:
+    """The kubelet as root can trust it: the running process if it passes node/kubelet.py's checks, else
+    its units and files under /; the flags given override what it has."""
+    kubelet, refused = running()
+    for why in refused:
+        findings.append(("WARN", "kubelet process", f"{why}: not trusted, its flags are not read", None))
+    if kubelet is None:
+        try:
+            kubelet = find_kubelet(root)
+        except InputError as exc:
+            findings.append(("FAIL", "kubelet flags", exc.problem, exc.fix))
+            return None
     if config_path and bin_dir:
         findings.append(
             ("OK", "kubelet flags", f"as given: {CONFIG_FLAG}={config_path} {BIN_DIR_FLAG}={bin_dir}", None)
         )
-        return running or Kubelet(None, [], None)
-    if running is None:
+        return kubelet or Kubelet("given", "kubelet.service", config_path, bin_dir, source="as given")
+    if kubelet is None:
         findings.append(
             (
                 "FAIL",
                 "kubelet flags",
-                "no running kubelet found here (no process named kubelet in /proc)",
+                "no kubelet found here (no root-owned kubelet process of this host, no kubelet.service, "
+                "k3s or RKE2 unit)",
                 "run this on the node, or give --kubelet-config FILE and --bin-dir DIR",
             )
         )
         return None
-    config, binaries = running.flag(CONFIG_FLAG), running.flag(BIN_DIR_FLAG)
-    if not (config_path or config) and not (bin_dir or binaries):
+    config, binaries = config_path or kubelet.config, bin_dir or kubelet.bin_dir
+    if not config and not binaries:
         findings.append(
             (
                 "FAIL",
                 "kubelet flags",
-                f"the kubelet (pid {running.pid}) runs no credential provider: it has no {CONFIG_FLAG}",
+                f"the kubelet ({kubelet.source}) runs no credential provider: it has no {CONFIG_FLAG}",
                 f"add {CONFIG_FLAG}=FILE and {BIN_DIR_FLAG}=DIR to its flags (docs/kubernetes.md)",
             )
         )
         return None
-    if not (config_path or config) or not (bin_dir or binaries):
-        missing = CONFIG_FLAG if not (config_path or config) else BIN_DIR_FLAG
+    if not config or not binaries:
+        missing = CONFIG_FLAG if not config else BIN_DIR_FLAG
         findings.append(
             (
                 "FAIL",
                 "kubelet flags",
-                f"the kubelet (pid {running.pid}) has only one of the two flags, without {missing}: it exits at start",
+                f"the kubelet ({kubelet.source}) has only one of the two flags, without {missing}: it exits at start",
                 f"give it {missing} too",
             )
         )
         return None
+    kubelet.config, kubelet.bin_dir = config, binaries
     findings.append(
-        (
-            "OK",
-            "kubelet flags",
-            f"pid {running.pid}: {CONFIG_FLAG}={config_path or config} {BIN_DIR_FLAG}={bin_dir or binaries}",
-            None,
-        )
+        ("OK", "kubelet flags", f"from {kubelet.source}: {CONFIG_FLAG}={config} {BIN_DIR_FLAG}={binaries}", None)
     )
-    return running
+    return kubelet
 
 
 def _matching(findings: list[Finding], providers: list[Provider], image: str) -> list[Provider]:
     """The providers the kubelet runs for `image` (every one whose matchImages match, in config order)."""
     chosen = []
     for provider in providers:
-        hit = next((g for g in provider.match_images if provider_config.matches(g, image)), None)
+        hit = next((g for g in provider.match_images if kubelet_config.matches(g, image)), None)
         if hit is not None:
             chosen.append(provider)
             findings.append(("OK", f"provider {provider.name}", f"matchImages {hit!r} matches {image}", None))
@@ -231,7 +179,7 @@ def _matching(findings: list[Finding], providers: list[Provider], image: str) ->
     host = image.partition("/")[0]
     for provider in providers:
         for glob in provider.match_images:
-            why = provider_config.mismatch(glob, image)
+            why = kubelet_config.mismatch(glob, image)
             findings.append(
                 (
                     "WARN",
@@ -309,6 +257,42 @@ def _executable(findings: list[Finding], provider: Provider, path: str, kubelet:
     return True
 
 
+def _trusted(findings: list[Finding], configs: list[str], bin_dir: str, providers: list[Provider]) -> bool:
+    """Whether the config, the bin dir and each provider to run pass the provider's own check of its files
+    (files.check_private: root's, with no group or other write up to /). A FAIL for each that does not."""
+    ok = True
+    for what, path in [("provider config", c) for c in configs] + [
+        (f"provider {p.name} executable", os.path.join(bin_dir, p.name)) for p in providers
+    ]:
+        try:
+            files.check_private(path, what).close()
+        except ConfigError as exc:
+            findings.append(("FAIL", what, f"{exc.problem}: not run as root", exc.fix))
+            ok = False
+    problem = _unsafe_directory(os.path.realpath(bin_dir))
+    if problem:
+        findings.append(("FAIL", "bin dir", f"{problem[0]}: not run as root", problem[1]))
+        ok = False
+    return ok
+
+
+def _unsafe_directory(directory: str) -> tuple[str, str] | None:
+    """What lets a user other than root change `directory` or one above it (root's sticky ones aside)."""
+    if sys.platform == "win32":  # no kubelet nodes of ours there
+        return None
+    me = os.geteuid()
+    while True:
+        found = os.stat(directory)
+        if found.st_uid not in (0, me):
+            return f"{directory} is owned by uid {found.st_uid}", f"chown root {directory}"
+        if found.st_mode & 0o022 and not (found.st_uid == 0 and found.st_mode & stat.S_ISVTX):
+            return f"other users can write {directory}", f"chmod go-w {directory}"
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
 def _look_alikes(directory: str) -> list[str]:
     try:
         return sorted(n for n in os.listdir(directory) if "quay" in n or "credential-provider" in n)
@@ -337,7 +321,7 @@ def _interpreter_problem(path: str, kubelet: Kubelet) -> tuple[str, str] | None:
             f"reinstall the provider for this node's Python (or fix the #! line of {path})",
         )
     if os.path.basename(interpreter) == "env" and len(words) > 1:
-        path_env = (kubelet.environ or dict(os.environ)).get("PATH", os.defpath)
+        path_env = os.environ.get("PATH", os.defpath)
         program = words[1]
         if not any(os.access(os.path.join(d, program), os.X_OK) for d in path_env.split(os.pathsep) if d):
             return (
@@ -432,8 +416,8 @@ def _run(
     request: dict[str, Any] = {"kind": "CredentialProviderRequest", "apiVersion": provider.api_version, "image": image}
     if token:
         request["serviceAccountToken"] = token
-    environment = dict(kubelet.environ if kubelet.environ is not None else os.environ)
-    environment.update(provider.env)
+    # Never another process's environment (LD_PRELOAD, PYTHONPATH): our PATH and the config's env.
+    environment = {"PATH": os.environ.get("PATH", os.defpath), **dict(provider.env)}
     try:
         result = subprocess.run(
             [path, *provider.args],
@@ -452,6 +436,18 @@ def _run(
         return
     if result.returncode != 0:
         said = " ".join(result.stderr.decode("utf-8", "replace").split())[:500] or "nothing on stderr"
+        if attributes is not None and token is None:  # the config asks for pods' tokens: none was given
+            findings.append(
+                (
+                    "WARN",
+                    check,
+                    f"run without a service-account token (what a pod without one gets): exit {result.returncode}: "
+                    f"{said}",
+                    "give --service-account-token FILE (kubectl create token SA --audience "
+                    f"{attributes.audience or 'AUDIENCE'}) to run it as the kubelet does for a pod with one",
+                )
+            )
+            return
         findings.append(
             (
                 "FAIL",
@@ -500,7 +496,7 @@ def decode_response(stdout: bytes, api_version: str) -> dict[str, Any]:
     if data.get("cacheDuration") is not None:
         if not isinstance(data["cacheDuration"], str):
             raise ValueError("cacheDuration is not a duration string")
-        data["cacheSeconds"] = provider_config.go_duration(data["cacheDuration"])
+        data["cacheSeconds"] = kubelet_config.parse_go_duration(data["cacheDuration"])
     auth = data.get("auth") or {}
     if not isinstance(auth, dict):
         raise ValueError("auth is not a map")
@@ -516,7 +512,7 @@ def decode_response(stdout: bytes, api_version: str) -> dict[str, Any]:
 def _report_answer(
     findings: list[Finding], check: str, provider: Provider, response: dict[str, Any], image: str
 ) -> None:
-    keys = [k for k in provider_config.auth_keys_in_order(list(response["auth"])) if provider_config.matches(k, image)]
+    keys = [k for k in kubelet_config.auth_keys_in_order(list(response["auth"])) if kubelet_config.matches(k, image)]
     if not keys:
         findings.append(
             (
@@ -528,7 +524,7 @@ def _report_answer(
             )
         )
         return
-    normalised = {provider_config.auth_key(k): v for k, v in response["auth"].items()}
+    normalised = {kubelet_config.auth_key(k): v for k, v in response["auth"].items()}
     entry = normalised[keys[0]]
     claims = jwt.claims(entry.get("password", ""))
     exp = jwt.number(claims, "exp")

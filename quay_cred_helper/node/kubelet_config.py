@@ -1,4 +1,4 @@
-"""The kubelet's CredentialProviderConfig, read and checked as the kubelet does (doctor --kubelet).
+"""The kubelet's CredentialProviderConfig, read and checked as the kubelet does (doctor --kubelet, node install).
 
 Facts from the kubelet's source (pkg/credentialprovider/plugin/config.go, plugin.go, keyring.go):
 
@@ -24,7 +24,7 @@ import os
 import re
 from typing import Any
 
-import yaml  # PyYAML (Debian python3-yaml): only doctor --kubelet imports this module
+import yaml  # PyYAML (Debian python3-yaml): only node and doctor --kubelet import this module
 
 from quay_cred_helper.kubelet.protocol import API_VERSIONS
 
@@ -90,7 +90,7 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0
 _PART = re.compile(r"(\d*(?:\.\d*)?)(ns|us|µs|μs|ms|s|m|h)")
 
 
-def go_duration(text: str) -> float:
+def parse_go_duration(text: str) -> float:
     """Seconds in a Go duration string (`10m`, `1h30m`, `0`, `-5s`); ValueError as Go refuses it."""
     rest, sign = text, 1.0
     if rest[:1] in ("+", "-"):
@@ -276,7 +276,7 @@ def _decode(document: Any, path: str) -> list[Provider]:
                     else 'defaultCacheDuration: "10m"',
                 )
             try:
-                duration = go_duration(text)
+                duration = parse_go_duration(text)
             except ValueError as exc:
                 raise _Refused(f"{where}.defaultCacheDuration: {exc}", 'a Go duration: "10m", "1h", "0"') from None
         env = []

@@ -15,7 +15,7 @@ One run, planned first, then shown (--dry-run: a unified diff) or applied:
 4. Our provider merged into the kubelet's CredentialProviderConfig in its own format, every other provider
    kept. YAML keeps its comments and layout: our entry is a marked block of lines, taken out again by
    --uninstall; a layout that cannot take one (flow style) is rewritten whole, and the run says so.
-   The result is checked as the kubelet checks it (kubelet/provider_config.py) before anything is written.
+   The result is checked as the kubelet checks it (node/kubelet_config.py) before anything is written.
 5. The two flags, only when missing: KUBELET_EXTRA_ARGS in /etc/default/kubelet or /etc/sysconfig/kubelet
    when kubelet.service reads it there (kubeadm's packages), else a drop-in repeating ExecStart with them.
 
@@ -35,40 +35,40 @@ import difflib
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
 from typing import Any, NamedTuple, Union
 
-import yaml  # PyYAML (Debian python3-yaml): only `node` imports this module
+import yaml  # PyYAML (Debian python3-yaml): only node and doctor --kubelet import this module
 
 from quay_cred_helper import files
 from quay_cred_helper.errors import HelperError, InputError
-from quay_cred_helper.kubelet import provider_config
 from quay_cred_helper.names import registry_key
+from quay_cred_helper.node import kubelet_config, rootfs
+from quay_cred_helper.node.kubelet import (
+    BIN_DIR_FLAG,
+    CONFIG_FLAG,
+    DROP_IN,
+    EXTRA_ARGS,
+    EXTRA_VAR,
+    RANCHER,
+    Kubelet,
+    find_kubelet,
+)
 
 NAME = "quay-credential-provider"  # the provider's name in the config, and its file in the bin dir
 PROVIDER_API = "credentialprovider.kubelet.k8s.io/v1"
 CONFIG_API = "kubelet.config.k8s.io/v1"
-CONFIG_FLAG = "--image-credential-provider-config"
-BIN_DIR_FLAG = "--image-credential-provider-bin-dir"
 ETC = "/etc/quay-cred-helper"
 INI = f"{ETC}/kubelet.ini"
 TOKEN = f"{ETC}/robot-token"
+STAGED = ".rotating"  # beside a robot token file, a rotation's new token (credentials/rotation.py)
 CACHE = "/var/cache/quay-cred-helper"
 LIB = "/opt/quay-cred-helper/provider"  # a bundle directory's copy
 BIN = "/opt/quay-cred-helper/bin"
 CONFIG = "/etc/kubernetes/credential-provider-config.yaml"
 DIR_CONFIG = f"{NAME}.yaml"  # our file in a config directory (Kubernetes 1.34+)
-DROP_IN = "/etc/systemd/system/kubelet.service.d/90-quay-cred-helper.conf"
-EXTRA_ARGS = ("/etc/default/kubelet", "/etc/sysconfig/kubelet")  # kubeadm's .deb and .rpm
-EXTRA_VAR = "KUBELET_EXTRA_ARGS"
-RANCHER = {"k3s": ("k3s.service", "k3s-agent.service"), "rke2": ("rke2-server.service", "rke2-agent.service")}
-RANCHER_BIN = "/var/lib/rancher/credentialprovider/bin"
-RANCHER_CONFIG = "/var/lib/rancher/credentialprovider/config.yaml"
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system")
-UNIT_DIRS_LEGACY = ("/lib/systemd/system",)
 MARK = "# added by quay-cred-helper node install; node install --uninstall takes it out"
 ANNOTATION = "quay-cred-helper/robot"
 
@@ -121,20 +121,6 @@ def _shown(state: State, secret: bool) -> str | None:
 
 
 @dataclasses.dataclass
-class Kubelet:
-    """How the node's kubelet starts, as far as the credential-provider flags go."""
-
-    kind: str  # "k3s", "rke2" or "systemd"
-    service: str  # the unit to restart
-    config: str | None = None  # the flags' values, when it has both
-    bin_dir: str | None = None
-    flags_from: str | None = None  # the file on the node they come from
-    exec_start: str | None = None  # systemd: ExecStart as the units give it, our drop-in aside
-    unit: str | None = None  # systemd: the unit file
-    extra_args: str | None = None  # systemd: the extra-args file ExecStart reads KUBELET_EXTRA_ARGS from
-
-
-@dataclasses.dataclass
 class Options:
     root: str = "/"
     provider: str | None = None  # a file, or a bundle directory holding NAME
@@ -155,6 +141,7 @@ class Plan:
     rmdirs: list[str] = dataclasses.field(default_factory=list)  # left empty by --uninstall: removed
     notes: list[str] = dataclasses.field(default_factory=list)
     flags: list[str] = dataclasses.field(default_factory=list)  # --no-flags: what to add by hand
+    reads: list[str] = dataclasses.field(default_factory=list)  # what the kubelet and the provider read
 
 
 # -- the provider's own config -----------------------------------------------------------------------
@@ -231,12 +218,9 @@ def config_document(entries: list[dict[str, Any]]) -> dict[str, Any]:
 # -- reading the node ----------------------------------------------------------------------------------
 
 
-def _on(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/"))
-
-
-def _read(root: str, path: str) -> State:
-    full = _on(root, path)
+def _read(root: str, path: str, follow: bool = True) -> State:
+    """What is at `path` on the node: with `follow`, the file its links lead to."""
+    full = rootfs.resolve(root, path, follow)
     if os.path.islink(full):
         return Link(os.readlink(full))
     try:
@@ -256,205 +240,11 @@ def _text(root: str, path: str) -> str | None:
 
 
 def _mode(root: str, path: str) -> int | None:
+    """The mode of the file `path` leads to (never a link's own, 0777), without group or other write."""
     try:
-        return os.lstat(_on(root, path)).st_mode & 0o7777
+        return os.stat(rootfs.resolve(root, path)).st_mode & 0o7777 & ~0o022
     except OSError:
         return None
-
-
-def logical_lines(text: str) -> list[str]:
-    """A unit file's lines, continuations joined, comments dropped."""
-    lines: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not pending and (not stripped or stripped[0] in "#;"):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1].rstrip() + " "
-            continue
-        lines.append(pending + stripped)
-        pending = ""
-    if pending:
-        lines.append(pending)
-    return lines
-
-
-def _env_assignments(text: str) -> list[tuple[str, str]]:
-    """NAME=VALUE pairs in an Environment= value: space-separated, each optionally quoted."""
-    try:
-        words = shlex.split(text)
-    except ValueError:
-        return []
-    return [(w.partition("=")[0], w.partition("=")[2]) for w in words if "=" in w]
-
-
-def _env_file(text: str) -> dict[str, str]:
-    found = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;" or "=" not in line:
-            continue
-        name, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        found[name.strip()] = value
-    return found
-
-
-def _unit_files(root: str, name: str) -> tuple[str | None, list[str]]:
-    """The unit file systemd would load for `name` under `root`, and its drop-ins in the order applied."""
-    unit = None
-    dropins: dict[str, str] = {}
-    for directory in (*UNIT_DIRS, *UNIT_DIRS_LEGACY):
-        path = f"{directory}/{name}"
-        if unit is None and os.path.isfile(_on(root, path)):
-            unit = path
-        try:
-            entries = sorted(os.listdir(_on(root, path + ".d")))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.endswith(".conf"):
-                dropins.setdefault(entry, f"{path}.d/{entry}")
-    return unit, [dropins[k] for k in sorted(dropins)]
-
-
-class _Service(NamedTuple):
-    exec_start: str | None
-    exec_from: str | None  # the file that set ExecStart
-    env_files: list[str]  # EnvironmentFile= values, `-` kept
-    env: dict[str, tuple[str, str]]  # Environment= values: name -> (value, file)
-
-
-def _service_settings(root: str, paths: list[str]) -> _Service:
-    """[Service]'s ExecStart, EnvironmentFile= and Environment= over the unit and its drop-ins."""
-    exec_start: str | None = None
-    exec_from: str | None = None
-    env_files: list[str] = []
-    env: dict[str, tuple[str, str]] = {}
-    for path in paths:
-        section = ""
-        for line in logical_lines(_text(root, path) or ""):
-            if line.startswith("["):
-                section = line
-                continue
-            if section != "[Service]" or "=" not in line:
-                continue
-            key, _, value = line.partition("=")
-            key, value = key.strip(), value.strip()
-            if key == "ExecStart":
-                exec_start, exec_from = (value or None), path  # an empty ExecStart= resets the list
-            elif key == "EnvironmentFile":
-                if value:
-                    env_files.append(value)
-                else:
-                    env_files = []
-            elif key == "Environment":
-                env.update({n: (v, path) for n, v in _env_assignments(value)})
-    return _Service(exec_start, exec_from, env_files, env)
-
-
-def _expand(exec_start: str, env: dict[str, tuple[str, str]]) -> list[tuple[str, str | None]]:
-    """ExecStart's words as systemd passes them: `$NAME` split at whitespace, `${NAME}` one word; each with
-    the file whose variable gave it (None: the unit itself)."""
-    try:
-        words = shlex.split(exec_start)
-    except ValueError:
-        words = exec_start.split()
-    out: list[tuple[str, str | None]] = []
-    for word in words:
-        bare = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
-        if bare:
-            value, source = env.get(bare.group(1), ("", None))
-            out += [(w, source) for w in value.split()]
-            continue
-        names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", word)
-        expanded = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env.get(m.group(1), ("", ""))[0], word)
-        out.append((expanded, next((env[n][1] for n in names if n in env), None)))
-    return out
-
-
-def _flag(words: list[tuple[str, str | None]], name: str) -> tuple[str, str | None] | None:
-    """The last value of a flag (`--name=value` or `--name value`), with where it came from."""
-    found = None
-    for i, (word, source) in enumerate(words):
-        if word.startswith(name + "="):
-            found = (word[len(name) + 1 :], source)
-        elif word == name and i + 1 < len(words):
-            found = (words[i + 1][0], source)
-    return found
-
-
-def _rancher(root: str) -> Kubelet | None:
-    for kind, services in RANCHER.items():
-        units = [s for s in services if _unit_files(root, s)[0]]
-        if not units and not os.path.isdir(_on(root, f"/etc/rancher/{kind}")):
-            continue
-        kubelet = Kubelet(kind, units[0] if units else services[0], RANCHER_CONFIG, RANCHER_BIN, kind)
-        base = f"/etc/rancher/{kind}/config.yaml"
-        try:
-            extra = sorted(os.listdir(_on(root, base + ".d")))
-        except OSError:
-            extra = []
-        for path in [base, *(f"{base}.d/{e}" for e in extra if e.endswith((".yaml", ".yml")))]:
-            text = _text(root, path)
-            if text is None:
-                continue
-            try:
-                data = yaml.safe_load(text) or {}
-            except yaml.YAMLError:
-                raise InputError(f"{path} is not YAML", f"fix it: {kind} cannot start with it either") from None
-            if not isinstance(data, dict):
-                continue
-            # k3s's own options, then kubelet-arg (passed last, so it wins).
-            kubelet.config = str(data.get("image-credential-provider-config", kubelet.config))
-            kubelet.bin_dir = str(data.get("image-credential-provider-bin-dir", kubelet.bin_dir))
-            args = data.get("kubelet-arg") or []
-            for arg in args if isinstance(args, list) else [args]:
-                name, _, value = str(arg).lstrip("-").partition("=")
-                if name == CONFIG_FLAG[2:]:
-                    kubelet.config, kubelet.flags_from = value, path
-                elif name == BIN_DIR_FLAG[2:]:
-                    kubelet.bin_dir, kubelet.flags_from = value, path
-        return kubelet
-    return None
-
-
-def find_kubelet(root: str) -> Kubelet | None:
-    """How the kubelet under `root` starts; None when there is none to be found."""
-    found = _rancher(root)
-    if found:
-        return found
-    unit, dropins = _unit_files(root, "kubelet.service")
-    if unit is None and not dropins:
-        return None
-    files_ = ([unit] if unit else []) + dropins
-    service = _service_settings(root, files_)
-    base_start = _service_settings(root, [p for p in files_ if p != DROP_IN]).exec_start
-    env = dict(service.env)
-    for spec in service.env_files:  # EnvironmentFile= values override Environment= ones
-        path = spec.lstrip("-")
-        text = _text(root, path)
-        if text is not None:
-            env.update({n: (v, path) for n, v in _env_file(text).items()})
-    kubelet = Kubelet("systemd", "kubelet.service", exec_start=base_start, unit=unit or dropins[0])
-    words = _expand((service.exec_start or "").lstrip("-@:+!"), env)
-    config, bin_dir = _flag(words, CONFIG_FLAG), _flag(words, BIN_DIR_FLAG)
-    if config and bin_dir:
-        kubelet.config, kubelet.bin_dir = config[0], bin_dir[0]
-        kubelet.flags_from = config[1] or bin_dir[1] or service.exec_from
-    elif config or bin_dir:
-        raise InputError(
-            f"the kubelet has only one of {CONFIG_FLAG} and {BIN_DIR_FLAG} (from {(config or bin_dir or ('', ''))[1]})",
-            "it needs both or neither: fix that first",
-        )
-    reads_extra = re.search(r"\$\{?" + EXTRA_VAR + r"\b", base_start or "")
-    listed = [s.lstrip("-") for s in service.env_files if s.lstrip("-") in EXTRA_ARGS]
-    if reads_extra and listed:
-        kubelet.extra_args = listed[-1]
-    return kubelet
 
 
 # -- the CredentialProviderConfig: merged in its own format ---------------------------------------------------
@@ -569,13 +359,13 @@ def merge_config(path: str, text: str | None, entry: dict[str, Any] | None) -> t
 
 
 def _kubelet_problems(path: str, text: str) -> set[str]:
-    """What the kubelet would refuse in this config text, as provider_config reads it."""
+    """What the kubelet would refuse in this config text, as kubelet_config reads it."""
     suffix = ".json" if _is_json(path, text) else ".yaml"
     with tempfile.TemporaryDirectory() as tmp:
         probe = os.path.join(tmp, "config" + suffix)
         with open(probe, "w", encoding="utf-8") as f:
             f.write(text)
-        return {f"{p.detail} ({p.fix})" for p in provider_config.read(probe).problems}
+        return {f"{p.detail} ({p.fix})" for p in kubelet_config.read(probe).problems}
 
 
 # -- the kubelet's flags --------------------------------------------------------------------------------------
@@ -631,13 +421,18 @@ class _Planner:
         self.root = root
         self.plan = Plan(kubelet)
 
-    def put(self, path: str, new: State, mode: int = 0o644, secret: bool = False) -> None:
-        old = _read(self.root, path)
+    def put(self, path: str, new: State, mode: int = 0o644, secret: bool = False, follow: bool = True) -> None:
+        """`path` made `new`. With `follow`, a link there stays and the file it leads to is changed (the
+        change names that file); without, the link itself is replaced or removed."""
+        if follow:
+            path = rootfs.node_path(self.root, rootfs.resolve(self.root, path))
+        old = _read(self.root, path, follow=False)
         if old == new and (new is None or isinstance(new, Link) or _mode(self.root, path) == mode):
             return
         self.plan.changes.append(Change(path, old, new, mode, secret))
 
     def text(self, path: str, new: str | None, mode: int = 0o644) -> None:
+        """A text file the kubelet or systemd reads: its mode kept (never group or other write)."""
         self.put(path, new.encode("utf-8") if new is not None else None, _mode(self.root, path) or mode)
 
     def tree(self, source: str, target: str) -> None:
@@ -650,21 +445,21 @@ class _Planner:
                 path = f"{target}/{os.path.relpath(full, source)}"
                 wanted.add(path)
                 if os.path.islink(full):
-                    self.put(path, Link(os.readlink(full)))
+                    self.put(path, Link(os.readlink(full)), follow=False)
                 else:
                     with open(full, "rb") as f:
                         self.put(path, f.read(), 0o755 if os.access(full, os.X_OK) else 0o644)
         self.remove_tree(target, keep=wanted)
 
     def remove_tree(self, target: str, keep: set[str] | None = None, secret: bool = False) -> None:
-        full = _on(self.root, target)
+        full = rootfs.resolve(self.root, target)
         for directory, dirs, names in os.walk(full, topdown=False):
             for name in names + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
-                path = "/" + os.path.relpath(os.path.join(directory, name), self.root)
+                path = rootfs.node_path(self.root, os.path.join(directory, name))
                 if path not in (keep or ()):
-                    self.put(path, None, secret=secret)
+                    self.put(path, None, secret=secret, follow=False)
             if not keep:
-                self.plan.rmdirs.append("/" + os.path.relpath(directory, self.root))
+                self.plan.rmdirs.append(rootfs.node_path(self.root, directory))
 
 
 def plan(options: Options) -> Plan:
@@ -715,11 +510,11 @@ def _flags_are_ours(kubelet: Kubelet, options: Options) -> bool:
 
 def _config_file(root: str, config: str) -> str:
     """The file our entry lives in: the config itself, or in a config directory the file holding it (else ours)."""
-    if not os.path.isdir(_on(root, config)):
+    if not os.path.isdir(rootfs.resolve(root, config)):
         return config
-    for name in sorted(os.listdir(_on(root, config))):
+    for name in sorted(os.listdir(rootfs.resolve(root, config))):
         path = f"{config.rstrip('/')}/{name}"
-        text = _text(root, path) if os.path.splitext(name)[1] in provider_config.EXTENSIONS else None
+        text = _text(root, path) if os.path.splitext(name)[1] in kubelet_config.EXTENSIONS else None
         if text and NAME in text:
             try:
                 if any(p.get("name") == NAME for p in _load_config(path, text).get("providers") or []):
@@ -742,11 +537,11 @@ def _install(planner: _Planner, kubelet: Kubelet | None, options: Options, confi
         if not os.access(os.path.join(source, NAME), os.X_OK):
             raise InputError(f"{source} has no executable {NAME}", "give the bundle's or the zipapp's directory")
         planner.tree(source, LIB)
-        planner.put(f"{bin_dir}/{NAME}", Link(f"{LIB}/{NAME}"))
+        planner.put(f"{bin_dir}/{NAME}", Link(f"{LIB}/{NAME}"), follow=False)
     elif os.path.isfile(source):
         with open(source, "rb") as f:
-            planner.put(f"{bin_dir}/{NAME}", f.read(), 0o755)
-        if os.path.isdir(_on(root, LIB)):
+            planner.put(f"{bin_dir}/{NAME}", f.read(), 0o755, follow=False)
+        if os.path.isdir(rootfs.resolve(root, LIB)):
             planner.remove_tree(LIB)  # a bundle from an earlier run
     else:
         raise InputError(f"--provider {source} does not exist", "give the provider's file or bundle directory")
@@ -757,6 +552,7 @@ def _install(planner: _Planner, kubelet: Kubelet | None, options: Options, confi
     audience = options.audience or (_audience(sections) if per_pod else None)
     entry = provider_entry(options.match_images or sections, audience)
     path = _config_file(root, config)
+    planner.plan.reads = [path, f"{bin_dir}/{NAME}", INI, *([TOKEN] if options.token is not None else [])]
     old = _text(root, path)
     new, note = merge_config(path, old, entry)
     if new is not None and new != old:
@@ -791,10 +587,11 @@ def _audience(sections: list[str]) -> str:
 
 def _uninstall(planner: _Planner, kubelet: Kubelet | None, config: str, bin_dir: str, ours_flags: bool) -> None:
     root = planner.root
-    planner.put(f"{bin_dir}/{NAME}", None)
+    planner.put(f"{bin_dir}/{NAME}", None, follow=False)
     planner.remove_tree(LIB)
     planner.put(INI, None)
-    planner.put(TOKEN, None, secret=True)
+    for token in (TOKEN, TOKEN + STAGED):  # the token, and the new one an interrupted `robot rotate` staged
+        planner.put(token, None, secret=True)
     planner.remove_tree(CACHE, secret=True)  # the provider's cached JWTs
     path = _config_file(root, config)
     old = _text(root, path)
@@ -823,9 +620,10 @@ def _uninstall(planner: _Planner, kubelet: Kubelet | None, config: str, bin_dir:
 
 
 def apply(plan: Plan, root: str) -> None:
-    """Write the plan: parents made (0700 for ours in /etc), each file atomically with its mode."""
+    """Write the plan, every path resolved in the node's root: parents made (0700 for ours in /etc), each
+    file atomically with its mode and its former owner; then check that the kubelet finds what it reads."""
     for change in plan.changes:
-        full = _on(root, change.path)
+        full = rootfs.resolve(root, change.path, follow=False)
         if change.new is None:
             if os.path.lexists(full):
                 os.unlink(full)
@@ -841,11 +639,22 @@ def apply(plan: Plan, root: str) -> None:
                 os.unlink(tmp)
             os.symlink(change.new.target, tmp)
             os.replace(tmp, full)
-        else:
-            files.write_atomic(full, change.new, change.mode)
+            continue
+        before = os.lstat(full) if isinstance(change.old, bytes) else None
+        files.write_atomic(full, change.new, change.mode)
+        if before is not None and sys.platform != "win32":
+            after = os.lstat(full)
+            if (after.st_uid, after.st_gid) != (before.st_uid, before.st_gid):
+                os.chown(full, before.st_uid, before.st_gid)  # the admin's file keeps its owner
     for directory in sorted(set(plan.rmdirs), key=len, reverse=True):
-        with contextlib.suppress(OSError):  # not empty, or not there: someone else's files stay
-            os.rmdir(_on(root, directory))
+        with contextlib.suppress(OSError, InputError):  # not empty, or not there: someone else's files stay
+            os.rmdir(rootfs.resolve(root, directory, follow=False))
+    missing = [path for path in plan.reads if not os.path.isfile(rootfs.resolve(root, path))]
+    if missing:
+        raise HelperError(
+            f"after writing, the node does not see {', '.join(missing)}, which its kubelet reads",
+            "nothing was restarted: check the links under the node's root, then run node install again",
+        )
 
 
 def restart(plan: Plan, root: str) -> list[str]:
