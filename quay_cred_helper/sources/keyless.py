@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class Keyless:
-    """A keyless robot: its name, where its OIDC token comes from (keyless/oidc.py), the audience to ask for."""
+    """A keyless robot: its name, where its OIDC token comes from (sources/oidc.py), the audience to ask for."""
 
     __slots__ = ("robot", "oidc", "audience")
 
@@ -36,7 +36,7 @@ class Keyless:
     def oidc_token(self, key: str, bounds: Settings) -> str:
         """The OIDC token, read from its source now (only when an exchange is due), within the registry
         `key`'s bounds (deadline, timeouts, retries): a CI's token service is asked like a registry."""
-        from quay_cred_helper.keyless import oidc
+        from quay_cred_helper.sources import oidc
 
         return oidc.read(self.oidc, self.audience, key, bounds)
 
