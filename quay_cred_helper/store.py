@@ -22,7 +22,7 @@ import os
 import time
 
 from quay_cred_helper import fastjson, files, log, paths
-from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, identity
+from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, fingerprint
 from quay_cred_helper.errors import ConfigError, HelperError, NotFound, Unreachable
 from quay_cred_helper.names import is_robot
 
@@ -322,10 +322,10 @@ class HelperStore:
 
     def _robot_jwt(self, key: str, entry: IndexEntry | None, username: str, secret: str) -> str:
         """A robot's one-hour JWT for its token; the token itself when the registry cannot be reached."""
-        fingerprint = entry.identity if entry is not None and entry.username == username else ""
-        fingerprint = fingerprint or identity(username, secret, _NO_SALT)  # the index entry is missing or stale
+        known = entry.identity if entry is not None and entry.username == username else ""
+        known = known or fingerprint(username, secret, _NO_SALT)  # the index entry is missing or stale
         try:
-            token = self.use.tokens().get(key, fingerprint, credentials=lambda: (username, secret))
+            token = self.use.tokens().get(key, known, credentials=lambda: (username, secret))
         except Unreachable as exc:
             # The client will try the robot token itself; it may reach the registry yet.
             log.debug("robot exchange for %s failed: %s", key, exc)

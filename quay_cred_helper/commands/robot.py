@@ -116,7 +116,8 @@ def _api_token(args: argparse.Namespace, ctx: Context, key: str) -> str:
     if found is None:
         raise InputError(
             f"no Quay API token stored for {key}",
-            f"store an OAuth token with org:admin: quay-cred-helper robot api-token {key} (see docs/robots.md)",
+            f"store an OAuth token with org:admin (an organization's robot) or user:admin (one of your own): "
+            f"quay-cred-helper robot api-token {key} (see docs/robots.md)",
         )
     return found[0]
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from quay_cred_helper import log
 from quay_cred_helper.errors import ConfigError, InputError, RegistryError
 from quay_cred_helper.names import is_robot, registry_key
-from quay_cred_helper.registry.cache import file_identity, fingerprint
+from quay_cred_helper.registry.cache import file_identity, identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,15 +79,13 @@ class NodeSources:
         from quay_cred_helper.sources.robot_token import RobotToken, token_of  # robot token files only
 
         with RobotToken(robot, "file:" + path).checked() as checked:
-            identity = file_identity(robot, checked.stat)
+            known = file_identity(robot, checked.stat)
 
             def credentials() -> tuple[str, str]:
                 return robot, token_of(checked)  # through the descriptor the identity was made from
 
             # The cache first: a cached answer reads no secret and builds no exchange.
-            token = self.cache.load(key, identity, []) or self.ctx.tokens().get(
-                key, identity, [], credentials=credentials
-            )
+            token = self.cache.load(key, known, []) or self.ctx.tokens().get(key, known, [], credentials=credentials)
         if token is None:
             raise RegistryError(f"{key} needs no credentials", "remove it from the provider's matchImages")
         return token
@@ -121,9 +119,9 @@ class NodeSources:
         if claims is None:
             raise InputError("the service-account token in the request is not a JWT")
         # Per robot and per service account: never a JWT another service account's token obtained.
-        identity = fingerprint("sa", robot, *(str(claims.get(name)) for name in ("iss", "sub", "aud")))
+        pod = identity("sa", robot, *(str(claims.get(name)) for name in ("iss", "sub", "aud")))
         pod_token = request.service_account_token
         log.secret(pod_token)
         from quay_cred_helper.sources.keyless import robot_jwt
 
-        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, identity, lambda key, bounds: pod_token)
+        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, pod, lambda key, bounds: pod_token)

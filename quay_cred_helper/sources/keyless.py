@@ -29,9 +29,9 @@ class Keyless:
 
     def identity(self) -> str:
         """The token cache's identity for the robot's Quay JWT."""
-        from quay_cred_helper.registry.cache import fingerprint  # loaded already wherever a JWT is looked up
+        from quay_cred_helper.registry.cache import identity  # loaded already wherever a JWT is looked up
 
-        return fingerprint("keyless", self.robot, self.oidc, self.audience)
+        return identity("keyless", self.robot, self.oidc, self.audience)
 
     def oidc_token(self, key: str, bounds: Settings) -> str:
         """The OIDC token, read from its source now (only when an exchange is due), within the registry

@@ -14,7 +14,8 @@ import os
 
 from quay_cred_helper import files, log, paths, sources
 from quay_cred_helper.errors import InputError
-from quay_cred_helper.registry.cache import file_identity, fingerprint
+from quay_cred_helper.registry.cache import file_identity
+from quay_cred_helper.registry.cache import identity as cache_identity
 
 WHAT = "robot token file"
 FILE_FIX = "check the path, and that the job writes its secret there"
@@ -50,7 +51,7 @@ class RobotToken:
         if self.kind == "file":
             with self.checked() as checked:
                 return file_identity(self.robot, checked.stat)  # the provider's identity for such a file
-        return fingerprint("robotenv", self.robot, self.where, _keyed_digest(self.read()))
+        return cache_identity("robotenv", self.robot, self.where, _keyed_digest(self.read()))
 
     def read(self) -> str:
         """The robot token, from its source now."""
