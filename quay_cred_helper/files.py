@@ -72,6 +72,17 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
         raise
 
 
+def write_secret(path: str, text: str, what: str) -> None:
+    """Replace `path` (a `what`: "robot token file") with `text` and a newline, 0600 (write_atomic); a
+    ConfigError naming it when it cannot be written."""
+    try:
+        write_atomic(path, text.encode() + b"\n")
+    except OSError as exc:
+        from quay_cred_helper.errors import ConfigError
+
+        raise ConfigError(f"cannot write the {what} {path}: {exc.strerror or type(exc).__name__}") from None
+
+
 def _replace(tmp: str, path: str) -> None:
     """os.replace, retried on Windows while a reader holds `path` open (REPLACE_TRIES)."""
     for attempt in range(1, REPLACE_TRIES + 1):

@@ -2,8 +2,8 @@
 
 `serve(store, verb, stdin, stdout)` reads bytes from stdin, writes text to
 stdout, and raises HelperError whose message the entry point prints on stdout
-(clients show stdout, not stderr) before exiting 1. The store is any
-contracts.Store. An erase of nothing succeeds, whatever the store.
+(clients show stdout, not stderr) before exiting 1. The store is anything
+that meets the `Store` Protocol below. An erase of nothing succeeds, whatever the store.
 """
 
 from __future__ import annotations
@@ -41,17 +41,22 @@ if TYPE_CHECKING:  # a type for mypy only: `typing` costs as much as the interpr
         return store
 
 
-MAX_INPUT = 1 << 20  # 1 MiB: a credential is a few KiB at most, even a JWT
+MAX_INPUT = 1 << 20  # 1 MiB: a credential or a kubelet's request is a few KiB at most, even with a JWT
 
 
 def read_text(stdin: BinaryIO) -> str:
-    data = stdin.read(MAX_INPUT + 1)
+    return bounded_text(stdin.read(MAX_INPUT + 1), "input")
+
+
+def bounded_text(data: bytes, what: str) -> str:
+    """What a front door read from stdin (at most MAX_INPUT + 1 bytes), as text: the helper's `input` and
+    the kubelet's `request` (kubelet/protocol.py) alike; an InputError when over MAX_INPUT or not UTF-8."""
     if len(data) > MAX_INPUT:
-        raise InputError("input too large: more than 1 MiB on stdin")
+        raise InputError(f"{what} too large: more than 1 MiB on stdin")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputError("input is not valid UTF-8") from None
+        raise InputError(f"{what} is not valid UTF-8") from None
 
 
 def parse_credentials(text: str) -> tuple[str, str, str]:

@@ -6,11 +6,11 @@ robot's JWT (aud = its SERVER_HOSTNAME) as the robot's password. A cached JWT
 is found through the index alone, without the keyring and without httpx.
 Users, `$app`, `$oauthtoken` and `<token>` entries get their stored secret.
 
-A keyless robot (keyless/robot.py) has nothing stored: `get` exchanges the
+A keyless robot (sources/keyless.py) has nothing stored: `get` exchanges the
 job's or pod's own OIDC token through Quay's robot federation for a one-hour
 robot JWT, cached the same way.
 
-A robot whose token the job holds (robot_token.py's `RobotToken`: `robot_token_env`,
+A robot whose token the job holds (sources/robot_token.py's `RobotToken`: `robot_token_env`,
 `robot_token_file`, or `login --token-from`) has nothing stored either, and
 needs no keyring: `get` exchanges the token from the job's environment or
 file for a one-hour JWT, cached under an identity that holds no secret.
@@ -22,7 +22,7 @@ import os
 import time
 
 from quay_cred_helper import fastjson, files, log, paths
-from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, identity
+from quay_cred_helper.credentials.index import ANONYMOUS, IndexEntry, fingerprint
 from quay_cred_helper.errors import ConfigError, HelperError, NotFound, Unreachable
 from quay_cred_helper.names import is_robot
 
@@ -31,13 +31,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Protocol
 
-    from quay_cred_helper.config import Config
+    from quay_cred_helper.config import Config, Settings
     from quay_cred_helper.credentials.index import Index
     from quay_cred_helper.credentials.keyring_store import KeyringStore
-    from quay_cred_helper.keyless.robot import Keyless
     from quay_cred_helper.registry.cache import Token, TokenCache
     from quay_cred_helper.registry.tokens import Credentials, TokenExchange
-    from quay_cred_helper.robot_token import RobotToken
+    from quay_cred_helper.sources.keyless import Keyless
+    from quay_cred_helper.sources.robot_token import RobotToken
 
     class Collaborators(Protocol):
         """What the store uses, each built on first use (context.Context meets this): `list` needs
@@ -58,6 +58,42 @@ if TYPE_CHECKING:
 _NO_SALT = "00" * 16  # identity for a credential whose index entry was lost
 AGE_WARNINGS = "age-warnings.json"  # in the cache dir: {key: when `get` last warned of a secret's age}
 WARN_EVERY = 86400.0  # seconds: `get` warns of an old secret at most once a day per registry
+
+
+# A registry's credential source, decided once per request from its index entry and settings (source_of).
+# One more kind of source is one more constant, one more line in source_of and one more branch in get.
+KEYLESS = "keyless"  # a robot with nothing stored: its OIDC token exchanged through Quay's federation
+HELD = "held"  # a robot whose token the job holds (robot_token_env, robot_token_file, login --token-from)
+KEYRING = "keyring"  # what the keyring holds: a user's secret, or a robot's token exchanged for a JWT
+
+
+def source_of(entry: IndexEntry | None, settings: Settings) -> str:
+    """Which source serves a registry: what login recorded in the index decides, else the config file
+    (the robot's own token first, as at the kubelet provider). Imports nothing: only the branch taken
+    loads its module."""
+    if entry is not None:
+        return KEYLESS if entry.oidc and entry.username else HELD if entry.token_from else KEYRING
+    if settings.robot_token_env or settings.robot_token_file:
+        return HELD
+    return KEYLESS if settings.oidc and settings.robot else KEYRING
+
+
+def held_source(key: str, settings: Settings) -> str:
+    """The `env:NAME` or `file:PATH` of a section's robot_token_env or robot_token_file; a ConfigError
+    when both are set or no robot is named."""
+    env, path = settings.robot_token_env, settings.robot_token_file
+    section = settings.section or key
+    name = "robot_token_env" if env else "robot_token_file"
+    if env and path:
+        raise ConfigError(
+            f"both robot_token_env and robot_token_file are set for {section}",
+            f"keep one of them under [{section}] in {settings.file}",
+        )
+    if not is_robot(settings.robot):
+        raise ConfigError(
+            f"{name} for {section} needs the robot it belongs to", settings.where("robot = ORG+NAME", section)
+        )
+    return f"env:{env}" if env else f"file:{path}"
 
 
 class HelperStore:
@@ -99,50 +135,35 @@ class HelperStore:
     def list(self) -> dict[str, str]:
         return self.index.servers()
 
-    def keyless(self, key: str, entry: IndexEntry | None) -> Keyless | None:
+    def keyless(self, key: str, entry: IndexEntry | None, settings: Settings | None = None) -> Keyless | None:
         """The keyless robot for a registry (whose index entry the caller has read): recorded by
         login --oidc, else named in the config file."""
-        if entry is not None:
-            robot, oidc, audience = entry.username, entry.oidc, entry.audience
-        else:
-            settings = self.use.config.settings(key)
-            robot, oidc, audience = settings.robot, settings.oidc, settings.audience
-            if settings.robot_token_env or settings.robot_token_file:
-                return None  # the robot's own token is the source, as at the kubelet provider
-        if not oidc or not robot:
+        settings = settings or self.use.config.settings(key)
+        if source_of(entry, settings) != KEYLESS:
             return None
-        from quay_cred_helper.keyless.robot import Keyless  # two modules fewer for `list`, users and robots
+        from quay_cred_helper.sources.keyless import Keyless  # two modules fewer for `list`, users and robots
 
-        return Keyless(robot, oidc, audience)
+        if entry is not None:
+            return Keyless(entry.username, entry.oidc, entry.audience)
+        return Keyless(settings.robot, settings.oidc, settings.audience)
 
-    def robot_token(self, key: str, entry: IndexEntry | None) -> RobotToken | None:
+    def robot_token(self, key: str, entry: IndexEntry | None, settings: Settings | None = None) -> RobotToken | None:
         """The robot whose token the job holds, for a registry (whose index entry the caller has read):
         recorded by login --token-from, else named in the config file (robot_token_env or _file)."""
-        from quay_cred_helper.robot_token import RobotToken  # only for such robots: `list` never loads it
+        settings = settings or self.use.config.settings(key)
+        if source_of(entry, settings) != HELD:
+            return None
+        from quay_cred_helper.sources.robot_token import RobotToken  # only for such robots (tests/test_startup.py)
 
         if entry is not None:
-            return RobotToken(entry.username, entry.token_from) if entry.token_from else None
-        settings = self.use.config.settings(key)
-        env, path = settings.robot_token_env, settings.robot_token_file
-        if not env and not path:
-            return None
-        name = "robot_token_env" if env else "robot_token_file"
-        if env and path:
-            raise ConfigError(
-                f"both robot_token_env and robot_token_file are set for {key}",
-                f"keep one of them under [{key}] in {settings.file}",
-            )
-        if not is_robot(settings.robot):
-            raise ConfigError(
-                f"{name} for {key} needs the robot it belongs to", settings.where("robot = ORG+NAME", key)
-            )
-        return RobotToken(settings.robot, f"env:{env}" if env else f"file:{path}")
+            return RobotToken(entry.username, entry.token_from)
+        return RobotToken(settings.robot, held_source(key, settings))
 
     def federated(self, key: str, keyless: Keyless, cached: bool = True) -> Token:
         """The keyless robot's Quay JWT: cached, else one exchange of a freshly read OIDC token.
 
         Not `cached`: always the exchange, and nothing kept (login and doctor verify with it)."""
-        from quay_cred_helper.keyless.robot import robot_jwt
+        from quay_cred_helper.sources.keyless import robot_jwt
 
         exchange: Callable[[], TokenExchange] = self.use.tokens  # built only on a miss
         cache = self.use.cache
@@ -157,17 +178,18 @@ class HelperStore:
         The identity is the credential's fingerprint. The credentials are a callable that reads the
         keyring (or exchanges an OIDC token) only on a token-cache miss; None when nothing is stored.
         With a repository (`ns/repo`), the robot of the config's prefix section that holds it comes
-        first (its keyless source or its robot token file), then the registry's own credentials."""
+        first (its keyless source or the token the job holds), then the registry's own credentials."""
         routed = self._routed(key, repository) if repository else None
         if routed is not None:
             return routed
         entry = self.index.get(key)
-        keyless = self.keyless(key, entry)
-        if keyless is not None:
-            # Its /v2/auth tokens under an identity of their own: never the federation JWT itself.
-            return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
-        held = self.robot_token(key, entry)
-        if held is not None:
+        settings = self.use.config.settings(key)
+        kind = source_of(entry, settings)
+        if kind == KEYLESS:
+            return self._keyless_credentials(key, self.keyless(key, entry, settings))
+        if kind == HELD:
+            held = self.robot_token(key, entry, settings)
+            assert held is not None
             return held.identity(), lambda: (held.robot, held.read())
         if entry is None:
             return ANONYMOUS, None
@@ -180,52 +202,71 @@ class HelperStore:
 
         return entry.identity or ANONYMOUS, credentials
 
+    def _keyless_credentials(self, key: str, keyless: Keyless | None) -> tuple[str, Credentials]:
+        assert keyless is not None
+        # Its /v2/auth tokens under an identity of their own: never the federation JWT itself.
+        return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
+
     def _routed(self, key: str, repository: str) -> tuple[str, Credentials] | None:
         """The robot of the prefix section holding `repository` (config.py), if it names one a command
-        can use; None for the host's own section (the kubelet's service_account is the kubelet's only)."""
+        can use; None for the host's own section (the kubelet's service_account is the kubelet's only).
+        Every identity setting of the section is routed or refused here, never silently dropped."""
         settings = self.use.config.settings(key, repository)
-        if "/" not in settings.section or not settings.robot:
+        if "/" not in settings.section:
             return None
-        if settings.oidc:
-            from quay_cred_helper.keyless.robot import Keyless  # routed repositories only
-
-            keyless = Keyless(settings.robot, settings.oidc, settings.audience)
-            return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
-        if settings.robot_token_file and is_robot(settings.robot):
-            from quay_cred_helper.robot_token import RobotToken  # routed robot token files only
-
-            held = RobotToken(settings.robot, "file:" + settings.robot_token_file)
+        kind = source_of(None, settings)
+        if kind == KEYLESS:
+            return self._keyless_credentials(key, self.keyless(key, None, settings))
+        if kind == HELD:
+            held = self.robot_token(key, None, settings)
+            assert held is not None
             return held.identity(), lambda: (held.robot, held.read())
-        return None
+        if settings.oidc:  # keyless without its robot: never the host's identity instead
+            raise ConfigError(
+                f"oidc for {settings.section} needs the robot it belongs to",
+                settings.where("robot = ORG+NAME", settings.section),
+            )
+        if settings.audience:
+            raise ConfigError(
+                f"audience for {settings.section} is the audience of an OIDC token, and it names no oidc source",
+                settings.where("oidc = SOURCE (with robot = ORG+NAME)", settings.section),
+            )
+        return None  # the host's credentials: a robot named alone, or the kubelet's service_account
 
     def get(self, key: str) -> tuple[str, str]:
+        """What a client gets for `key`: the registry's source decided once (source_of), then its branch."""
         entry = self.index.get(key)
-        keyless = self.keyless(key, entry)
-        if keyless is not None:
+        settings = self.use.config.settings(key)
+        kind = source_of(entry, settings)
+        if kind == KEYLESS:
+            keyless = self.keyless(key, entry, settings)
+            assert keyless is not None
             # Never "not found" when the source is broken: the client would pull anonymously.
             return keyless.robot, self.federated(key, keyless).token
         if entry is not None and entry.stored:
-            self._warn_if_old(key, entry)
-        held = self.robot_token(key, entry)
-        if held is not None:
-            return held.robot, self.held_jwt(key, held)
-        if entry and entry.identity and self._exchanges(key, entry.username):
+            self._warn_if_old(key, entry, settings)
+        if kind == HELD:
+            held = self.robot_token(key, entry, settings)
+            assert held is not None
+            return held.robot, self.held_jwt(key, held, settings=settings)
+        exchanges = settings.robot_exchange
+        if entry and entry.identity and exchanges and is_robot(entry.username):
             hit = self.use.cache.load(key, entry.identity, [])
             if hit:
                 log.debug("robot JWT for %s from the cache", key)
                 return entry.username, hit.token  # the hot path: index, config, one cache file
         username, secret = self.use.keyring_store.get(key)
-        if not self._exchanges(key, username):
+        if not (exchanges and is_robot(username)):
             return username, secret  # users, $app, $oauthtoken, <token>
         return username, self._robot_jwt(key, entry, username, secret)
 
-    def _warn_if_old(self, key: str, entry: IndexEntry) -> None:
+    def _warn_if_old(self, key: str, entry: IndexEntry, settings: Settings) -> None:
         """Past max_secret_age, a warning on stderr (never stdout: clients parse it), at most once a day.
 
         Costs nothing without the setting; past it, one small file in the cache dir is read. Advisory:
         a config or cache dir it cannot use never fails the `get`."""
         try:
-            limit = self.use.config.settings(key).max_secret_age
+            limit = settings.max_secret_age
             age = time.time() - entry.stored
             if not limit or age <= limit or not self._first_warning_today(key):
                 return
@@ -259,7 +300,7 @@ class HelperStore:
             files.write_atomic(path, fastjson.dumps_strings(stamps).encode() + b"\n")
         return True
 
-    def held_jwt(self, key: str, held: RobotToken, cached: bool = True) -> str:
+    def held_jwt(self, key: str, held: RobotToken, cached: bool = True, settings: Settings | None = None) -> str:
         """The one-hour JWT for the token the job holds: cached (a file: one stat; a variable: its keyed
         digest), else one exchange at /v2/auth. Never the token itself, unless robot_exchange = false:
         not even when the registry cannot be reached (nothing to fall back on that clients should see).
@@ -271,7 +312,7 @@ class HelperStore:
             if hit:
                 log.debug("robot JWT for %s (token from %s) from the cache", key, held.source)
                 return hit.token  # the hot path: index, config, the source, one cache file
-        if not self.use.config.settings(key).robot_exchange:
+        if not (settings or self.use.config.settings(key)).robot_exchange:
             return held.read()
         token = self.use.tokens(cached=cached).get(key, identity, credentials=lambda: (held.robot, held.read()))
         if token is None:
@@ -279,15 +320,12 @@ class HelperStore:
             raise NotFound()
         return token.token
 
-    def _exchanges(self, key: str, username: str) -> bool:
-        return is_robot(username) and self.use.config.settings(key).robot_exchange
-
     def _robot_jwt(self, key: str, entry: IndexEntry | None, username: str, secret: str) -> str:
         """A robot's one-hour JWT for its token; the token itself when the registry cannot be reached."""
-        fingerprint = entry.identity if entry is not None and entry.username == username else ""
-        fingerprint = fingerprint or identity(username, secret, _NO_SALT)  # the index entry is missing or stale
+        known = entry.identity if entry is not None and entry.username == username else ""
+        known = known or fingerprint(username, secret, _NO_SALT)  # the index entry is missing or stale
         try:
-            token = self.use.tokens().get(key, fingerprint, credentials=lambda: (username, secret))
+            token = self.use.tokens().get(key, known, credentials=lambda: (username, secret))
         except Unreachable as exc:
             # The client will try the robot token itself; it may reach the registry yet.
             log.debug("robot exchange for %s failed: %s", key, exc)

@@ -131,6 +131,21 @@ def keyless_get(env, quay, token=None, robot=ROBOT, source="env:ID_TOKEN", extra
     return r.stdout.decode().strip()
 
 
+@pytest.mark.posix  # file modes
+@pytest.mark.slow  # over half a second: the full suite
+def test_a_file_source_is_checked_as_the_provider_checks_it(env, quay, issuer, tmp_path):
+    """`oidc = file:PATH` means one thing at every door: a file others can write is refused (files.check_private)."""
+    token_file = tmp_path / "token"
+    token_file.write_text(issuer.token(SUBJECT))
+    token_file.chmod(0o664)
+    assert keyless_get(env, quay, source=f"file:{token_file}") == (
+        f"refusing the OIDC token file {token_file}: other users can write it: chmod go-w {token_file}"
+    )
+    assert exchanges(quay) == 0
+    token_file.chmod(0o644)
+    assert get(env, quay.host)["Username"] == ROBOT and exchanges(quay) == 1
+
+
 @pytest.mark.slow  # over half a second: the full suite
 def test_source_problems_say_how_to_fix_them(env, quay, tmp_path):
     assert keyless_get(env, quay) == (

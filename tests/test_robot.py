@@ -170,6 +170,47 @@ def test_rotate_a_users_own_robot(file_keyring, quay):
 
 
 @pytest.mark.slow  # over half a second: the full suite
+def test_a_users_own_robot_gets_the_user_routes_hint(file_keyring, quay):
+    """A token with org:admin only: Quay says "Organization does not exist" on the organization route and
+    insufficient_scope on the user's. The user route is the one that applies: user:admin, never org:admin."""
+    env, key = file_keyring, quay.host
+    assert cli(env, "login", key, "-u", USER_ROBOT, "--password-stdin", stdin=USER_ROBOT_TOKEN).returncode == 0
+    for command in ("rotate", "show"):
+        r = cli(env, "robot", command, key, USER_ROBOT, "--api-token-stdin", stdin=API_TOKEN_ORG)
+        assert line(r) == (
+            f"the API token may not administer {USER_ROBOT} at {key} (the robot lookup: insufficient_scope): "
+            "the token needs the scope user:admin (Administer User)"
+        )
+    assert quay.api.requests[-2:] == [
+        ("GET", "/api/v1/organization/alice/robots/bot", 400),
+        ("GET", "/api/v1/user/robots/bot", 403),
+    ]
+    assert regenerations(quay) == [] and stored(env, key)[0] == USER_ROBOT_TOKEN
+
+
+@pytest.mark.posix  # file modes
+@pytest.mark.slow  # over half a second: the full suite
+def test_rotate_refuses_a_token_file_the_provider_would_refuse(home, quay, tmp_path):
+    """Read and rewritten only as the provider reads it (files.check_private): before Quay is asked."""
+    env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    token_file = tmp_path / "robot-token"
+    token_file.write_text(ROBOT_TOKEN + "\n")
+    token_file.chmod(0o620)
+    config = tmp_path / "provider.ini"
+    config.write_text(f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {token_file}\n")
+    env["QUAY_CRED_HELPER_CONFIG"] = str(config)
+    r = cli(env, "robot", "rotate", quay.host, ROBOT, "--api-token-stdin", stdin=API_TOKEN)
+    assert r.returncode == 1 and r.stderr.count(b"\n") == 1
+    assert r.stderr.decode() == (
+        f"quay-cred-helper: refusing the robot token file {token_file}: other users can write it: "
+        f"chmod go-w {token_file}\n"
+    )
+    assert regenerations(quay) == [] and quay.accounts[ROBOT].password == ROBOT_TOKEN
+    assert token_file.read_text() == ROBOT_TOKEN + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("robot-token")) == ["robot-token"]
+
+
+@pytest.mark.slow  # over half a second: the full suite
 def test_rotate_a_robot_token_file_without_any_keyring(home, quay, tmp_path):
     """A node: the token in robot_token_file, no keyring at all, the API token on stdin."""
     env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
@@ -223,7 +264,8 @@ def test_refusals_are_one_line_and_change_nothing(env, quay):
             ["--api-token-stdin"],
             API_TOKEN_READ,
             f"the API token may not administer {ROBOT} at {key} (the robot lookup: insufficient_scope): the token "
-            "needs the scope org:admin (Administer Organization); its user must be an administrator of org",
+            "needs the scope org:admin (Administer Organization), its user an administrator of org, for an "
+            "organization's robot; or user:admin (Administer User) for one of its user's own robots",
         ),
         (
             ["--api-token-stdin"],
@@ -265,8 +307,8 @@ def test_refusals_are_one_line_and_change_nothing(env, quay):
     assert cli(env, "robot", "api-token", key, "--remove").returncode == 0
     before = len(quay.api.requests)
     assert line(cli(env, "robot", "rotate", key, ROBOT)) == (
-        f"no Quay API token stored for {key}: store an OAuth token with org:admin: quay-cred-helper robot "
-        f"api-token {key} (see docs/robots.md)"
+        f"no Quay API token stored for {key}: store an OAuth token with org:admin (an organization's robot) or "
+        f"user:admin (one of your own): quay-cred-helper robot api-token {key} (see docs/robots.md)"
     )
     assert len(quay.api.requests) == before
     assert line(cli(env, "robot", "api-token", key, "--remove")) == f"no Quay API token stored for {key}"

@@ -151,3 +151,103 @@ def test_doctor_warns_that_host_only_clients_cannot_use_prefix_sections(teams):
     assert "serve quay-credential-provider, token and referrers" in warning["fix"]
     # What those clients get is the host's: alice, not team-a's robot.
     assert json.loads(helper(env, "get", quay.host).stdout)["Username"] == "alice"
+    # The routed robot is checked as a host's: its source, then one exchange as that robot.
+    assert checks[f"{quay.host}/team-a robot token"]["status"] == "OK"
+    assert checks[f"{quay.host}/team-a credentials"] == {
+        "check": f"{quay.host}/team-a credentials",
+        "status": "OK",
+        "detail": f"{TEAM_A} accepted",
+        "fix": None,
+    }
+    assert any(e["user"] == TEAM_A for e in quay.auth_log)
+
+
+@pytest.mark.slow  # over half a second: the full suite
+def test_doctor_checks_a_provider_config_of_prefix_sections_only(file_keyring, tmp_path):
+    """A node's config: no login, only [host/prefix] sections. Not `none stored: login`, but each robot."""
+    with QuayRegistry(users=USERS, robots={TEAM_A: TEAM_A_TOKEN}) as quay:
+        token = tmp_path / "team-a-token"
+        token.write_text("not-the-token\n")
+        token.chmod(0o600)
+        path = write(tmp_path, f"[{quay.host}/team-a]\nrobot = {TEAM_A}\nrobot_token_file = {token}\n")
+        env = dict(file_keyring, QUAY_CRED_HELPER_CONFIG=path)
+        r = cli(env, "doctor", quay.host, "--json")
+        checks = {c["check"]: c for c in json.loads(r.stdout)["checks"]}
+        assert checks[f"{quay.host} credentials"]["status"] == "OK"
+        assert "login" not in (checks[f"{quay.host} credentials"]["fix"] or "")
+        assert checks[f"{quay.host}/team-a credentials"]["status"] == "FAIL"  # Quay refused the wrong token
+        assert r.returncode == 1 and quay.auth_log[-1]["user"] == TEAM_A
+
+
+# -- every identity setting of a prefix section: routed or refused, never silently the host's ----------------
+
+
+@pytest.fixture
+def alice_at(file_keyring, tmp_path):
+    """alice logged in to the host (its own credentials); the config's text for [host/team-a] per test."""
+    robots = {ROBOT: ROBOT_TOKEN, TEAM_A: TEAM_A_TOKEN}
+    with QuayRegistry(users=USERS, robots=robots) as quay:
+        token = tmp_path / "team-a-token"
+        token.write_text(TEAM_A_TOKEN + "\n")
+        token.chmod(0o600)
+        env = dict(file_keyring, TEAM_A_TOKEN=TEAM_A_TOKEN)
+        r = cli(env, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
+        assert r.returncode == 0, r.stderr
+
+        def token_for(body, repository="team-a/app"):
+            env["QUAY_CRED_HELPER_CONFIG"] = write(tmp_path, f"[{quay.host}/team-a]\n{body.format(file=token)}")
+            return cli(env, "token", f"{quay.host}/{repository}")
+
+        yield quay, env, token_for
+
+
+@pytest.mark.slow  # a registry and a CLI run per case: the full suite
+@pytest.mark.parametrize(
+    "body, who",
+    [
+        (f"robot = {TEAM_A}\nrobot_token_env = TEAM_A_TOKEN\n", TEAM_A),  # was the host's alice
+        (f"robot = {TEAM_A}\nrobot_token_file = {{file}}\n", TEAM_A),
+        (f"robot = {TEAM_A}\n", "alice"),  # a robot named alone: the host's credentials (as documented)
+        (f"robot = {TEAM_A}\nservice_account = true\n", "alice"),  # the kubelet's pods only
+    ],
+)
+def test_token_routes_each_prefix_identity_setting(alice_at, body, who):
+    quay, _, token_for = alice_at
+    r = token_for(body)
+    assert r.returncode == 0, r.stderr
+    assert sub(r.stdout.decode().strip()) == who
+    assert sub(token_for(body, "org/app").stdout.decode().strip()) == "alice"  # outside the prefix: the host's
+
+
+@pytest.mark.slow  # a registry and a CLI run per case: the full suite
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("robot_token_env = TEAM_A_TOKEN\n", "robot_token_env for {host}/team-a needs the robot it belongs to"),
+        ("robot_token_file = {file}\n", "robot_token_file for {host}/team-a needs the robot it belongs to"),
+        (
+            f"robot = {TEAM_A}\nrobot_token_env = TEAM_A_TOKEN\nrobot_token_file = {{file}}\n",
+            "both robot_token_env and robot_token_file are set for {host}/team-a",
+        ),
+        ("oidc = env:TEAM_A_TOKEN\n", "oidc for {host}/team-a needs the robot it belongs to"),
+        ("audience = quay\n", "audience for {host}/team-a is the audience of an OIDC token"),
+    ],
+)
+def test_token_refuses_a_prefix_identity_it_cannot_use(alice_at, body, message):
+    quay, _, token_for = alice_at
+    before = quay.count("/v2/auth")
+    r = token_for(body)
+    assert r.returncode == 1 and r.stdout == b""
+    assert r.stderr.decode().startswith("quay-cred-helper: " + message.format(host=quay.host)), r.stderr
+    assert r.stderr.count(b"\n") == 1 and quay.count("/v2/auth") == before  # one line, nothing sent as alice
+
+
+@pytest.mark.slow  # over half a second: the full suite
+def test_referrers_routes_a_prefix_robot_token_env(alice_at):
+    quay, env, token_for = alice_at
+    pushed = push_demo(quay.url, "team-a/app", TEAM_A, TEAM_A_TOKEN)
+    assert token_for(f"robot = {TEAM_A}\nrobot_token_env = TEAM_A_TOKEN\n").returncode == 0  # writes the config
+    r = cli(env, "referrers", f"{quay.host}/team-a/app:1.0", "--format", "digest")
+    assert r.returncode == 0, r.stderr
+    assert set(r.stdout.decode().split()) == {pushed["signature"]["digest"], pushed["sbom"]["digest"]}
+    assert quay.auth_log[-1]["user"] == TEAM_A and quay.auth_log[-1]["scopes"] == ["repository:team-a/app:pull"]

@@ -20,12 +20,15 @@ def _modules(argv, env, stdin=b""):
     r = subprocess.run(
         [sys.executable, "-X", "importtime", *argv], input=stdin, env=env, capture_output=True, timeout=30
     )
-    names = {
-        line.split("|")[-1].strip().split(".")[0]
-        for line in r.stderr.decode().splitlines()
-        if line.startswith("import time:")
+    dotted = {line.split("|")[-1].strip() for line in r.stderr.decode().splitlines() if line.startswith("import time:")}
+    return r, {name.split(".")[0] for name in dotted} | {
+        name for name in dotted if name.startswith("quay_cred_helper.")
     }
-    return r, names
+
+
+# The module of a robot whose token the job holds: loaded for such robots only (its docstring's promise).
+HELD = "quay_cred_helper.sources.robot_token"
+KEYLESS = "quay_cred_helper.sources.keyless"
 
 
 def imported(env, verb, stdin=b""):
@@ -51,6 +54,7 @@ def test_cached_robot_get_imports_nothing_heavy(file_keyring, quay):
     r, names = imported(file_keyring, "get", quay.host.encode())
     assert r.returncode == 0 and json.loads(r.stdout)["Username"] == ROBOT
     assert not names & HEAVY, names & HEAVY
+    assert not names & {HELD, KEYLESS}, names  # a keyring robot: neither other source's module
 
 
 def test_user_get_from_secret_service_reads_without_keyring(secret_keyring):
@@ -62,6 +66,7 @@ def test_user_get_from_secret_service_reads_without_keyring(secret_keyring):
     assert "_socket" in names, names
     jeepneys = {"jeepney", "socket", "selectors", "enum", "typing", "struct", "contextlib", "collections"}
     assert not names & (jeepneys | HEAVY), names
+    assert "quay_cred_helper.store" in names and not names & {HELD, KEYLESS}, names  # a user: neither
 
 
 def test_shortcut_is_dropped_when_keyrings_choice_may_differ(secret_keyring):
@@ -218,3 +223,4 @@ def test_cached_robot_token_get_imports_nothing_heavy(home, quay, tmp_path, sour
     r, names = imported(env, "get", quay.host.encode())
     assert r.returncode == 0 and r.stdout == first.stdout and quay.count("/v2/auth") == 1
     assert not names & (HEAVY | {"jeepney"}), names & (HEAVY | {"jeepney"})
+    assert HELD in names and KEYLESS not in names, names  # the one source's module, loaded for it alone

@@ -1,6 +1,6 @@
 """quay-cred-helper ci-login: one step for a CI job: log a robot in, then point docker and podman at the helper.
 
-Keyless when the job has an OIDC token (`--oidc`, by default `auto`: the CI systems keyless/oidc.py
+Keyless when the job has an OIDC token (`--oidc`, by default `auto`: the CI systems sources/oidc.py
 detects; `none` for never), else the robot's token from the job's secrets (`--token-from`, by default
 env:QUAY_ROBOT_TOKEN). Either way nothing secret is stored and no keyring is needed, and the
 login is verified with one exchange. A keyless login that the registry refuses, or a CI that
@@ -16,10 +16,10 @@ import sys
 from quay_cred_helper.commands import configure
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import FederationRefused, InputError, SourceError
-from quay_cred_helper.keyless import oidc
-from quay_cred_helper.keyless.robot import Keyless
 from quay_cred_helper.names import is_robot, registry_key
-from quay_cred_helper.robot_token import RobotToken, robot_token_source
+from quay_cred_helper.sources import oidc
+from quay_cred_helper.sources.keyless import Keyless
+from quay_cred_helper.sources.robot_token import RobotToken, robot_token_source
 
 DEFAULT_TOKEN_FROM = "env:QUAY_ROBOT_TOKEN"
 

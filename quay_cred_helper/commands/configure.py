@@ -131,7 +131,8 @@ def _plaintext_entries(data: dict[str, Any], key: str) -> list[str]:
 
 
 def plan_json(path: str, keys: list[str], docker: bool, remove: bool = False, migrate: Migrate | None = None) -> Change:
-    """The change to one client's JSON config. `migrate(key, server, username, secret)` stores a plaintext login.
+    """The change to one client's JSON config: the helper's entries (the plan), and with `migrate` each
+    plaintext login moved out of it (migrate_plaintext).
 
     A symlinked config (dotfiles) is changed in its target, as the docker CLI does."""
     path = os.path.realpath(path)
@@ -153,26 +154,7 @@ def plan_json(path: str, keys: list[str], docker: bool, remove: bool = False, mi
         if helpers is None:
             helpers = data["credHelpers"] = {}
         helpers[name] = HELPER
-        for auth_name in _plaintext_entries(data, key):
-            entry = data["auths"][auth_name]
-            if migrate is None:
-                notes.append(
-                    f"{path} still holds a plaintext credential for {key} (auths[{auth_name!r}]): "
-                    "rerun with --migrate to move it into the keyring"
-                )
-                continue
-            if entry.get("identitytoken"):
-                username, secret = "<token>", entry["identitytoken"]
-            else:
-                try:
-                    username, _, secret = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-                except (ValueError, UnicodeDecodeError):
-                    notes.append(f"{path}: auths[{auth_name!r}].auth is not base64 of user:password: left alone")
-                    continue
-            migrate(key, auth_name, username, secret)
-            _drop_secrets(entry)
-            migrated.append(auth_name)
-            notes.append(f"the plaintext credential for {key} in {path} goes into the keyring")
+        migrated += migrate_plaintext(path, data, key, migrate, notes)
     if remove and helpers == {} and "credHelpers" in data:
         del data["credHelpers"]
     new: str | None = json.dumps(data, indent=_indent(text)) + "\n"
@@ -189,6 +171,36 @@ def plan_json(path: str, keys: list[str], docker: bool, remove: bool = False, mi
         backup = json.dumps(old, indent=_indent(text)) + "\n"
         notes.append(f"{path}.bak keeps the previous version without the migrated credentials")
     return Change(path, text, new, mode, notes, backup)
+
+
+def migrate_plaintext(
+    path: str, data: dict[str, Any], key: str, migrate: Migrate | None, notes: list[str]
+) -> list[str]:
+    """Move registry `key`'s plaintext logins out of config `data`: `migrate(key, server, username, secret)`
+    stores each first (it raises if it cannot), then its secrets leave `data`. The auths names moved;
+    a note for each (and for each left, without `migrate`)."""
+    moved: list[str] = []
+    for auth_name in _plaintext_entries(data, key):
+        entry = data["auths"][auth_name]
+        if migrate is None:
+            notes.append(
+                f"{path} still holds a plaintext credential for {key} (auths[{auth_name!r}]): "
+                "rerun with --migrate to move it into the keyring"
+            )
+            continue
+        if entry.get("identitytoken"):
+            username, secret = "<token>", entry["identitytoken"]
+        else:
+            try:
+                username, _, secret = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                notes.append(f"{path}: auths[{auth_name!r}].auth is not base64 of user:password: left alone")
+                continue
+        migrate(key, auth_name, username, secret)
+        _drop_secrets(entry)
+        moved.append(auth_name)
+        notes.append(f"the plaintext credential for {key} in {path} goes into the keyring")
+    return moved
 
 
 def _drop_secrets(entry: dict[str, Any]) -> None:

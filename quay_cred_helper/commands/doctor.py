@@ -29,13 +29,14 @@ from quay_cred_helper.credentials import rotation
 from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, KeyringError, printable
-from quay_cred_helper.keyless.robot import Keyless
 from quay_cred_helper.names import is_loopback, is_robot, registry_key
 from quay_cred_helper.node.explain import explain
 from quay_cred_helper.registry import jwt
 from quay_cred_helper.registry.session import Session, json_body, server_error
 from quay_cred_helper.registry.tokens import TokenExchange
-from quay_cred_helper.robot_token import RobotToken
+from quay_cred_helper.sources.keyless import Keyless
+from quay_cred_helper.sources.robot_token import RobotToken
+from quay_cred_helper.store import KEYRING, source_of
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 QUICK = 2.5  # seconds: doctor's timeouts for each request
@@ -108,13 +109,19 @@ def _hide_userinfo(value: str) -> str:
     return f"{scheme}{sep}{authority}{slash}{path}"
 
 
-def check_keyring(report: Report, ctx: Context) -> None:
+def check_keyring(report: Report, ctx: Context, needed: bool = True) -> bool:
+    """Whether the keyring answers. Unusable, it is a FAIL only where a registry needs it (`needed`): a CI
+    job's keyless robots and robot tokens never do."""
     try:
         backend = ctx.keyring.backend()
         ctx.keyring.get(SERVICE, "quay-cred-helper-doctor-probe")  # a locked keyring raises, it never prompts
     except KeyringError as exc:
-        report.failure("keyring", exc, "see README: Keyring backends")
-        return
+        if needed:
+            report.failure("keyring", exc, "see README: Keyring backends")
+        else:
+            detail = f"{exc.problem} (no registry checked here needs it: nothing of theirs is in the keyring)"
+            report.add("WARN", "keyring", detail, exc.fix or "see README: Keyring backends")
+        return False
     if is_plaintext(backend):
         report.add(
             "WARN",
@@ -124,6 +131,15 @@ def check_keyring(report: Report, ctx: Context) -> None:
         )
     else:
         report.add("OK", "keyring", f"{name(backend)}, answering and unlocked")
+    return True
+
+
+def needs_keyring(ctx: Context, key: str) -> bool:
+    """Whether a registry's credential is the keyring's: not for a keyless robot or a token the job holds."""
+    try:
+        return source_of(ctx.index.get(key), ctx.settings(key)) == KEYRING
+    except HelperError:  # a config file it cannot read: the registry's checks say so
+        return True
 
 
 def check_files(report: Report) -> None:
@@ -207,10 +223,11 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
         except HelperError as exc:
             report.failure(f"{key} robot token", exc, "see docs/ci.md")
             return
+        prefixes = ctx.config.prefixes(key)
         if keyless:
             _check_keyless(report, ctx, key, keyless)
         elif held:
-            _check_robot_token(report, key, held, exchange)
+            _check_robot_token(report, key, key, held, exchange)
         elif entry:
             identity, credentials = ctx.store.token_credentials(key)
             try:
@@ -218,8 +235,13 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
                 report.add("OK", f"{key} credentials", f"{entry.username} accepted")
             except HelperError as exc:
                 report.failure(f"{key} credentials", exc, f"quay-cred-helper login {key}")
+        elif prefixes:  # a node's provider config: its prefix sections' robots serve the repositories
+            report.add("OK", f"{key} credentials", "none for the host itself: its prefix sections' robots follow")
         else:
             report.add("WARN", f"{key} credentials", "none stored", f"quay-cred-helper login {key}")
+        for section in prefixes:
+            session.deadline.restart()
+            _check_routed(report, ctx, key, section, exchange)
         session.deadline.restart()
         try:
             _check_referrers(report, key, session, found.base)
@@ -227,27 +249,53 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
             report.failure(f"{key} referrers API", exc, "check the registry's logs")
 
 
-def _check_robot_token(report: Report, key: str, held: RobotToken, exchange: TokenExchange) -> None:
+def _check_routed(report: Report, ctx: Context, key: str, section: str, exchange: TokenExchange) -> None:
+    """A prefix section's robot, checked as a host's: its source, then one exchange (`section` the label)."""
+    settings = ctx.config.settings(key, section.partition("/")[2])
+    try:
+        keyless = ctx.store.keyless(key, None, settings)
+        held = None if keyless else ctx.store.robot_token(key, None, settings)
+    except HelperError as exc:
+        report.failure(f"{section} robot token", exc, "see docs/kubernetes.md")
+        return
+    if keyless:
+        _check_keyless(report, ctx, key, keyless, section)
+    elif held:
+        _check_robot_token(report, section, key, held, exchange)
+    elif settings.service_account:
+        detail = f"each pod's service-account token, as the robot it names (default {settings.robot or 'none'})"
+        report.add("OK", f"{section} credentials", detail + ": doctor --kubelet runs one as the kubelet does")
+    else:
+        report.add(
+            "WARN",
+            f"{section} credentials",
+            f"{settings.robot or 'no robot'} with no source: its repositories get [{key}]'s credentials",
+            settings.where("robot_token_file, robot_token_env, oidc or service_account", section),
+        )
+
+
+def _check_robot_token(report: Report, label: str, key: str, held: RobotToken, exchange: TokenExchange) -> None:
     """The robot token the job holds (readable, not empty; never shown), then one exchange."""
     try:
         token = held.read()
     except HelperError as exc:
-        report.failure(f"{key} robot token", exc, f"check the source {held.source}")
+        report.failure(f"{label} robot token", exc, f"check the source {held.source}")
         return
-    report.add("OK", f"{key} robot token", f"{held.robot}'s token from {held.source} ({len(token)} characters)")
+    report.add("OK", f"{label} robot token", f"{held.robot}'s token from {held.source} ({len(token)} characters)")
     try:
         exchange.get(key, held.identity(), credentials=lambda: (held.robot, token))
-        report.add("OK", f"{key} credentials", f"{held.robot} accepted")
+        report.add("OK", f"{label} credentials", f"{held.robot} accepted")
     except HelperError as exc:
-        report.failure(f"{key} credentials", exc, "check the robot's token in Quay (Robot Accounts)")
+        report.failure(f"{label} credentials", exc, "check the robot's token in Quay (Robot Accounts)")
 
 
-def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless) -> None:
+def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless, label: str = "") -> None:
     """The source, what its OIDC token says (decoded, not verified), one exchange, what the JWT says."""
+    label = label or key
     try:
         token = keyless.oidc_token(key, ctx.settings(key))
     except HelperError as exc:
-        report.failure(f"{key} OIDC token", exc, f"check the source {keyless.oidc}")
+        report.failure(f"{label} OIDC token", exc, f"check the source {keyless.oidc}")
         return
     claims = jwt.claims(token) or {}
     left = (jwt.number(claims, "exp") or 0) - time.time()
@@ -255,17 +303,17 @@ def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless) -> 
         f"{left:.0f} s left" if left > 0 else "expired"
     )
     report.add(
-        "OK" if left > 0 else "FAIL", f"{key} OIDC token", detail, None if left > 0 else "the source must renew it"
+        "OK" if left > 0 else "FAIL", f"{label} OIDC token", detail, None if left > 0 else "the source must renew it"
     )
     try:
         issued = ctx.store.federated(key, keyless, cached=False)
     except HelperError as exc:
-        report.failure(f"{key} keyless exchange", exc, "see docs/keyless.md")
+        report.failure(f"{label} keyless exchange", exc, "see docs/keyless.md")
         return
     quay = jwt.claims(issued.token) or {}
     report.add(
         "OK",
-        f"{key} keyless exchange",
+        f"{label} keyless exchange",
         f"{keyless.robot} accepted: Quay JWT sub {quay.get('sub')}, aud {quay.get('aud')}",
     )
 
@@ -307,7 +355,7 @@ def _check_referrers(report: Report, key: str, session: Session, base: str) -> N
         )
 
 
-def check_ages(report: Report, ctx: Context, key: str) -> None:
+def check_ages(report: Report, ctx: Context, key: str, keyring: bool = True) -> None:
     """How old each secret kept for the registry is (its credential, the API token, a robot token file),
     WARN past max_secret_age; FAIL for an interrupted robot rotation."""
     settings = ctx.settings(key)
@@ -323,7 +371,7 @@ def check_ages(report: Report, ctx: Context, key: str) -> None:
             )
         )
     api = pending = None
-    if not any(c.check == "keyring" and c.status == "FAIL" for c in report.checks):  # else it says why
+    if keyring:  # else the keyring check says why
         try:
             api = rotation.ApiTokens(ctx.keyring).get(key)
             pending = rotation.KeyringStaging(ctx.keyring, key).load()
@@ -361,10 +409,12 @@ def check_ages(report: Report, ctx: Context, key: str) -> None:
 
 def diagnose(ctx: Context, registries: list[str]) -> Report:
     report = Report()
-    check_keyring(report, ctx)
+    keys = registries or sorted(ctx.index.entries())
+    # With no registry at all, a first login needs the keyring.
+    keyring = check_keyring(report, ctx, needed=not keys or any(needs_keyring(ctx, key) for key in keys))
     check_files(report)
-    for key in registries or sorted(ctx.index.entries()):
-        check_ages(report, ctx, key)
+    for key in keys:
+        check_ages(report, ctx, key, keyring)
         check_registry(report, ctx, key)
     return report
 

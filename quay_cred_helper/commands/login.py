@@ -12,10 +12,10 @@ import sys
 from quay_cred_helper import log
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import InputError
-from quay_cred_helper.keyless import oidc
-from quay_cred_helper.keyless.robot import Keyless
 from quay_cred_helper.names import is_robot, registry_key
-from quay_cred_helper.robot_token import RobotToken, robot_token_source
+from quay_cred_helper.sources import oidc
+from quay_cred_helper.sources.keyless import Keyless
+from quay_cred_helper.sources.robot_token import RobotToken, robot_token_source
 
 
 def _read_password(args: argparse.Namespace) -> str:

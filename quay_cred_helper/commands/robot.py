@@ -32,12 +32,19 @@ from quay_cred_helper.credentials.rotation import (
     KeyringStaging,
     Pending,
     digest,
-    read_token_file,
-    write_token_file,
 )
-from quay_cred_helper.errors import ApiRefused, HelperError, InputError, KeyringError, NotFound, RegistryError
+from quay_cred_helper.errors import (
+    ApiRefused,
+    HelperError,
+    InputError,
+    KeyringError,
+    NotFound,
+    RegistryError,
+    SourceError,
+)
 from quay_cred_helper.names import registry_key
 from quay_cred_helper.registry.api import Robot, RobotApi, RobotName, locate
+from quay_cred_helper.sources.robot_token import read_token_file, write_token_file
 
 MAX_API_TOKEN = 4096
 
@@ -69,7 +76,14 @@ def _slots(ctx: Context, key: str, robot: str) -> list[Slot]:
     settings = ctx.settings(key)
     if settings.robot_token_file and settings.robot == robot:
         path = settings.robot_token_file
-        slots.append(Slot(path, lambda: read_token_file(path), lambda token: write_token_file(path, token), path))
+
+        def read_file() -> str | None:
+            try:  # checked as the provider checks it (files.check_private): an unsafe file is refused
+                return read_token_file(path)
+            except SourceError:  # missing or empty: nothing to replace, the rotation writes it
+                return None
+
+        slots.append(Slot(path, read_file, lambda token: write_token_file(path, token), path))
     if slots:
         return slots
     if entry is not None and entry.username == robot:
@@ -102,7 +116,8 @@ def _api_token(args: argparse.Namespace, ctx: Context, key: str) -> str:
     if found is None:
         raise InputError(
             f"no Quay API token stored for {key}",
-            f"store an OAuth token with org:admin: quay-cred-helper robot api-token {key} (see docs/robots.md)",
+            f"store an OAuth token with org:admin (an organization's robot) or user:admin (one of your own): "
+            f"quay-cred-helper robot api-token {key} (see docs/robots.md)",
         )
     return found[0]
 

@@ -19,7 +19,7 @@ VERSION = 1
 ANONYMOUS = "anonymous"  # the identity of token requests made without credentials
 
 
-def identity(username: str, secret: str, salt: str) -> str:
+def fingerprint(username: str, secret: str, salt: str) -> str:
     """A salted, slow fingerprint of a credential.
 
     Token-cache keys include it so a new password never gets an old token. It
@@ -64,10 +64,10 @@ class IndexEntry:
         import time  # builtin: only when storing
 
         same = previous is not None and previous.stored and previous.username == username and previous.salt
-        if previous is not None and same and identity(username, secret, previous.salt) == previous.identity:
+        if previous is not None and same and fingerprint(username, secret, previous.salt) == previous.identity:
             return cls(server, username, previous.salt, previous.identity, stored=previous.stored)
         salt = os.urandom(16).hex()
-        return cls(server, username, salt, identity(username, secret, salt), stored=float(int(time.time())))
+        return cls(server, username, salt, fingerprint(username, secret, salt), stored=float(int(time.time())))
 
     @classmethod
     def from_json(cls, data: object) -> IndexEntry | None:

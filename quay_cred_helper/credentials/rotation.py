@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from quay_cred_helper import files, log, paths
 from quay_cred_helper.credentials.keyring_backend import Keyring
 from quay_cred_helper.credentials.keyring_store import SERVICE
-from quay_cred_helper.errors import ConfigError, KeyringError
+from quay_cred_helper.errors import KeyringError
 
 API_TOKEN = "api:"
 ROTATING = "rotating:"
@@ -125,7 +125,7 @@ class FileStaging:
         return Pending.from_json(data) if data is not None else None
 
     def save(self, pending: Pending) -> None:
-        _write(self.path, pending.to_json(), "rotation staging file")
+        files.write_secret(self.path, pending.to_json(), "rotation staging file")
 
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -135,31 +135,6 @@ class FileStaging:
 def lock() -> files.Lock:
     """Held around a whole rotation: two at once would store whichever token Quay made first."""
     return files.Lock(os.path.join(files.private_dir(paths.config_dir()), "rotate.lock"))
-
-
-def read_token_file(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise ConfigError(f"cannot read the robot token file {path}: {reason}") from None
-    log.secret(token)
-    return token or None
-
-
-def write_token_file(path: str, token: str) -> None:
-    """Replace a robot token file (through a symlink, at its target): 0600, fsynced, renamed into place."""
-    _write(os.path.realpath(path), token, "robot token file")
-
-
-def _write(path: str, text: str, what: str) -> None:
-    try:
-        files.write_atomic(path, text.encode() + b"\n")
-    except OSError as exc:
-        raise ConfigError(f"cannot write the {what} {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _object(value: str) -> dict[str, object]:

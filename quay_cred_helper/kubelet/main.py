@@ -140,7 +140,7 @@ def answer(
     from quay_cred_helper.errors import ConfigError
     from quay_cred_helper.files import check_private
     from quay_cred_helper.kubelet import protocol
-    from quay_cred_helper.kubelet.node import NodeSources
+    from quay_cred_helper.kubelet.sources import NodeSources
 
     request = protocol.parse_request(data)
     # Checked on the descriptor it is then read from: nothing can swap the file in between.

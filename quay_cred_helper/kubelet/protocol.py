@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from quay_cred_helper import fastjson
 from quay_cred_helper.errors import InputError
+from quay_cred_helper.protocol import MAX_INPUT, bounded_text
 
 GROUP = "credentialprovider.kubelet.k8s.io"
 API_VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1", f"{GROUP}/v1alpha1")
-MAX_REQUEST = 1 << 20
+MAX_REQUEST = MAX_INPUT  # the helper's bound: one reader for both front doors (protocol.bounded_text)
 
 
 class Request:
@@ -32,12 +33,7 @@ class Request:
 
 def parse_request(data: bytes) -> Request:
     """The request in `data`; InputError for anything the kubelet would never send."""
-    if len(data) > MAX_REQUEST:
-        raise InputError("request too large: more than 1 MiB on stdin")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError("request is not valid UTF-8") from None
+    text = bounded_text(data, "request")
     try:
         request = fastjson.loads(text)  # one JSON document: anything after it is an error
     except ValueError as exc:

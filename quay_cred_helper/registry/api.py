@@ -98,6 +98,7 @@ class RobotApi:
         self.api_token = api_token
         self.robot = robot
         self.user = user
+        self.refused: tuple[int, str] | None = None  # (status, Quay's error_type or message) of the last refusal
         short = quote(robot.short, safe="")
         if user:
             self.path = f"/api/v1/user/robots/{short}"
@@ -158,6 +159,7 @@ class RobotApi:
         key, robot = self.session.key, self.robot.full
         found = data if isinstance(data, dict) else {}
         detail = next((str(found[k])[:300] for k in ("error", "detail", "message") if found.get(k)), "")
+        self.refused = (status, str(found.get("error_type") or detail))
         new_token = (
             f"generate an OAuth token (Quay: Organization > Applications > Generate Token) and store it with "
             f"quay-cred-helper robot api-token {key}"
@@ -204,8 +206,26 @@ def locate(session: Session, origin: str, api_token: str, robot: RobotName) -> t
         user = RobotApi(session, origin, api_token, robot, user=True)
         try:
             found = user.get()
-        except ApiRefused:
-            raise refused from None
+        except ApiRefused as user_refused:
+            raise _refusal(refused, org, user_refused, user) from None
         if found.name != robot.full:
             raise refused from None
         return user, found
+
+
+def _refusal(refused: ApiRefused, org: RobotApi, user_refused: ApiRefused, user: RobotApi) -> ApiRefused:
+    """Which refusal applies when both routes refused. Quay sends no codes, so its words decide, as in
+    registry/session.py: "Organization does not exist" means the namespace is a user's, and the user
+    route's answer is the one that applies; both routes short of scope cannot tell whose robot it is,
+    and the fix names both scopes, each with the robot it is for."""
+    if org.refused is not None and org.refused[1].startswith("Organization does not exist"):
+        return user_refused
+    if org.refused == user.refused == (403, "insufficient_scope"):
+        robot = org.robot
+        return ApiRefused(
+            refused.problem,
+            f"the token needs the scope org:admin (Administer Organization), its user an administrator of "
+            f"{robot.namespace}, for an organization's robot; or user:admin (Administer User) for one of its "
+            "user's own robots",
+        )
+    return refused

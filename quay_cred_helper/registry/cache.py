@@ -68,7 +68,7 @@ NO_AUTH_LIFETIME = 60.0
 FAILURE_LIFETIME = 10.0  # seconds a failed fetch's error answers the calls that waited for it
 
 
-def fingerprint(prefix: str, *parts: str) -> str:
+def identity(prefix: str, *parts: str) -> str:
     """A token-cache identity made of non-secret parts: exact (hex) while short, else a BLAKE2b digest.
 
     The cache of a keyless `get` or a kubelet's cached answer looks it up on every call: _blake2 is
@@ -86,7 +86,7 @@ def fingerprint(prefix: str, *parts: str) -> str:
 def file_identity(robot: str, found: os.stat_result) -> str:
     """The cache identity of a robot token file, from its stat: a new token in it (a new inode, mtime
     or size) is a new identity with its own JWT, and a cached answer reads no secret."""
-    return fingerprint("file", robot, str(found.st_dev), str(found.st_ino), str(found.st_mtime_ns), str(found.st_size))
+    return identity("file", robot, str(found.st_dev), str(found.st_ino), str(found.st_mtime_ns), str(found.st_size))
 
 
 def folder_name(key: str) -> str:

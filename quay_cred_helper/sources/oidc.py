@@ -45,6 +45,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from quay_cred_helper import log
@@ -53,57 +55,44 @@ from quay_cred_helper.errors import DeadlineExceeded, InputError, RegistryError,
 from quay_cred_helper.names import is_loopback_host
 from quay_cred_helper.registry.session import Session, json_body
 from quay_cred_helper.registry.transport import make_client
+from quay_cred_helper.sources import MAX_TOKEN, jwt, read_file, read_variable
 
-KINDS = (
-    "auto",
-    "github",
-    "gitlab",
-    "azure",
-    "bitbucket",
-    "circleci",
-    "buildkite",
-    "kubernetes",
-    "env:NAME",
-    "file:PATH",
-)
-NAMED = KINDS[:8]
-MAX_TOKEN = 64 * 1024  # an OIDC token is a few KiB: answers and files over this are refused
 TOKEN_FILE_ENV = "QUAY_CRED_HELPER_OIDC_TOKEN_FILE"
 TOKEN_FILE = "/var/run/secrets/quay-cred-helper/token"  # where docs/ci.md mounts a pod's projected token
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # the default token: never sent
 AZURE_API_VERSION = "7.1-preview.1"
+FILE_FIX = "check the path (a pod mounts a projected service-account token) and its permissions"
 
-NAMES = {
-    "github": "GitHub Actions",
-    "gitlab": "GitLab CI",
-    "azure": "Azure Pipelines",
-    "bitbucket": "Bitbucket Pipelines",
-    "circleci": "CircleCI",
-    "buildkite": "Buildkite",
-    "kubernetes": "a Kubernetes pod",
-}
-JOBS = {
-    "github": "a GitHub Actions job",
-    "gitlab": "a GitLab CI job",
-    "azure": "an Azure Pipelines job",
-    "bitbucket": "a Bitbucket Pipelines step",
-    "circleci": "a CircleCI job",
-    "buildkite": "a Buildkite job",
-    "kubernetes": "a Kubernetes pod",
-}
+
+@dataclass(frozen=True)
+class CI:
+    """One CI system (or a pod) as a source of OIDC tokens: adding one is one record in SYSTEMS and its test.
+
+    `marked` says this is its CI (its documented marker); `available(audience)` whether its token can be
+    had; `looked_for(audience)` and `fix(audience)` what `auto` reports; `read(audience, key, bounds)` the
+    token (a SourceError with the fix when it cannot)."""
+
+    source: str  # the name `--oidc` and `oidc =` take
+    name: str  # as a person reads it
+    job: str  # "a GitHub Actions job"
+    marked: Callable[[], bool]
+    available: Callable[[str], bool]
+    looked_for: Callable[[str], str]
+    fix: Callable[[str], str]
+    read: Callable[[str, str, Settings], str]
 
 
 def check(spec: str) -> str:
     """`spec` if it names a source; raises InputError otherwise."""
     kind, _, rest = spec.partition(":")
-    if spec in NAMED or (kind in ("env", "file") and rest):
+    if spec == "auto" or spec in BY_SOURCE or (kind in ("env", "file") and rest):
         return spec
     raise InputError(f"unknown OIDC source {spec!r}", f"use one of {', '.join(KINDS)}")
 
 
 def describe(spec: str) -> str:
     """The source as a person reads it: `github (GitHub Actions)`."""
-    return f"{spec} ({NAMES[spec]})" if spec in NAMES else spec
+    return f"{spec} ({BY_SOURCE[spec].name})" if spec in BY_SOURCE else spec
 
 
 def read(spec: str, audience: str, key: str = "", bounds: Settings | None = None) -> str:
@@ -114,19 +103,17 @@ def read(spec: str, audience: str, key: str = "", bounds: Settings | None = None
         spec = detect(audience)
     kind, _, rest = spec.partition(":")
     if kind == "env":
-        token = _variable(
+        token = read_variable(
             (rest,),
             f"the OIDC token variable {rest} is not set or empty",
             f"GitLab CI: declare it under id_tokens: {{{rest}: {{aud: ...}}}} in the job",
         )
-    elif kind == "file":
-        token = _file(rest, "check the path (a pod mounts a projected service-account token) and its permissions")
+    elif kind == "file":  # checked as every file a source names, at every door (files.check_private)
+        token = read_file(rest, "OIDC token file", FILE_FIX, "check what mounts it")
     else:
-        token = _READERS[kind](audience, key, bounds)
+        token = BY_SOURCE[kind].read(audience, key, bounds)
     log.secret(token)
-    if token.count(".") != 2:
-        raise SourceError(f"the OIDC token from {spec} is not a JWT", "check what the source holds")
-    return token
+    return jwt(token, spec)
 
 
 # -- detection -------------------------------------------------------------------------------------
@@ -141,126 +128,46 @@ def gitlab_variable(audience: str) -> str:
     return ("_" + name[1:] if name[0].isdigit() else name) + "_ID_TOKEN"
 
 
-def _token_file() -> str:
+def token_file() -> str:
+    """Where a pod's projected token is looked for: $QUAY_CRED_HELPER_OIDC_TOKEN_FILE, else TOKEN_FILE."""
     return os.environ.get(TOKEN_FILE_ENV) or TOKEN_FILE
-
-
-def _ci_systems(audience: str) -> list[tuple[str, bool, bool, str, str]]:
-    """(source, this is its CI, its token can be had, what was looked for, how to get the token), in the
-    order `auto` tries them."""
-    env = os.environ
-    gitlab = gitlab_variable(audience)
-    token_file = _token_file()
-    return [
-        (
-            "github",
-            env.get("GITHUB_ACTIONS") == "true",
-            bool(env.get("ACTIONS_ID_TOKEN_REQUEST_URL") and env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")),
-            "GitHub Actions (GITHUB_ACTIONS, ACTIONS_ID_TOKEN_REQUEST_URL)",
-            "add `permissions: id-token: write` to the workflow or job",
-        ),
-        (
-            "gitlab",
-            env.get("GITLAB_CI") == "true",
-            bool(env.get(gitlab, "").strip()),
-            f"GitLab CI (GITLAB_CI, {gitlab})",
-            f"declare it in the job: id_tokens: {{{gitlab}: {{aud: {audience or 'AUDIENCE'}}}}}",
-        ),
-        (
-            "azure",
-            env.get("TF_BUILD", "").lower() == "true",
-            bool(env.get("SYSTEM_OIDCREQUESTURI") and env.get("SYSTEM_ACCESSTOKEN")),
-            "Azure Pipelines (TF_BUILD, SYSTEM_OIDCREQUESTURI, SYSTEM_ACCESSTOKEN)",
-            "map them into the step: env: {SYSTEM_ACCESSTOKEN: $(System.AccessToken), "
-            "SYSTEM_OIDCREQUESTURI: $(System.OidcRequestUri)}",
-        ),
-        (
-            "bitbucket",
-            bool(env.get("BITBUCKET_BUILD_NUMBER")),
-            bool(env.get("BITBUCKET_STEP_OIDC_TOKEN", "").strip()),
-            "Bitbucket Pipelines (BITBUCKET_BUILD_NUMBER, BITBUCKET_STEP_OIDC_TOKEN)",
-            "add `oidc: true` to the step",
-        ),
-        (
-            "circleci",
-            env.get("CIRCLECI") == "true",
-            bool(env.get("CIRCLE_OIDC_TOKEN_V2", "").strip() or env.get("CIRCLE_OIDC_TOKEN", "").strip()),
-            "CircleCI (CIRCLECI, CIRCLE_OIDC_TOKEN_V2)",
-            "give the job a context (older CircleCI), and for forked pull requests turn on "
-            "'Pass secrets to builds from forked pull requests'",
-        ),
-        (
-            "buildkite",
-            env.get("BUILDKITE") == "true",
-            shutil.which("buildkite-agent") is not None,
-            "Buildkite (BUILDKITE, buildkite-agent on PATH)",
-            "run the step on a Buildkite agent, with buildkite-agent on PATH",
-        ),
-        (
-            "kubernetes",
-            bool(env.get("KUBERNETES_SERVICE_HOST") or env.get(TOKEN_FILE_ENV)),
-            os.path.isfile(token_file),
-            f"a Kubernetes pod (a projected token at {token_file})",
-            f"mount a projected service-account token with Quay's audience at {TOKEN_FILE} "
-            f"(or set {TOKEN_FILE_ENV}): see docs/ci.md",
-        ),
-    ]
 
 
 def here() -> str | None:
     """The CI system (or Kubernetes) whose marker is set here, whether or not its token can be had."""
-    return next((NAMES[source] for source, marked, _, _, _ in _ci_systems("") if marked), None)
+    return next((ci.name for ci in SYSTEMS if ci.marked()), None)
 
 
 def detect(audience: str) -> str:
     """The source `auto` stands for here: the first CI whose marker is set decides; a SourceError saying
     what that CI lacks, or what was looked for, when there is none."""
-    systems = _ci_systems(audience)
-    for source, here, available, _, fix in systems:
-        if here:
-            if not available:
-                raise SourceError(f"this is {JOBS[source]} without an OIDC token", fix)
-            log.debug("OIDC source auto: %s", describe(source))
-            return source
-    looked = "; ".join(looked_for for _, _, _, looked_for, _ in systems)
+    for ci in SYSTEMS:
+        if ci.marked():
+            if not ci.available(audience):
+                raise SourceError(f"this is {ci.job} without an OIDC token", ci.fix(audience))
+            log.debug("OIDC source auto: %s", describe(ci.source))
+            return ci.source
+    looked = "; ".join(ci.looked_for(audience) for ci in SYSTEMS)
     raise SourceError(
         f"no CI OIDC token found here: looked for {looked}",
         "run where one of these is, or name the source (--oidc env:NAME or file:PATH): see docs/ci.md",
     )
 
 
-# -- the sources -----------------------------------------------------------------------------------
+# -- the CI systems, in the order `auto` tries them -------------------------------------------------
 
 
-def _variable(names: tuple[str, ...], problem: str, fix: str) -> str:
-    for name in names:
-        token = os.environ.get(name, "").strip()
-        if token:
-            return token
-    raise SourceError(problem, fix)
-
-
-def _file(path: str, fix: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_TOKEN + 1)
-    except OSError as exc:
-        raise SourceError(
-            f"cannot read the OIDC token file {path}: {exc.strerror or type(exc).__name__}", fix
-        ) from None
-    token = data.decode("utf-8", "replace").strip()
-    if not token or len(data) > MAX_TOKEN:
-        raise SourceError(f"the OIDC token file {path} is empty or too large", "check what mounts it")
-    return token
+def _env(name: str) -> str:
+    return os.environ.get(name, "")
 
 
 def _github(audience: str, key: str, bounds: Settings) -> str:
-    url = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", "")
-    request_token = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "")
+    url = _env("ACTIONS_ID_TOKEN_REQUEST_URL")
+    request_token = _env("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
     if not url or not request_token:
         raise SourceError(
             "ACTIONS_ID_TOKEN_REQUEST_URL is not set: this is not a GitHub Actions job allowed OIDC tokens",
-            "add `permissions: id-token: write` to the workflow or job",
+            GITHUB_FIX,
         )
     if audience:
         # The URL carries a query already (api-version=...): the audience is one more parameter.
@@ -271,23 +178,24 @@ def _github(audience: str, key: str, bounds: Settings) -> str:
     return _field(data, "value", what, "check the job's `permissions: id-token: write`")
 
 
+def _gitlab_fix(audience: str) -> str:
+    return f"declare it in the job: id_tokens: {{{gitlab_variable(audience)}: {{aud: {audience or 'AUDIENCE'}}}}}"
+
+
 def _gitlab(audience: str, key: str, bounds: Settings) -> str:
     name = gitlab_variable(audience)
-    return _variable(
-        (name,),
-        f"the GitLab CI OIDC token variable {name} is not set or empty",
-        f"declare it in the job: id_tokens: {{{name}: {{aud: {audience or 'AUDIENCE'}}}}}",
+    return read_variable(
+        (name,), f"the GitLab CI OIDC token variable {name} is not set or empty", _gitlab_fix(audience)
     )
 
 
 def _azure(audience: str, key: str, bounds: Settings) -> str:
-    url = os.environ.get("SYSTEM_OIDCREQUESTURI", "")
-    access_token = os.environ.get("SYSTEM_ACCESSTOKEN", "")
+    url = _env("SYSTEM_OIDCREQUESTURI")
+    access_token = _env("SYSTEM_ACCESSTOKEN")
     if not url or not access_token:
         raise SourceError(
             "SYSTEM_OIDCREQUESTURI or SYSTEM_ACCESSTOKEN is not set: Azure Pipelines maps neither on its own",
-            "map them into the step: env: {SYSTEM_ACCESSTOKEN: $(System.AccessToken), "
-            "SYSTEM_OIDCREQUESTURI: $(System.OidcRequestUri)}",
+            AZURE_FIX,
         )
     url += ("&" if "?" in url else "?") + "api-version=" + AZURE_API_VERSION
     log.secret(access_token)
@@ -302,54 +210,154 @@ def _azure(audience: str, key: str, bounds: Settings) -> str:
 
 
 def _bitbucket(audience: str, key: str, bounds: Settings) -> str:
-    return _variable(
+    return read_variable(
         ("BITBUCKET_STEP_OIDC_TOKEN",),
         "BITBUCKET_STEP_OIDC_TOKEN is not set: this Bitbucket Pipelines step has no OIDC token",
-        "add `oidc: true` to the step",
+        BITBUCKET_FIX,
     )
 
 
 def _circleci(audience: str, key: str, bounds: Settings) -> str:
-    return _variable(
-        ("CIRCLE_OIDC_TOKEN_V2", "CIRCLE_OIDC_TOKEN"),
+    return read_variable(
+        CIRCLECI_VARIABLES,
         "CIRCLE_OIDC_TOKEN_V2 and CIRCLE_OIDC_TOKEN are not set: this CircleCI job has no OIDC token",
-        "give the job a context (older CircleCI), and for forked pull requests turn on "
-        "'Pass secrets to builds from forked pull requests'",
+        CIRCLECI_FIX,
     )
 
 
 def _buildkite(audience: str, key: str, bounds: Settings) -> str:
     agent = shutil.which("buildkite-agent")
     if agent is None:
-        raise SourceError(
-            "buildkite-agent is not on PATH: this is not a Buildkite job",
-            "run the step on a Buildkite agent, with buildkite-agent on PATH",
-        )
+        raise SourceError("buildkite-agent is not on PATH: this is not a Buildkite job", BUILDKITE_FIX)
     argv = [agent, "oidc", "request-token", *(["--audience", audience] if audience else [])]
     return _run_capped(argv, bounds.deadline, key, bounds)
 
 
+def _kubernetes_fix(audience: str = "") -> str:
+    """Names the file looked for: $QUAY_CRED_HELPER_OIDC_TOKEN_FILE's path when it is set."""
+    if os.environ.get(TOKEN_FILE_ENV):
+        return f"mount a projected service-account token with Quay's audience at {token_file()} ({TOKEN_FILE_ENV})"
+    return f"mount a projected service-account token with Quay's audience at {TOKEN_FILE} (or set {TOKEN_FILE_ENV})"
+
+
 def _kubernetes(audience: str, key: str, bounds: Settings) -> str:
-    path = _token_file()
-    fix = f"mount a projected service-account token with Quay's audience at {TOKEN_FILE} (or set {TOKEN_FILE_ENV})"
+    path = token_file()
+    fix = _kubernetes_fix()
     if os.path.realpath(os.path.dirname(path)) == os.path.realpath(SERVICE_ACCOUNT_DIR):
         raise SourceError(
             f"refusing the pod's default service-account token {path}: its audience is the Kubernetes API server, "
             "where whoever receives it could replay it",
             fix,
         )
-    return _file(path, fix)
+    return _projected(path, fix)
 
 
-_READERS = {
-    "github": _github,
-    "gitlab": _gitlab,
-    "azure": _azure,
-    "bitbucket": _bitbucket,
-    "circleci": _circleci,
-    "buildkite": _buildkite,
-    "kubernetes": _kubernetes,
-}
+def _projected(path: str, fix: str) -> str:
+    """A pod's projected token (`kubernetes`, not `file:`): read as before this module checked `file:`
+    sources with files.check_private, capped at MAX_TOKEN. The kubelet's atomic writer owns that tree;
+    whether its modes pass check_private in every pod (fsGroup) is not verified, so it is left as it was."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TOKEN + 1)
+    except OSError as exc:
+        raise SourceError(
+            f"cannot read the OIDC token file {path}: {exc.strerror or type(exc).__name__}", fix
+        ) from None
+    token = data.decode("utf-8", "replace").strip()
+    if not token or len(data) > MAX_TOKEN:
+        raise SourceError(f"the OIDC token file {path} is empty or too large", "check what mounts it")
+    return token
+
+
+GITHUB_FIX = "add `permissions: id-token: write` to the workflow or job"
+AZURE_FIX = (
+    "map them into the step: env: {SYSTEM_ACCESSTOKEN: $(System.AccessToken), "
+    "SYSTEM_OIDCREQUESTURI: $(System.OidcRequestUri)}"
+)
+BITBUCKET_FIX = "add `oidc: true` to the step"
+CIRCLECI_VARIABLES = ("CIRCLE_OIDC_TOKEN_V2", "CIRCLE_OIDC_TOKEN")
+CIRCLECI_FIX = (
+    "give the job a context (older CircleCI), and for forked pull requests turn on "
+    "'Pass secrets to builds from forked pull requests'"
+)
+BUILDKITE_FIX = "run the step on a Buildkite agent, with buildkite-agent on PATH"
+
+SYSTEMS = (
+    CI(
+        "github",
+        "GitHub Actions",
+        "a GitHub Actions job",
+        marked=lambda: _env("GITHUB_ACTIONS") == "true",
+        available=lambda audience: bool(
+            _env("ACTIONS_ID_TOKEN_REQUEST_URL") and _env("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        ),
+        looked_for=lambda audience: "GitHub Actions (GITHUB_ACTIONS, ACTIONS_ID_TOKEN_REQUEST_URL)",
+        fix=lambda audience: GITHUB_FIX,
+        read=_github,
+    ),
+    CI(
+        "gitlab",
+        "GitLab CI",
+        "a GitLab CI job",
+        marked=lambda: _env("GITLAB_CI") == "true",
+        available=lambda audience: bool(_env(gitlab_variable(audience)).strip()),
+        looked_for=lambda audience: f"GitLab CI (GITLAB_CI, {gitlab_variable(audience)})",
+        fix=_gitlab_fix,
+        read=_gitlab,
+    ),
+    CI(
+        "azure",
+        "Azure Pipelines",
+        "an Azure Pipelines job",
+        marked=lambda: _env("TF_BUILD").lower() == "true",
+        available=lambda audience: bool(_env("SYSTEM_OIDCREQUESTURI") and _env("SYSTEM_ACCESSTOKEN")),
+        looked_for=lambda audience: "Azure Pipelines (TF_BUILD, SYSTEM_OIDCREQUESTURI, SYSTEM_ACCESSTOKEN)",
+        fix=lambda audience: AZURE_FIX,
+        read=_azure,
+    ),
+    CI(
+        "bitbucket",
+        "Bitbucket Pipelines",
+        "a Bitbucket Pipelines step",
+        marked=lambda: bool(_env("BITBUCKET_BUILD_NUMBER")),
+        available=lambda audience: bool(_env("BITBUCKET_STEP_OIDC_TOKEN").strip()),
+        looked_for=lambda audience: "Bitbucket Pipelines (BITBUCKET_BUILD_NUMBER, BITBUCKET_STEP_OIDC_TOKEN)",
+        fix=lambda audience: BITBUCKET_FIX,
+        read=_bitbucket,
+    ),
+    CI(
+        "circleci",
+        "CircleCI",
+        "a CircleCI job",
+        marked=lambda: _env("CIRCLECI") == "true",
+        available=lambda audience: any(_env(name).strip() for name in CIRCLECI_VARIABLES),
+        looked_for=lambda audience: "CircleCI (CIRCLECI, CIRCLE_OIDC_TOKEN_V2)",
+        fix=lambda audience: CIRCLECI_FIX,
+        read=_circleci,
+    ),
+    CI(
+        "buildkite",
+        "Buildkite",
+        "a Buildkite job",
+        marked=lambda: _env("BUILDKITE") == "true",
+        available=lambda audience: shutil.which("buildkite-agent") is not None,
+        looked_for=lambda audience: "Buildkite (BUILDKITE, buildkite-agent on PATH)",
+        fix=lambda audience: BUILDKITE_FIX,
+        read=_buildkite,
+    ),
+    CI(
+        "kubernetes",
+        "a Kubernetes pod",
+        "a Kubernetes pod",
+        marked=lambda: bool(_env("KUBERNETES_SERVICE_HOST") or _env(TOKEN_FILE_ENV)),
+        available=lambda audience: os.path.isfile(token_file()),
+        looked_for=lambda audience: f"a Kubernetes pod (a projected token at {token_file()})",
+        fix=lambda audience: _kubernetes_fix() + ": see docs/ci.md",
+        read=_kubernetes,
+    ),
+)
+BY_SOURCE = {ci.source: ci for ci in SYSTEMS}
+KINDS = ("auto", *BY_SOURCE, "env:NAME", "file:PATH")  # what --oidc accepts, as its help lists them
 
 
 # -- asking a token service, or the Buildkite agent, within bounds -------------------------------------

@@ -12,7 +12,9 @@
     robot = team-b+pods
 
 The image's repository picks the section (config.py: the longest path prefix,
-else the host). Every file the config names (robot_token_file, oidc = file:,
+else the host). Built on the helper's own sources (sources/): a robot token file
+is read as sources/robot_token.py reads it, an OIDC token as sources/oidc.py
+reads it. Every file the config names (robot_token_file, oidc = file:,
 ca_bundle) is opened and checked as sshd's StrictModes checks
 (files.check_private), and read through that descriptor. A registry's own
 source answers even when the kubelet sends a service-account token. Cache
@@ -26,32 +28,16 @@ from __future__ import annotations
 
 from quay_cred_helper import log
 from quay_cred_helper.errors import ConfigError, InputError, RegistryError
-from quay_cred_helper.files import check_private
 from quay_cred_helper.names import is_robot, registry_key
-from quay_cred_helper.registry.cache import file_identity, fingerprint
+from quay_cred_helper.registry.cache import file_identity, identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from quay_cred_helper.config import Settings
     from quay_cred_helper.context import Context
     from quay_cred_helper.kubelet.protocol import Request
     from quay_cred_helper.registry.cache import Token
 
 ANNOTATION = "quay-cred-helper/robot"  # the service-account annotation naming the pod's robot
-MAX_TOKEN = 64 * 1024  # a robot token is 64 characters, an OIDC token a few KiB
-
-
-def _oidc_file(spec: str, path: str) -> str:
-    """The node's OIDC token from `oidc = file:PATH`, read through check_private (read afresh at each
-    exchange: a projected token is rotated in place)."""
-    from quay_cred_helper.errors import SourceError
-
-    with check_private(path, "OIDC token file") as checked:
-        token = checked.read(MAX_TOKEN).decode("utf-8", "replace").strip()
-    log.secret(token)
-    if token.count(".") != 2:
-        raise SourceError(f"the OIDC token from {spec} is not a JWT", "check what the source holds")
-    return token
 
 
 class NodeSources:
@@ -73,17 +59,10 @@ class NodeSources:
         if settings.robot_token_file:
             return settings.robot, self._robot_file(key, settings.robot, settings.robot_token_file)
         if settings.oidc:
-            from quay_cred_helper.keyless.robot import Keyless, robot_jwt  # keyless only
+            from quay_cred_helper.sources.keyless import Keyless, robot_jwt  # keyless only
 
             keyless = Keyless(settings.robot, settings.oidc, settings.audience)
-            spec = settings.oidc
-
-            def source(key: str, bounds: Settings) -> str:
-                if spec.startswith("file:"):  # a file named in the node's config: checked as the others
-                    return _oidc_file(spec, spec[len("file:") :])
-                return keyless.oidc_token(key, bounds)
-
-            token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), source)
+            token = robot_jwt(self.cache, self.ctx.tokens, key, keyless.robot, keyless.identity(), keyless.oidc_token)
             return settings.robot, token
         if settings.service_account:
             return self._service_account(key, request, settings.robot, key_section)
@@ -97,18 +76,16 @@ class NodeSources:
     def _robot_file(self, key: str, robot: str, path: str) -> Token:
         if not is_robot(robot):
             raise ConfigError(f"robot_token_file for {key} needs robot = ORG+NAME in {self.config.path}")
-        with check_private(path, "robot token file") as checked:
-            identity = file_identity(robot, checked.stat)
+        from quay_cred_helper.sources.robot_token import RobotToken, token_of  # robot token files only
+
+        with RobotToken(robot, "file:" + path).checked() as checked:
+            known = file_identity(robot, checked.stat)
 
             def credentials() -> tuple[str, str]:
-                secret = checked.read(MAX_TOKEN).decode("utf-8", "replace").strip()  # the file checked
-                log.secret(secret)
-                return robot, secret
+                return robot, token_of(checked)  # through the descriptor the identity was made from
 
             # The cache first: a cached answer reads no secret and builds no exchange.
-            token = self.cache.load(key, identity, []) or self.ctx.tokens().get(
-                key, identity, [], credentials=credentials
-            )
+            token = self.cache.load(key, known, []) or self.ctx.tokens().get(key, known, [], credentials=credentials)
         if token is None:
             raise RegistryError(f"{key} needs no credentials", "remove it from the provider's matchImages")
         return token
@@ -142,9 +119,9 @@ class NodeSources:
         if claims is None:
             raise InputError("the service-account token in the request is not a JWT")
         # Per robot and per service account: never a JWT another service account's token obtained.
-        identity = fingerprint("sa", robot, *(str(claims.get(name)) for name in ("iss", "sub", "aud")))
+        pod = identity("sa", robot, *(str(claims.get(name)) for name in ("iss", "sub", "aud")))
         pod_token = request.service_account_token
         log.secret(pod_token)
-        from quay_cred_helper.keyless.robot import robot_jwt
+        from quay_cred_helper.sources.keyless import robot_jwt
 
-        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, identity, lambda key, bounds: pod_token)
+        return robot, robot_jwt(self.cache, self.ctx.tokens, key, robot, pod, lambda key, bounds: pod_token)

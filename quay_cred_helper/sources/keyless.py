@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class Keyless:
-    """A keyless robot: its name, where its OIDC token comes from (keyless/oidc.py), the audience to ask for."""
+    """A keyless robot: its name, where its OIDC token comes from (sources/oidc.py), the audience to ask for."""
 
     __slots__ = ("robot", "oidc", "audience")
 
@@ -29,14 +29,14 @@ class Keyless:
 
     def identity(self) -> str:
         """The token cache's identity for the robot's Quay JWT."""
-        from quay_cred_helper.registry.cache import fingerprint  # loaded already wherever a JWT is looked up
+        from quay_cred_helper.registry.cache import identity  # loaded already wherever a JWT is looked up
 
-        return fingerprint("keyless", self.robot, self.oidc, self.audience)
+        return identity("keyless", self.robot, self.oidc, self.audience)
 
     def oidc_token(self, key: str, bounds: Settings) -> str:
         """The OIDC token, read from its source now (only when an exchange is due), within the registry
         `key`'s bounds (deadline, timeouts, retries): a CI's token service is asked like a registry."""
-        from quay_cred_helper.keyless import oidc
+        from quay_cred_helper.sources import oidc
 
         return oidc.read(self.oidc, self.audience, key, bounds)
 

@@ -1,1 +1,0 @@
-"""Keyless robots: an OIDC token from the job or pod, exchanged through Quay's robot federation."""
