@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from quay_cred_helper.commands.exec import build_config
+from tests.conftest import needs
 from tests.fakes.quay_registry import TOKEN_LIFETIME
+from tests.fakes.real_registry import oci_layout
 from tests.support import CLI, ROBOT, ROBOT_TOKEN, cli, helper
+from tests.support import missing as missing_programs
 
 pytestmark = pytest.mark.posix  # file modes and signals
 
@@ -240,3 +243,124 @@ def test_credential_api_with_an_oauth_token(file_keyring):
     assert (found["kind"], found["secret"], found["expires_at"]) == ("oauth-token", "s3cret", None)
     r = cli(file_keyring, "credential", "nowhere.example", "--json")
     assert r.returncode == 1 and r.stdout == b""
+
+
+# -- real clients that never call a helper (slow: docker-registry, skopeo, podman, Node) --------------
+
+SIGSTORE_OCI = ("@sigstore/oci@0.6.0", "promise-retry")  # 0.6.0 requires promise-retry without declaring it
+# Attaches an artifact to IMAGE@DIGEST as sigstore-js does: credentials from $HOME/.docker/config.json only.
+ATTACH = """
+const oci = require("@sigstore/oci");
+const [imageName, imageDigest] = process.argv.slice(2);
+(async () => {
+  const credentials = oci.getRegistryCredentials(imageName);
+  const artifact = Buffer.from(JSON.stringify({ mediaType: "application/vnd.dev.sigstore.bundle.v0.3+json" }));
+  const descriptor = await oci.attachArtifactToImage({
+    imageName, imageDigest, credentials, artifact, mediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
+  });
+  console.log(JSON.stringify(descriptor));
+})().catch((err) => { console.error(String(err), String(err.cause || "")); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="session")
+def sigstore_oci():
+    """@sigstore/oci installed with npm once per machine (beside the venv), and the script that uses it."""
+    root = Path(sys.prefix, "node", "sigstore-oci-0.6.0")
+    done = root / "installed"
+    if not done.exists():
+        if missing_programs("node", "npm") and not os.environ.get("CI"):
+            pytest.skip("node and npm are not installed")
+        root.mkdir(parents=True, exist_ok=True)
+        npm = ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(root), *SIGSTORE_OCI]
+        r = subprocess.run(npm, capture_output=True, text=True, timeout=600)
+        if r.returncode != 0 and not os.environ.get("CI"):
+            pytest.skip(f"npm install failed (offline?): {r.stderr[-300:]}")
+        assert r.returncode == 0, r.stderr
+        done.write_text("")
+    script = root / "attach.js"
+    script.write_text(ATTACH)
+    return script
+
+
+def robot_on(env, registry):
+    r = cli(env, "login", registry.host, "-u", ROBOT, "--password-stdin", stdin=ROBOT_TOKEN)
+    assert r.returncode == 0, r.stderr
+    # The user's own config sends the registry to the helper: clients that read it get nothing from it.
+    assert cli(env, "configure", "--docker", registry.host).returncode == 0
+
+
+def push_image(env, registry, tmp_path, name):
+    layout = tmp_path / "image"
+    oci_layout(str(layout))
+    ref = f"docker://{registry.host}/{name}"
+    script = (
+        f'skopeo copy --authfile "$REGISTRY_AUTH_FILE" --dest-tls-verify=false oci:{layout}:latest {ref} >&2 && '
+        f'skopeo inspect --authfile "$REGISTRY_AUTH_FILE" --tls-verify=false --format "{{{{.Digest}}}}" {ref}'
+    )
+    r = sh([CLI, "exec", "--registry", registry.host, "--", "sh", "-c", script], env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def sh(argv, env, timeout=180):
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def only_jwts(quay):
+    by_clients = [e for e in quay.auth_log if e["scopes"] and e["user"] == ROBOT]
+    return by_clients and {e["credential"] for e in by_clients} == {"jwt"}
+
+
+@needs("node", "npm", "skopeo")
+def test_sigstore_oci_attaches_through_exec_home(file_keyring, docker_registry, tmp_path, sigstore_oci):
+    env = file_keyring
+    robot_on(env, docker_registry)
+    image = f"{docker_registry.host}/org/signed"
+    digest = push_image(env, docker_registry, tmp_path, "org/signed:1")
+
+    # Its usual setup: a helper in the user's config, which @sigstore/oci never calls.
+    r = sh(["node", str(sigstore_oci), image, digest], env)
+    assert r.returncode == 1 and f"No credentials found for registry {docker_registry.host}" in r.stderr
+
+    attach = ["node", str(sigstore_oci), image, digest]
+    r = sh([CLI, "exec", "--home", "--registry", docker_registry.host, "--", *attach], env)
+    assert r.returncode == 0, r.stderr
+    attached = json.loads(r.stdout)
+    assert only_jwts(docker_registry.quay)
+
+    listed = cli(env, "referrers", f"{image}@{digest}", "--format", "digest")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.decode().split() == [attached["digest"]]
+    assert os.listdir(os.path.join(env["XDG_RUNTIME_DIR"], "quay-cred-helper-exec")) == []
+
+
+@needs("skopeo", "podman")
+def test_skopeo_podman_and_docker_py_through_exec_with_no_helper(file_keyring, docker_registry, tmp_path):
+    env = file_keyring
+    robot_on(env, docker_registry)
+    os.remove(os.path.join(env["DOCKER_CONFIG"], "config.json"))  # no helper configured anywhere
+    push_image(env, docker_registry, tmp_path, "org/plain:1")  # skopeo, --authfile the exec file alone
+    ref = f"docker://{docker_registry.host}/org/plain:1"
+    r = sh(["skopeo", "inspect", "--tls-verify=false", ref], env)
+    assert r.returncode != 0  # and without exec, nothing
+
+    # podman checks the credentials it finds in the auth file against the registry.
+    login = f'podman login --authfile "$REGISTRY_AUTH_FILE" --tls-verify=false {docker_registry.host}'
+    r = sh([CLI, "exec", "--", "sh", "-c", login], env)
+    assert r.returncode == 0, r.stderr
+    assert "Existing credentials are valid" in r.stdout + r.stderr
+
+    # docker-py reads `auths` from $DOCKER_CONFIG; what it finds opens the registry's token endpoint.
+    program = (
+        "import base64, json, sys, urllib.request\n"
+        "from docker import auth\n"
+        "found = auth.resolve_authconfig(auth.load_config(), sys.argv[1])\n"
+        "basic = base64.b64encode(f\"{found['username']}:{found['password']}\".encode()).decode()\n"
+        "request = urllib.request.Request(sys.argv[2], headers={'Authorization': 'Basic ' + basic})\n"
+        "print(json.load(urllib.request.urlopen(request))['token'] != found['password'])\n"
+    )
+    realm = f"{docker_registry.quay.url}/v2/auth?service={docker_registry.host}&scope=repository:org/plain:pull"
+    r = sh([CLI, "exec", "--", sys.executable, "-c", program, docker_registry.host, realm], env)
+    assert (r.returncode, r.stdout) == (0, "True\n"), r.stderr
+    assert only_jwts(docker_registry.quay)  # every client sent the robot's JWT, never its token
