@@ -71,8 +71,8 @@ def wait_for(path, proc, timeout=20):
 
 @pytest.fixture
 def robot(file_keyring, quay):
-    r = cli(file_keyring, "login", quay.host, "-u", ROBOT, "--password-stdin", stdin=ROBOT_TOKEN)
-    assert r.returncode == 0, r.stderr
+    payload = json.dumps({"ServerURL": quay.host, "Username": ROBOT, "Secret": ROBOT_TOKEN})
+    assert helper(file_keyring, "store", payload).returncode == 0
     return file_keyring
 
 
@@ -125,6 +125,7 @@ def test_build_config_names_docker_hub_for_docker_and_podman():
     assert build_config({}, [token])["auths"] == {"quay.example": {"identitytoken": "refresh"}}
 
 
+@pytest.mark.slow  # several runs of exec, each with its command
 def test_exec_home_and_exit_statuses(robot, quay, tmp_path):
     report = tmp_path / "report.json"
     r = cli(robot, "exec", "--home", "--", *child(report, "7"))
@@ -159,6 +160,7 @@ def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
 
 
+@pytest.mark.slow  # a run per signal
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_is_forwarded_and_the_dir_removed(robot, tmp_path, signum):
     report = tmp_path / "report.json"
@@ -174,6 +176,7 @@ def test_a_signal_is_forwarded_and_the_dir_removed(robot, tmp_path, signum):
     assert not os.path.exists(info["dir"])
 
 
+@pytest.mark.slow  # several runs of exec, each with its command
 def test_a_killed_execs_dir_is_removed_by_the_next_exec_and_only_it(robot, tmp_path):
     report = tmp_path / "report.json"
     proc = subprocess.Popen([CLI, "exec", "--", *child(report, "sleep")], env=robot)
@@ -193,6 +196,7 @@ def test_a_killed_execs_dir_is_removed_by_the_next_exec_and_only_it(robot, tmp_p
     assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in (alive, current))
 
 
+@pytest.mark.slow  # several runs of exec, each with its command
 def test_print_env_is_eval_able_and_states_its_lifetime(robot, quay, tmp_path):
     r = cli(robot, "exec", "--print-env", "--registry", quay.host)
     assert r.returncode == 0, r.stderr
