@@ -123,6 +123,14 @@ def test_build_config_names_docker_hub_for_docker_and_podman():
     assert decoded(config["auths"]["docker.io"]) == ("alice", "s3cret")
     token = Credential("quay.example", "<token>", "refresh", "identity-token", None)
     assert build_config({}, [token])["auths"] == {"quay.example": {"identitytoken": "refresh"}}
+    # Every other form of a registry we write goes (podman would prefer `host/ns`), the rest stays.
+    user = {
+        "auths": {"https://Quay.example/": {}, "quay.example/org": {}, "other.example": {}, "not a name": {}},
+        "credHelpers": {"quay.example:443": "gcloud", "quay.example/org": "x", "gcr.io": "gcloud"},
+    }
+    config = build_config(user, [token])
+    assert set(config["auths"]) == {"quay.example", "other.example", "not a name"}
+    assert config["credHelpers"] == {"quay.example:443": "gcloud", "gcr.io": "gcloud"}
 
 
 @pytest.mark.slow  # several runs of exec, each with its command
@@ -189,11 +197,12 @@ def test_a_killed_execs_dir_is_removed_by_the_next_exec_and_only_it(robot, tmp_p
     alive = os.path.join(base, f"{os.getpid()}-live")  # an exec still running (this test's pid)
     expired = os.path.join(base, f"env-{int(time.time()) - 5}-old")  # a --print-env past its time
     current = os.path.join(base, f"env-{int(time.time()) + 3600}-new")
-    for path in (alive, expired, current):
+    odd = os.path.join(base, "env")  # not a name exec makes: left alone
+    for path in (alive, expired, current, odd):
         os.mkdir(path, 0o700)
 
     assert cli(robot, "exec", "--", "true").returncode == 0
-    assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in (alive, current))
+    assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in (alive, current, odd))
 
 
 @pytest.mark.slow  # several runs of exec, each with its command

@@ -34,7 +34,7 @@ from quay_cred_helper.client_configs import HELPER, credential_key, docker_confi
 from quay_cred_helper.commands.credential import Credential, fetch, rfc3339
 from quay_cred_helper.context import Context
 from quay_cred_helper.errors import ConfigError, HelperError, InputError
-from quay_cred_helper.names import DOCKER_HUB, registry_key
+from quay_cred_helper.names import registry_key
 
 ENV_LIFETIME = 3600  # seconds: the most a --print-env directory is kept (a robot's JWT lives an hour)
 # Which variable each client reads its credentials from (docs/exec.md has the whole table).
@@ -76,9 +76,9 @@ def sweep(base: str, now: float) -> list[str]:
     ones past their time. Returns what was removed."""
     removed = []
     for name in os.listdir(base):
-        owner, _, _ = name.partition("-")
+        owner, _, rest = name.partition("-")
         if owner == "env":
-            until = name.split("-")[1]
+            until = rest.partition("-")[0]
             stale = until.isdigit() and int(until) < now
         elif owner.isdigit() and sys.platform != "win32":
             stale = int(owner) != os.getpid() and not _alive(int(owner))
@@ -96,18 +96,27 @@ def _auth(found: Credential) -> dict[str, str]:
     return {"auth": base64.b64encode(f"{found.username}:{found.secret}".encode()).decode()}
 
 
+def _ours(name: str, keys: set[str]) -> bool:
+    """Whether a config entry's name (any form: URL, host, podman's `host/ns/repo`) is a registry we write."""
+    try:
+        return registry_key(name) in keys
+    except InputError:
+        return False  # not a registry name: the user's, kept as it is
+
+
 def build_config(user: dict[str, object], found: list[Credential]) -> dict[str, object]:
     """The user's docker config with our credentials in `auths`; without credsStore, our credHelpers
-    entries and any helper for a registry we hold (clients would ask the helper before `auths`)."""
-    names = {name: item for item in found for name in {credential_key(item.registry, True), item.registry}}
-    if DOCKER_HUB in {item.registry for item in found}:
-        names["docker.io"] = next(item for item in found if item.registry == DOCKER_HUB)  # podman's name
+    entries, and any helper or other entry for a registry we write (a client would ask that helper, or
+    podman take a `host/ns` entry, before our `auths`)."""
+    keys = {item.registry for item in found}
+    names = {credential_key(item.registry, True): item for item in found}  # Docker Hub: docker's index URL
+    names.update({item.registry: item for item in found})  # and podman's docker.io
     config = {k: v for k, v in user.items() if k != "credsStore"}
     helpers = user.get("credHelpers")
     if isinstance(helpers, dict):
-        config["credHelpers"] = {k: v for k, v in helpers.items() if v != HELPER and k not in names}
+        config["credHelpers"] = {k: v for k, v in helpers.items() if v != HELPER and not _ours(k, keys)}
     auths = user.get("auths")
-    kept = {k: v for k, v in auths.items() if k not in names} if isinstance(auths, dict) else {}
+    kept = {k: v for k, v in auths.items() if not _ours(k, keys)} if isinstance(auths, dict) else {}
     config["auths"] = {**kept, **{name: _auth(item) for name, item in names.items()}}
     return config
 
