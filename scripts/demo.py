@@ -146,7 +146,7 @@ def main():
 
             step("exec: for clients that read only `auths`, a throwaway config with the robot's one-hour JWT")
             run(["quay-cred-helper", "credential", host, "--json"], env)
-            inspect = f'skopeo inspect --authfile "$REGISTRY_AUTH_FILE" --tls-verify=false --format {{{{.Name}}}} {image}'
+            inspect = 'skopeo inspect --authfile "$REGISTRY_AUTH_FILE" --tls-verify=false --format {{.Name}} ' + image
             run(["quay-cred-helper", "exec", "--registry", host, "--", "sh", "-c", inspect], env)
             left = os.listdir(os.path.join(env["XDG_RUNTIME_DIR"], "quay-cred-helper-exec"))
             print(f"  the throwaway config is gone after the command: {not left}")

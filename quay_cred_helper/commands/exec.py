@@ -71,23 +71,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep(base: str, now: float) -> list[str]:
+def sweep(base: str, now: float) -> None:
     """Remove the directories of exec runs that are over: a killed exec's (its pid gone) and --print-env
-    ones past their time. Returns what was removed."""
-    removed = []
+    ones past their time."""
     for name in os.listdir(base):
         owner, _, rest = name.partition("-")
         if owner == "env":
             until = rest.partition("-")[0]
             stale = until.isdigit() and int(until) < now
         elif owner.isdigit() and sys.platform != "win32":
-            stale = int(owner) != os.getpid() and not _alive(int(owner))
+            stale = not _alive(int(owner))
         else:
             stale = False
         if stale:
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-            removed.append(name)
-    return removed
 
 
 def _auth(found: Credential) -> dict[str, str]:
