@@ -377,3 +377,20 @@ def test_skopeo_podman_and_docker_py_through_exec_with_no_helper(file_keyring, d
     r = sh([CLI, "exec", "--", sys.executable, "-c", program, docker_registry.host, realm], env)
     assert (r.returncode, r.stdout) == (0, "True\n"), r.stderr
     assert only_jwts(docker_registry.quay)  # every client sent the robot's JWT, never its token
+
+
+@pytest.mark.slow  # four runs
+def test_credential_of_a_repository_comes_from_its_prefix_sections_robot(robot, quay, tmp_path):
+    token_file = tmp_path / "org-token"
+    token_file.write_text(ROBOT_TOKEN + "\n")
+    token_file.chmod(0o600)
+    config = Path(robot["XDG_CONFIG_HOME"], "quay-cred-helper", "config.ini")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"[{quay.host}/org]\nrobot = {ROBOT}\nrobot_token_file = {token_file}\n")
+    payload = json.dumps({"ServerURL": quay.host, "Username": "alice", "Secret": "alice-password"})
+    assert helper(robot, "store", payload).returncode == 0  # the host's own credential: a user
+
+    routed = credential(robot, f"{quay.host}/org/app", "--json")
+    assert (routed["username"], routed["kind"]) == (ROBOT, "robot-jwt") and routed["expires_at"]
+    assert credential(robot, f"{quay.host}/library/x", "--json")["kind"] == "password"  # no prefix section
+    assert credential(robot, quay.host, "--json")["username"] == "alice"
