@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", action="append", default=[], help="an extra scope, e.g. repository:ns/repo:pull")
     p.add_argument("--json", action="store_true", help="print the token with its expiry and granted access")
 
+    p = sub.add_parser("credential", help="the credential `get` gives, with its kind and expiry (for scripts)")
+    p.add_argument("reference", metavar="REGISTRY[/NS/REPO]", help="registry, or a repository routed to a robot")
+    p.add_argument("--json", action="store_true", help="print it as JSON (version 1: docs/exec.md)")
+    p.add_argument("--api", action="store_true", help="a Bearer token for Quay's REST API instead (where one exists)")
+
+    p = sub.add_parser("exec", help="run a command with a throwaway docker config of fresh short-lived credentials")
+    p.add_argument("--registry", action="append", default=[], metavar="REG", help="only this registry (repeatable)")
+    p.add_argument("--home", action="store_true", help="also a throwaway HOME holding .docker/config.json")
+    p.add_argument("--print-env", action="store_true", help="print the variables for `eval` and run nothing")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]", help="the command to run")
+
     p = sub.add_parser("referrers", help="list the OCI referrers (signatures, SBOMs, ...) of a manifest")
     p.add_argument("reference", metavar="REGISTRY/NS/REPO@DIGEST|:TAG")
     p.add_argument("--artifact-type", action="append", default=[], metavar="TYPE", help="only this artifact type")

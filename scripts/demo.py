@@ -144,6 +144,13 @@ def main():
             same = json.loads(probe.stdout)["Secret"] == json.loads(got.stdout)["Secret"]
             print(f"  the answer is the same cached JWT: {same}")
 
+            step("exec: for clients that read only `auths`, a throwaway config with the robot's one-hour JWT")
+            run(["quay-cred-helper", "credential", host, "--json"], env)
+            inspect = 'skopeo inspect --authfile "$REGISTRY_AUTH_FILE" --tls-verify=false --format {{.Name}} ' + image
+            run(["quay-cred-helper", "exec", "--registry", host, "--", "sh", "-c", inspect], env)
+            left = os.listdir(os.path.join(env["XDG_RUNTIME_DIR"], "quay-cred-helper-exec"))
+            print(f"  the throwaway config is gone after the command: {not left}")
+
             step("A CI job: only the robot token in its environment, no keyring; one step, then it pulls")
             job = isolated_env(os.path.join(root, "ci-job"))
             job.pop("DBUS_SESSION_BUS_ADDRESS", None)

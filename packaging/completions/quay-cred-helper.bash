@@ -5,7 +5,7 @@ _quay_cred_helper() {
         if [[ "${COMP_WORDS[i]}" != -* ]]; then cmd="${COMP_WORDS[i]}"; break; fi
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "login ci-login logout list token referrers configure doctor robot node completion --help --version --debug" -- "$cur"))
+        COMPREPLY=($(compgen -W "login ci-login logout list token credential exec referrers configure doctor robot node completion --help --version --debug" -- "$cur"))
         return
     fi
     case "$cmd" in
@@ -14,6 +14,8 @@ _quay_cred_helper() {
         logout) opts="--help" ;;
         list) opts="--help --json -q --quiet -l --long" ;;
         token) opts="--help --push --scope --json" ;;
+        credential) opts="--help --json --api" ;;
+        exec) opts="--help --registry --home --print-env" ;;
         referrers) opts="--help --artifact-type --json --format --tree --depth" ;;
         configure) opts="--help --docker --podman --registries-conf --all --remove --migrate --dry-run" ;;
         doctor) opts="--help --json --kubelet --kubelet-config --bin-dir --service-account-token" ;;

@@ -30,6 +30,15 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from token' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from token' -l push
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from token' -l scope
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from token' -l json
+complete -c quay-cred-helper -n __fish_use_subcommand -a credential -d 'the credential `get` gives, with its kind and expiry (for scripts)'
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from credential' -l help
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from credential' -l json
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from credential' -l api
+complete -c quay-cred-helper -n __fish_use_subcommand -a exec -d 'run a command with a throwaway docker config of fresh short-lived credentials'
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from exec' -l help
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from exec' -l registry
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from exec' -l home
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from exec' -l print-env
 complete -c quay-cred-helper -n __fish_use_subcommand -a referrers -d 'list the OCI referrers (signatures, SBOMs, ...) of a manifest'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from referrers' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from referrers' -l artifact-type
@@ -65,4 +74,4 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from node' -a 'install o
 complete -c quay-cred-helper -n __fish_use_subcommand -a completion -d 'print a shell completion script'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from completion' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'
-complete -c quay-cred-helper -n '__fish_seen_subcommand_from login ci-login logout token referrers configure doctor' -a '(quay-cred-helper list -q 2>/dev/null)'
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login ci-login logout token credential exec referrers configure doctor' -a '(quay-cred-helper list -q 2>/dev/null)'

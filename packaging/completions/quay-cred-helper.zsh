@@ -8,6 +8,8 @@ _quay_cred_helper() {
     'logout:remove the credentials of a registry'
     'list:registries with stored credentials'
     'token:print a bearer token (for curl and scripts)'
+    'credential:the credential `get` gives, with its kind and expiry (for scripts)'
+    'exec:run a command with a throwaway docker config of fresh short-lived credentials'
     'referrers:list the OCI referrers (signatures, SBOMs, ...) of a manifest'
     'configure:point docker, podman, skopeo and buildah at the helper'
     'doctor:check the keyring, client configs and registries; say how to fix'
@@ -25,6 +27,8 @@ _quay_cred_helper() {
     logout) opts=(--help) ;;
     list) opts=(--help --json -q --quiet -l --long) ;;
     token) opts=(--help --push --scope --json) ;;
+    credential) opts=(--help --json --api) ;;
+    exec) opts=(--help --registry --home --print-env) ;;
     referrers) opts=(--help --artifact-type --json --format --tree --depth) ;;
     configure) opts=(--help --docker --podman --registries-conf --all --remove --migrate --dry-run) ;;
     doctor) opts=(--help --json --kubelet --kubelet-config --bin-dir --service-account-token) ;;
