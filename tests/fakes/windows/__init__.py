@@ -145,6 +145,10 @@ class Wine:
             "WINEDEBUG": "-all",
             "WINEDLLOVERRIDES": "mscoree,mshtml=",  # no Mono or Gecko installer prompts
             "LANG": "C.UTF-8",
+            # A cold python.exe under Wine on a loaded machine (eight at once, or other tests running) can
+            # take longer than the 4 s default to import keyring and read a credential; Windows' CredRead
+            # does not. That is Wine's timing, not what these tests are about.
+            "QUAY_CRED_HELPER_KEYRING_TIMEOUT": "60",
         }
         return env | dict(extra or {})
 
