@@ -220,7 +220,7 @@ class Wine:
 
 def _drain(stream, chunks):
     while True:
-        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        chunk = stream.read1(65536)
         if not chunk:
             return
         chunks.append(chunk)
