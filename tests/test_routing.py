@@ -8,8 +8,8 @@ import pytest
 from quay_cred_helper import config
 from quay_cred_helper.errors import ConfigError
 from tests.fakes.artifacts import push_demo
-from tests.fakes.quay_registry import QuayRegistry, b64url_decode
-from tests.support import CI_ROBOT_TOKEN, ROBOT, ROBOT_TOKEN, TEAM_A_TOKEN, USERS, cli, helper
+from tests.fakes.quay_registry import QuayRegistry
+from tests.support import CI_ROBOT_TOKEN, ROBOT, ROBOT_TOKEN, TEAM_A_TOKEN, USERS, claims_of, cli, helper
 
 TEAM_A = "team-a+nodes"
 TEAM_A_JOB = "team-a+job"  # its token held by the job (robot_token_env): CI_ROBOT_TOKEN
@@ -108,7 +108,7 @@ def teams(file_keyring, tmp_path):
 
 
 def sub(token):
-    return json.loads(b64url_decode(token.split(".")[1]))["sub"]
+    return claims_of(token)["sub"]
 
 
 @pytest.mark.slow  # over half a second: the full suite
