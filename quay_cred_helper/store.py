@@ -183,14 +183,9 @@ class HelperStore:
         if routed is not None:
             return routed
         entry = self.index.get(key)
-        settings = self.use.config.settings(key)
-        kind = source_of(entry, settings)
-        if kind == KEYLESS:
-            return self._keyless_credentials(key, self.keyless(key, entry, settings))
-        if kind == HELD:
-            held = self.robot_token(key, entry, settings)
-            assert held is not None
-            return held.identity(), lambda: (held.robot, held.read())
+        robot = self._robot_credentials(key, entry, self.use.config.settings(key))
+        if robot is not None:
+            return robot
         if entry is None:
             return ANONYMOUS, None
 
@@ -202,10 +197,18 @@ class HelperStore:
 
         return entry.identity or ANONYMOUS, credentials
 
-    def _keyless_credentials(self, key: str, keyless: Keyless | None) -> tuple[str, Credentials]:
-        assert keyless is not None
-        # Its /v2/auth tokens under an identity of their own: never the federation JWT itself.
-        return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
+    def _robot_credentials(
+        self, key: str, entry: IndexEntry | None, settings: Settings
+    ) -> tuple[str, Credentials] | None:
+        """What a token request sends for a keyless robot or a token the job holds; None for the keyring's."""
+        keyless = self.keyless(key, entry, settings)
+        if keyless is not None:
+            # Its /v2/auth tokens under an identity of their own: never the federation JWT itself.
+            return keyless.identity() + "v2auth", lambda: (keyless.robot, self.federated(key, keyless).token)
+        held = self.robot_token(key, entry, settings)
+        if held is not None:
+            return held.identity(), lambda: (held.robot, held.read())
+        return None
 
     def _routed(self, key: str, repository: str) -> tuple[str, Credentials] | None:
         """The robot of the prefix section holding `repository` (config.py), if it names one a command
@@ -214,13 +217,9 @@ class HelperStore:
         settings = self.use.config.settings(key, repository)
         if "/" not in settings.section:
             return None
-        kind = source_of(None, settings)
-        if kind == KEYLESS:
-            return self._keyless_credentials(key, self.keyless(key, None, settings))
-        if kind == HELD:
-            held = self.robot_token(key, None, settings)
-            assert held is not None
-            return held.identity(), lambda: (held.robot, held.read())
+        robot = self._robot_credentials(key, None, settings)
+        if robot is not None:
+            return robot
         if settings.oidc:  # keyless without its robot: never the host's identity instead
             raise ConfigError(
                 f"oidc for {settings.section} needs the robot it belongs to",

@@ -1,6 +1,7 @@
 """What the tests, the benchmarks and the demo share: accounts, an isolated environment, running
 the installed executables as clients do, and in-process collaborators built as the entry points build them."""
 
+import base64
 import json
 import os
 import shutil
@@ -172,3 +173,9 @@ def launch_probe(env, launcher, args, stdin=b"", report=None, timeout=30):
     result = subprocess.run(probe_argv(launcher, args), input=stdin, env=env, capture_output=True, timeout=timeout)
     with open(report) as f:
         return result, json.load(f)
+
+
+def claims_of(token):
+    """The claims of a JWT (a Quay JWT, an OIDC token), decoded and not verified: what the tests assert on."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -32,7 +32,7 @@ from tests.fakes.ci_services import (
 )
 from tests.fakes.hostile import DripServer
 from tests.fakes.quay_registry import QuayRegistry, b64url_decode
-from tests.support import CI_ROBOT, CI_ROBOT_TOKEN, CLI, HELPER, ROBOT, ROBOTS, USERS, cli, helper
+from tests.support import CI_ROBOT, CI_ROBOT_TOKEN, CLI, HELPER, ROBOT, ROBOTS, USERS, claims_of, cli, helper
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECT = "repo:org/app:ref:refs/heads/main"
@@ -60,10 +60,6 @@ CI_VARIABLES = (
     "QUAY_ROBOT_TOKEN",
     "DBUS_SESSION_BUS_ADDRESS",
 )
-
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
 
 
 @pytest.fixture

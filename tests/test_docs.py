@@ -131,3 +131,56 @@ def test_imports_go_only_downward_through_the_drawn_layers():
             seen += 1
             assert layers[target] >= layers[own], f"{path.relative_to(PACKAGE)} imports {imported}, a layer above"
     assert seen > 80
+
+
+# -- docs/architecture.md's claims that a test can hold ------------------------------------------------------
+
+
+def test_only_the_front_doors_print():
+    """The page: only helper.py, cli.py, commands/, kubelet/main.py and hotbuild.py print; launch.py flushes;
+    log.py's debug log may go to stderr. No other
+    module calls print() or touches sys.stdout / sys.stderr (protocol.serve writes to the stream it is given)."""
+    import ast
+
+    allowed = {"helper.py", "cli.py", "kubelet/main.py", "hotbuild.py", "launch.py", "log.py"}  # log: its debug log
+    seen = set()
+    for path in PACKAGE.rglob("*.py"):
+        name = path.relative_to(PACKAGE).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            prints = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+            streams = (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("stdout", "stderr")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "sys"
+            )
+            if prints or streams:
+                seen.add(name)
+                assert name in allowed or name.startswith("commands/"), f"{name} prints ({node.lineno})"
+    assert {"helper.py", "cli.py", "kubelet/main.py", "hotbuild.py"} <= seen  # the check sees what it looks for
+
+
+def test_every_fake_is_in_the_architecture_page():
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    fakes = ROOT / "tests" / "fakes"
+    for path in fakes.iterdir():
+        if path.name.startswith(("_", ".")):
+            continue
+        named = f"`{path.name}/`" if path.is_dir() else f"`{path.name}`"
+        assert named in doc, f"docs/architecture.md does not list tests/fakes/{path.name}"
+
+
+def test_the_hot_modules_are_the_drawn_ones():
+    """Every module a hot path loads (launch.HOT) is named on the page, and `sources/robot_token` is not loaded
+    by `store` at import: the promise that only a held token's `get` imports it."""
+    import ast
+
+    from quay_cred_helper import launch
+
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    for module in launch.HOT:
+        stem = module.rsplit(".", 1)[-1]
+        assert stem in doc or module.count(".") == 1, module
+    tree = ast.parse((PACKAGE / "store.py").read_text())
+    top_level = {node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module is not None}
+    assert "quay_cred_helper.sources.robot_token" not in top_level and "quay_cred_helper.store" in launch.HOT

@@ -13,14 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.issuer import GitHubTokenService
-from tests.fakes.quay_registry import QuayRegistry, b64url_decode
-from tests.support import ROBOT, ROBOTS, USERS, cli, helper
+from tests.fakes.quay_registry import QuayRegistry
+from tests.support import ROBOT, ROBOTS, USERS, claims_of, cli, helper
 
 SUBJECT = "system:serviceaccount:ci:builder"
-
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
 
 
 @pytest.fixture

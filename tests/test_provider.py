@@ -10,17 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import fake_kubelet as kubelet
-from tests.fakes.quay_registry import QuayRegistry, b64url_decode
-from tests.support import BIN, ROBOT, ROBOT_TOKEN, ROBOTS, TEAM_A_TOKEN, USERS
+from tests.fakes.quay_registry import QuayRegistry
+from tests.support import BIN, ROBOT, ROBOT_TOKEN, ROBOTS, TEAM_A_TOKEN, USERS, claims_of
 
 PROVIDER = os.path.join(BIN, "quay-credential-provider")
 V1 = "credentialprovider.kubelet.k8s.io/v1"
 OTHER = "org+other"
 SA_A, SA_B = "system:serviceaccount:build:a", "system:serviceaccount:build:b"
-
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
 
 
 @pytest.fixture

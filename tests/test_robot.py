@@ -188,17 +188,21 @@ def test_a_users_own_robot_gets_the_user_routes_hint(file_keyring, quay):
     assert regenerations(quay) == [] and stored(env, key)[0] == USER_ROBOT_TOKEN
 
 
+def node_env(home, quay, tmp_path, token_file, mode):
+    """A node's environment: ROBOT's token in `token_file` (with `mode`), named by the config, no keyring at all."""
+    token_file.write_text(ROBOT_TOKEN + "\n")
+    token_file.chmod(mode)
+    config = tmp_path / "provider.ini"
+    config.write_text(f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {token_file}\n")
+    return dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", QUAY_CRED_HELPER_CONFIG=str(config))
+
+
 @pytest.mark.posix  # file modes
 @pytest.mark.slow  # over half a second: the full suite
 def test_rotate_refuses_a_token_file_the_provider_would_refuse(home, quay, tmp_path):
     """Read and rewritten only as the provider reads it (files.check_private): before Quay is asked."""
-    env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     token_file = tmp_path / "robot-token"
-    token_file.write_text(ROBOT_TOKEN + "\n")
-    token_file.chmod(0o620)
-    config = tmp_path / "provider.ini"
-    config.write_text(f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {token_file}\n")
-    env["QUAY_CRED_HELPER_CONFIG"] = str(config)
+    env = node_env(home, quay, tmp_path, token_file, 0o620)
     r = cli(env, "robot", "rotate", quay.host, ROBOT, "--api-token-stdin", stdin=API_TOKEN)
     assert r.returncode == 1 and r.stderr.count(b"\n") == 1
     assert r.stderr.decode() == (
@@ -213,14 +217,9 @@ def test_rotate_refuses_a_token_file_the_provider_would_refuse(home, quay, tmp_p
 @pytest.mark.slow  # over half a second: the full suite
 def test_rotate_a_robot_token_file_without_any_keyring(home, quay, tmp_path):
     """A node: the token in robot_token_file, no keyring at all, the API token on stdin."""
-    env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     token_file = tmp_path / "node" / "robot-token"
     token_file.parent.mkdir(mode=0o700)
-    token_file.write_text(ROBOT_TOKEN + "\n")
-    token_file.chmod(0o600)
-    config = tmp_path / "provider.ini"
-    config.write_text(f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {token_file}\n")
-    env["QUAY_CRED_HELPER_CONFIG"] = str(config)
+    env = node_env(home, quay, tmp_path, token_file, 0o600)
 
     r = cli(env, "robot", "rotate", quay.host, ROBOT, "--api-token-stdin", stdin=API_TOKEN)
     assert r.returncode == 0, r.stderr
@@ -239,7 +238,7 @@ def test_rotate_a_robot_token_file_without_any_keyring(home, quay, tmp_path):
         }
     )
     p = subprocess.run(
-        [os.path.join(os.path.dirname(CLI), "quay-credential-provider"), "--config", str(config)],
+        [os.path.join(os.path.dirname(CLI), "quay-credential-provider"), "--config", env["QUAY_CRED_HELPER_CONFIG"]],
         input=request.encode() + b"\n",
         env=env,
         capture_output=True,

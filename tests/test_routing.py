@@ -8,10 +8,11 @@ import pytest
 from quay_cred_helper import config
 from quay_cred_helper.errors import ConfigError
 from tests.fakes.artifacts import push_demo
-from tests.fakes.quay_registry import QuayRegistry, b64url_decode
-from tests.support import ROBOT, ROBOT_TOKEN, TEAM_A_TOKEN, USERS, cli, helper
+from tests.fakes.quay_registry import QuayRegistry
+from tests.support import CI_ROBOT_TOKEN, ROBOT, ROBOT_TOKEN, TEAM_A_TOKEN, USERS, claims_of, cli, helper
 
 TEAM_A = "team-a+nodes"
+TEAM_A_JOB = "team-a+job"  # its token held by the job (robot_token_env): CI_ROBOT_TOKEN
 
 
 def write(tmp_path, text):
@@ -107,7 +108,7 @@ def teams(file_keyring, tmp_path):
 
 
 def sub(token):
-    return json.loads(b64url_decode(token.split(".")[1]))["sub"]
+    return claims_of(token)["sub"]
 
 
 @pytest.mark.slow  # over half a second: the full suite
@@ -185,12 +186,12 @@ def test_doctor_checks_a_provider_config_of_prefix_sections_only(file_keyring, t
 @pytest.fixture
 def alice_at(file_keyring, tmp_path):
     """alice logged in to the host (its own credentials); the config's text for [host/team-a] per test."""
-    robots = {ROBOT: ROBOT_TOKEN, TEAM_A: TEAM_A_TOKEN}
+    robots = {ROBOT: ROBOT_TOKEN, TEAM_A: TEAM_A_TOKEN, TEAM_A_JOB: CI_ROBOT_TOKEN}
     with QuayRegistry(users=USERS, robots=robots) as quay:
         token = tmp_path / "team-a-token"
         token.write_text(TEAM_A_TOKEN + "\n")
         token.chmod(0o600)
-        env = dict(file_keyring, TEAM_A_TOKEN=TEAM_A_TOKEN)
+        env = dict(file_keyring, TEAM_A_TOKEN=CI_ROBOT_TOKEN)  # a job's secret: in its environment by design
         r = cli(env, "login", quay.host, "-u", "alice", "--password-stdin", stdin="alice-password")
         assert r.returncode == 0, r.stderr
 
@@ -205,7 +206,7 @@ def alice_at(file_keyring, tmp_path):
 @pytest.mark.parametrize(
     "body, who",
     [
-        (f"robot = {TEAM_A}\nrobot_token_env = TEAM_A_TOKEN\n", TEAM_A),  # was the host's alice
+        (f"robot = {TEAM_A_JOB}\nrobot_token_env = TEAM_A_TOKEN\n", TEAM_A_JOB),  # was the host's alice
         (f"robot = {TEAM_A}\nrobot_token_file = {{file}}\n", TEAM_A),
         (f"robot = {TEAM_A}\n", "alice"),  # a robot named alone: the host's credentials (as documented)
         (f"robot = {TEAM_A}\nservice_account = true\n", "alice"),  # the kubelet's pods only
@@ -214,8 +215,11 @@ def alice_at(file_keyring, tmp_path):
 def test_token_routes_each_prefix_identity_setting(alice_at, body, who):
     quay, _, token_for = alice_at
     r = token_for(body)
-    assert r.returncode == 0, r.stderr
-    assert sub(r.stdout.decode().strip()) == who
+    assert quay.auth_log[-1]["user"] == who and quay.auth_log[-1]["scopes"] == ["repository:team-a/app:pull"]
+    if who != "alice":
+        assert r.returncode == 0 and sub(r.stdout.decode().strip()) == who, r.stderr
+    else:  # alice may not read team-a: the host's identity, as documented, refused by Quay
+        assert r.returncode == 1 and b"granted no access to team-a/app" in r.stderr
     assert sub(token_for(body, "org/app").stdout.decode().strip()) == "alice"  # outside the prefix: the host's
 
 
@@ -226,7 +230,7 @@ def test_token_routes_each_prefix_identity_setting(alice_at, body, who):
         ("robot_token_env = TEAM_A_TOKEN\n", "robot_token_env for {host}/team-a needs the robot it belongs to"),
         ("robot_token_file = {file}\n", "robot_token_file for {host}/team-a needs the robot it belongs to"),
         (
-            f"robot = {TEAM_A}\nrobot_token_env = TEAM_A_TOKEN\nrobot_token_file = {{file}}\n",
+            f"robot = {TEAM_A_JOB}\nrobot_token_env = TEAM_A_TOKEN\nrobot_token_file = {{file}}\n",
             "both robot_token_env and robot_token_file are set for {host}/team-a",
         ),
         ("oidc = env:TEAM_A_TOKEN\n", "oidc for {host}/team-a needs the robot it belongs to"),
@@ -246,8 +250,8 @@ def test_token_refuses_a_prefix_identity_it_cannot_use(alice_at, body, message):
 def test_referrers_routes_a_prefix_robot_token_env(alice_at):
     quay, env, token_for = alice_at
     pushed = push_demo(quay.url, "team-a/app", TEAM_A, TEAM_A_TOKEN)
-    assert token_for(f"robot = {TEAM_A}\nrobot_token_env = TEAM_A_TOKEN\n").returncode == 0  # writes the config
+    assert token_for(f"robot = {TEAM_A_JOB}\nrobot_token_env = TEAM_A_TOKEN\n").returncode == 0  # writes the config
     r = cli(env, "referrers", f"{quay.host}/team-a/app:1.0", "--format", "digest")
     assert r.returncode == 0, r.stderr
     assert set(r.stdout.decode().split()) == {pushed["signature"]["digest"], pushed["sbom"]["digest"]}
-    assert quay.auth_log[-1]["user"] == TEAM_A and quay.auth_log[-1]["scopes"] == ["repository:team-a/app:pull"]
+    assert quay.auth_log[-1]["user"] == TEAM_A_JOB and quay.auth_log[-1]["scopes"] == ["repository:team-a/app:pull"]

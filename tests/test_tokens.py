@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.quay_registry import QuayRegistry, b64url_decode
+from tests.fakes.quay_registry import QuayRegistry
 from tests.fakes.real_registry import free_port
-from tests.support import HELPER, ROBOT, ROBOT_TOKEN, helper
+from tests.support import HELPER, ROBOT, ROBOT_TOKEN, claims_of, helper
 
 NOT_FOUND = b"credentials not found in native keychain\n"
 
@@ -31,10 +31,6 @@ def get(env, host):
     r = helper(env, "get", host)
     assert r.returncode == 0, (r.stdout, r.stderr)
     return json.loads(r.stdout)
-
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
 
 
 def token_files(env):
