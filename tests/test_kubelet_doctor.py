@@ -106,17 +106,22 @@ def test_a_good_setup_runs_the_provider_and_shows_the_jwt(node, quay):
     assert ROBOT_TOKEN not in json.dumps(checks) and quay.count("/v2/auth") == 1
 
 
+def per_pod(quay, etc, require):
+    """A per-pod setup: kubelet.ini for each pod's token, the config's tokenAttributes; the config's path."""
+    (etc / "kubelet.ini").write_text(f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
+    attributes = f"""    tokenAttributes:
+      serviceAccountTokenAudience: quay
+      cacheType: ServiceAccount
+      requireServiceAccount: {"true" if require else "false"}
+      optionalServiceAccountAnnotationKeys: ["quay-cred-helper/robot"]
+"""
+    return written(etc, provider_yaml(quay, etc, extra=attributes))
+
+
 @pytest.mark.slow  # three doctor runs, two exchanges
 def test_per_pod_mode_sends_the_service_account_token(node, quay, issuer, tmp_path):
     env, etc, bin_dir = node
-    (etc / "kubelet.ini").write_text(f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
-    attributes = """    tokenAttributes:
-      serviceAccountTokenAudience: quay
-      cacheType: ServiceAccount
-      requireServiceAccount: true
-      optionalServiceAccountAnnotationKeys: ["quay-cred-helper/robot"]
-"""
-    config = written(etc, provider_yaml(quay, etc, extra=attributes))
+    config = per_pod(quay, etc, require=True)
     ok, checks = explained(config, bin_dir, f"{quay.host}/org/app")  # no token: nothing runs
     warned = [c for c in checks if c["status"] == "WARN"]
     assert ok and "requireServiceAccount: true" in warned[0]["detail"] and "--service-account-token" in warned[0]["fix"]
@@ -555,13 +560,7 @@ def test_without_a_trusted_process_the_units_say(node, quay, tmp_path, kind):
 def test_a_per_pod_config_run_without_a_token_says_to_give_one(node, quay):
     """Main's fix told to add tokenAttributes, which the config had: no token was given, none was sent."""
     env, etc, bin_dir = node
-    (etc / "kubelet.ini").write_text(f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
-    attributes = """    tokenAttributes:
-      serviceAccountTokenAudience: quay
-      cacheType: ServiceAccount
-      requireServiceAccount: false
-"""
-    config = written(etc, provider_yaml(quay, etc, extra=attributes))
+    config = per_pod(quay, etc, require=False)
     _, checks = doctor(env, config, bin_dir, f"{quay.host}/org/app")
     (answer,) = [c for c in checks if c["check"] == "provider quay-credential-provider answer"]
     assert answer["status"] == "WARN" and "what a pod without one gets" in answer["detail"]
