@@ -21,7 +21,7 @@ A plan with nothing to do is empty: a second run writes nothing. --uninstall pla
 our files, our flags out; a config left with no provider is deleted with the flags we added (the kubelet
 refuses an empty one).
 
-The cold path of one command: this module may import json, re, shlex and PyYAML.
+The cold path of one command: this module may import json, re and PyYAML.
 """
 
 from __future__ import annotations
