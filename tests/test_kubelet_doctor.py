@@ -566,3 +566,21 @@ def test_a_per_pod_config_run_without_a_token_says_to_give_one(node, quay):
     assert answer["status"] == "WARN" and "what a pod without one gets" in answer["detail"]
     assert answer["fix"].startswith("give --service-account-token FILE (kubectl create token SA --audience quay)")
     assert "tokenAttributes" not in answer["fix"]
+
+
+def test_flags_given_are_used_when_the_units_do_not_parse(node, quay, tmp_path):
+    _, etc, bin_dir = node
+    config = written(etc, provider_yaml(quay, etc, match="other.example.com"))
+    root = tmp_path / "node"
+    (root / "etc/rancher/k3s").mkdir(parents=True)
+    (root / "etc/rancher/k3s/config.yaml").write_text("kubelet-arg: [unclosed\n")
+    from quay_cred_helper.node.explain import explain
+
+    findings = explain([f"{quay.host}/org/app"], str(config), str(bin_dir), None, root=str(root))
+    flags = next(f for f in findings if f[1] == "kubelet flags")
+    assert flags[0] == "OK" and flags[2].startswith("as given: ")
+    # Without them, the broken file is the one line that says why.
+    findings = explain([f"{quay.host}/org/app"], None, None, None, root=str(root))
+    assert [f[:3] for f in findings if f[0] == "FAIL"] == [
+        ("FAIL", "kubelet flags", "/etc/rancher/k3s/config.yaml is not YAML")
+    ]
