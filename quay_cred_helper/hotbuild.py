@@ -5,7 +5,8 @@ launch.RACY_NS, so that nothing just installed is left out); launch.finish() run
 at the exit of a run that found the bundle missing or stale.
 
 The file: the index's length and its checksum (launch.checksum(), 4 bytes each, little-endian), the index,
-marshalled (launch.header() and name -> (source, key, offset, size, the code's checksum)), then each module's code,
+marshalled (launch.header() and name -> (source, key, offset, size, the code's checksum); offset -1 for
+a module left out because its times are too recent), then each module's code,
 marshalled, at its offset from the index's end.
 """
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from quay_cred_helper.launch import Entry, Key
 
-    Compiled = dict[str, tuple[str, Key, bytes]]
+    Compiled = dict[str, tuple[str, Key, "bytes | None"]]  # None: left out (its times too recent)
 
 
 def source(name: str) -> str:
@@ -70,11 +71,14 @@ def _layout(compiled: Compiled) -> bytes:
     offset = 0
     check = checksum()
     for name, (origin, stamp, code) in compiled.items():
+        if code is None:  # left out while its times are that recent: no code, and no rewrite until they age
+            index[name] = (origin, stamp, -1, 0, 0)
+            continue
         index[name] = (origin, stamp, offset, len(code), check(code))
         offset += len(code)
     head = marshal.dumps((header(), index))
     prefix = len(head).to_bytes(4, "little") + (check(head) & 0xFFFFFFFF).to_bytes(4, "little")
-    return prefix + head + b"".join(code for _, _, code in compiled.values())
+    return prefix + head + b"".join(code for _, _, code in compiled.values() if code is not None)
 
 
 def _compile_all() -> Compiled:
@@ -87,8 +91,11 @@ def _compile_all() -> Compiled:
                 text = f.read()
         except OSError:
             continue
-        if max(before[2], before[3]) > time.time_ns() - RACY_NS or key(origin) != before:
-            continue  # changed just now or while read: left to the normal import until it settles
+        if key(origin) != before:
+            continue  # changed while read: left to the normal import, and the next run rewrites
+        if max(before[2], before[3]) > time.time_ns() - RACY_NS:
+            entries[name] = (origin, before, None)  # changed just now, or dated in the future: left out
+            continue
         entries[name] = (origin, before, marshal.dumps(_compiled(text, origin)))
     return entries
 

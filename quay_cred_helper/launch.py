@@ -22,7 +22,8 @@ modification and change times (to the nanosecond) are those it was compiled
 from. Every write to a file changes its change time, which no user can set,
 and a file put in its place has another inode. Two writes within one tick of
 the file system's clock could still leave all four unchanged (git's "racy"
-case), so a source changed less than RACY_NS before compiling is left out.
+case), so a source changed less than RACY_NS before compiling, or dated in the future, is left
+out, and its entry says so: no run rewrites the bundle for it until its times have aged.
 An entry that is stale, missing or unreadable is imported the normal way,
 and `finish()` rewrites the file at exit where Python would write .pyc files
 (the directory writable, no PYTHONDONTWRITEBYTECODE): once after an upgrade
@@ -123,6 +124,12 @@ def _int_hash(data: bytes) -> int:
     return hash(int.from_bytes(data, "little"))
 
 
+def _now_ns() -> int:
+    import time  # built in: nothing to load, and only for a module hotbuild left out
+
+    return time.time_ns()
+
+
 def key(path: str) -> "Key":
     st = os.stat(path)
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -154,6 +161,9 @@ class Finder(LoaderBase):
                 return None
         except OSError:
             self.stale = True
+            return None
+        if entry[2] < 0:  # left out by hotbuild: its times were too recent (or in the future) to trust
+            self.stale = self.stale or max(stamp[2], stamp[3]) <= _now_ns() - RACY_NS  # rewrite once they age
             return None
         package = os.path.basename(origin) == "__init__.py"
         spec = _ModuleSpec(name, self, origin=origin, is_package=package)

@@ -106,17 +106,22 @@ def test_a_good_setup_runs_the_provider_and_shows_the_jwt(node, quay):
     assert ROBOT_TOKEN not in json.dumps(checks) and quay.count("/v2/auth") == 1
 
 
+def per_pod(quay, etc, require):
+    """A per-pod setup: kubelet.ini for each pod's token, the config's tokenAttributes; the config's path."""
+    (etc / "kubelet.ini").write_text(f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
+    attributes = f"""    tokenAttributes:
+      serviceAccountTokenAudience: quay
+      cacheType: ServiceAccount
+      requireServiceAccount: {"true" if require else "false"}
+      optionalServiceAccountAnnotationKeys: ["quay-cred-helper/robot"]
+"""
+    return written(etc, provider_yaml(quay, etc, extra=attributes))
+
+
 @pytest.mark.slow  # three doctor runs, two exchanges
 def test_per_pod_mode_sends_the_service_account_token(node, quay, issuer, tmp_path):
     env, etc, bin_dir = node
-    (etc / "kubelet.ini").write_text(f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
-    attributes = """    tokenAttributes:
-      serviceAccountTokenAudience: quay
-      cacheType: ServiceAccount
-      requireServiceAccount: true
-      optionalServiceAccountAnnotationKeys: ["quay-cred-helper/robot"]
-"""
-    config = written(etc, provider_yaml(quay, etc, extra=attributes))
+    config = per_pod(quay, etc, require=True)
     ok, checks = explained(config, bin_dir, f"{quay.host}/org/app")  # no token: nothing runs
     warned = [c for c in checks if c["status"] == "WARN"]
     assert ok and "requireServiceAccount: true" in warned[0]["detail"] and "--service-account-token" in warned[0]["fix"]
@@ -555,15 +560,27 @@ def test_without_a_trusted_process_the_units_say(node, quay, tmp_path, kind):
 def test_a_per_pod_config_run_without_a_token_says_to_give_one(node, quay):
     """Main's fix told to add tokenAttributes, which the config had: no token was given, none was sent."""
     env, etc, bin_dir = node
-    (etc / "kubelet.ini").write_text(f"[{quay.host}]\nservice_account = true\nrobot = {ROBOT}\n")
-    attributes = """    tokenAttributes:
-      serviceAccountTokenAudience: quay
-      cacheType: ServiceAccount
-      requireServiceAccount: false
-"""
-    config = written(etc, provider_yaml(quay, etc, extra=attributes))
+    config = per_pod(quay, etc, require=False)
     _, checks = doctor(env, config, bin_dir, f"{quay.host}/org/app")
     (answer,) = [c for c in checks if c["check"] == "provider quay-credential-provider answer"]
     assert answer["status"] == "WARN" and "what a pod without one gets" in answer["detail"]
     assert answer["fix"].startswith("give --service-account-token FILE (kubectl create token SA --audience quay)")
     assert "tokenAttributes" not in answer["fix"]
+
+
+def test_flags_given_are_used_when_the_units_do_not_parse(node, quay, tmp_path):
+    _, etc, bin_dir = node
+    config = written(etc, provider_yaml(quay, etc, match="other.example.com"))
+    root = tmp_path / "node"
+    (root / "etc/rancher/k3s").mkdir(parents=True)
+    (root / "etc/rancher/k3s/config.yaml").write_text("kubelet-arg: [unclosed\n")
+    from quay_cred_helper.node.explain import explain
+
+    findings = explain([f"{quay.host}/org/app"], str(config), str(bin_dir), None, root=str(root))
+    flags = next(f for f in findings if f[1] == "kubelet flags")
+    assert flags[0] == "OK" and flags[2].startswith("as given: ")
+    # Without them, the broken file is the one line that says why.
+    findings = explain([f"{quay.host}/org/app"], None, None, None, root=str(root))
+    assert [f[:3] for f in findings if f[0] == "FAIL"] == [
+        ("FAIL", "kubelet flags", "/etc/rancher/k3s/config.yaml is not YAML")
+    ]

@@ -4,6 +4,7 @@ with podman against a fake host root as the DaemonSet runs it, then the installe
 podman here (a VM without CAP_SYS_RESOURCE, cgroups v1 and v2 mixed) needs: its own storage (vfs), runc (crun
 refuses the mixed cgroups) with cgroupfs, rlimits no higher than ours, and no network (none is reachable)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -79,6 +80,31 @@ def test_the_installer_image_installs_on_a_fake_host_and_the_provider_answers(im
     shutil.rmtree(root / "var/cache/quay-cred-helper")
     code, out, err = podman_run(image, root, secret, *install)
     assert code == 0 and "nothing to change" in err and snapshot(root) == installed
+    code, out, err = podman_run(image, root, secret, "node", "install", "--root", "/host", "--uninstall")
+    assert code == 0, err
+    assert snapshot(root) == before
+
+
+def test_the_installer_image_resolves_an_absolute_link_in_the_host_root(image, tmp_path):
+    """/etc/eks -> /var/lib/eks on the host: main followed it inside the container, wrote the config there,
+    and pointed the node's kubelet at a file that did not exist on the node."""
+    root = node_root(tmp_path, "eks")
+    (root / "var/lib").mkdir(parents=True, exist_ok=True)
+    os.replace(root / "etc/eks", root / "var/lib/eks")
+    (root / "etc/eks").symlink_to("/var/lib/eks")
+    before = snapshot(root)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "robot-token").write_text(ROBOT_TOKEN + "\n")
+    (secret / "kubelet.ini").write_text(f"[quay.example.com]\nrobot = {ROBOT}\nrobot_token_file = /etc/x/robot-token\n")
+    install = ["node", "install", "--root", "/host", "--provider", "/opt/quay-cred-helper/provider",
+               "--config", "/secret/kubelet.ini", "--robot-token-file", "/secret/robot-token"]  # fmt: skip
+    code, out, err = podman_run(image, root, secret, *install)
+    assert code == 0, err
+    config = json.loads((root / "var/lib/eks/image-credential-provider/config.json").read_text())
+    assert [p["name"] for p in config["providers"]] == ["ecr-credential-provider", "quay-credential-provider"]
+    assert os.readlink(root / "etc/eks") == "/var/lib/eks"
+    assert os.path.lexists(root / "var/lib/eks/image-credential-provider/quay-credential-provider")
     code, out, err = podman_run(image, root, secret, "node", "install", "--root", "/host", "--uninstall")
     assert code == 0, err
     assert snapshot(root) == before

@@ -2,11 +2,9 @@
 
 One run, planned first, then shown (--dry-run: a unified diff) or applied:
 
-1. How the kubelet starts. k3s and RKE2 pass /var/lib/rancher/credentialprovider/bin and
-   .../config.yaml to their kubelet whenever both exist (k3s pkg/daemons/agent: ImageCredProvAvailable),
-   unless their config.yaml names other paths. Elsewhere systemd's kubelet.service: the unit, its drop-ins,
-   their Environment= and EnvironmentFile= values and the ExecStart they expand into, where flags the
-   kubelet already has show up (EKS's ECR provider, a hand-made setup).
+1. How the kubelet starts (node/kubelet.py: k3s and RKE2, else systemd's kubelet.service and the flags
+   its units give it). Every path is the node's, resolved inside --root (node/rootfs.py): a file that is a
+   link is changed where it leads and the link kept.
 2. The provider in the kubelet's bin dir (the one it has, or ours): a file copied as it is; a bundle
    directory (the PyInstaller onedir bundle, the zipapp) copied to /opt/quay-cred-helper/provider and
    linked by name (both find their files through the link).
@@ -23,7 +21,7 @@ A plan with nothing to do is empty: a second run writes nothing. --uninstall pla
 our files, our flags out; a config left with no provider is deleted with the flags we added (the kubelet
 refuses an empty one).
 
-The cold path of one command: this module may import json, re, shlex and PyYAML.
+The cold path of one command: this module may import json, re and PyYAML.
 """
 
 from __future__ import annotations
