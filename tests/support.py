@@ -179,3 +179,10 @@ def claims_of(token):
     """The claims of a JWT (a Quay JWT, an OIDC token), decoded and not verified: what the tests assert on."""
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def store(env, server, username="alice", secret="s3cret"):
+    """`docker-credential-quay store` of one credential, as a client sends it; it must succeed (the result)."""
+    r = helper(env, "store", json.dumps({"ServerURL": server, "Username": username, "Secret": secret}))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return r

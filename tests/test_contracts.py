@@ -1,4 +1,6 @@
-"""One contract suite for every implementation of the seams: protocol.Store and registry.cache.TokenCache.
+"""One contract suite for every implementation of the seams: protocol.Store and registry.cache.TokenCache,
+and one for every credential source (sources/: a robot token or a keyless robot's OIDC token, from a
+variable or a file), in the manner of keyring's BackendBasicTests.
 
 Stores: the in-memory store, the keyring store over keyrings.alt's file
 backend, over a real Secret Service (gnome-keyring, full tier), and the
@@ -172,3 +174,97 @@ def test_null_cache_hands_out_nothing_and_forgets_the_old_cache(tmp_path, clock)
     null.drop("quay.example.com")
     assert disk.load("quay.example.com", "id", []) is None
     assert not os.path.exists(tmp_path / "tokens" / "quay.example.com")
+
+
+# -- credential sources: one suite that every source runs (sources/) ---------------------------------------
+
+
+class Source:
+    """One credential source as the suite drives it: `put(text)` places the token where the source reads it,
+    `read()` and `identity()` are the source's own, `held`: a robot token (its identity follows the token)."""
+
+    def __init__(self, kind, tmp_path, monkeypatch):
+        from quay_cred_helper.config import Settings
+        from quay_cred_helper.sources.keyless import Keyless
+        from quay_cred_helper.sources.robot_token import RobotToken
+
+        self.kind, self.monkeypatch = kind, monkeypatch
+        self.path = tmp_path / "source" / "token"
+        self.path.parent.mkdir(mode=0o700)
+        spec = "env:SOURCE_TOKEN" if kind.endswith("env") else f"file:{self.path}"
+        self.held = kind.startswith("robot-token")
+        self.file = spec.startswith("file:")
+        if self.held:
+            source = RobotToken("org+ci", spec)
+            self.read, self.identity = source.read, source.identity
+        else:
+            source = Keyless("org+ci", spec, "quay")
+            self.read, self.identity = lambda: source.oidc_token("quay.example.com", Settings()), source.identity
+
+    def put(self, text):
+        if self.file:
+            self.path.write_text(text)
+            self.path.chmod(0o600)
+        else:
+            self.monkeypatch.setenv("SOURCE_TOKEN", text)
+
+
+@pytest.fixture(params=["robot-token-env", "robot-token-file", "keyless-env", "keyless-file"])
+def source(request, private_dirs, monkeypatch):
+    monkeypatch.delenv("SOURCE_TOKEN", raising=False)
+    return Source(request.param, private_dirs, monkeypatch)
+
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJl"  # JWT-shaped: every source accepts it
+
+
+def test_a_source_reads_its_token_stripped(source):
+    source.put(TOKEN + "\n")
+    assert source.read() == TOKEN
+    assert source.read() == TOKEN  # read afresh, the same
+
+
+def test_a_sources_identity_holds_no_secret_and_is_stable(source):
+    source.put(TOKEN)
+    identity = source.identity()
+    assert identity and TOKEN not in identity and TOKEN.encode().hex() not in identity
+    assert source.identity() == identity
+
+
+def test_a_held_tokens_identity_follows_the_token(source):
+    source.put(TOKEN)
+    first = source.identity()
+    source.put(TOKEN.replace("c2ln", "b3Ro"))  # the same size, in place (the same inode)
+    if source.file:
+        os.utime(source.path, ns=(1, 1))  # and a new mtime, however coarse the file system's clock
+    assert (source.identity() != first) == source.held  # keyless: robot, source and audience only
+
+
+def test_a_missing_or_empty_source_is_a_source_error_with_its_fix(source):
+    from quay_cred_helper.errors import SourceError
+
+    with pytest.raises(SourceError) as missing:
+        source.read()
+    assert missing.value.problem and missing.value.fix
+    source.put("  \n")
+    with pytest.raises(SourceError) as empty:
+        source.read()
+    assert empty.value.problem and empty.value.fix
+
+
+@pytest.mark.posix  # file modes
+def test_a_source_file_is_checked_as_every_door_checks_it(source):
+    """files.check_private and one size cap for every file a source names; nothing to check for a variable."""
+    from quay_cred_helper.errors import ConfigError
+    from quay_cred_helper.sources import MAX_TOKEN
+
+    source.put(TOKEN)
+    if not source.file:
+        assert source.read() == TOKEN
+        return
+    source.path.chmod(0o620)
+    with pytest.raises(ConfigError, match="other users can write it"):
+        source.read()
+    source.put("x" * (MAX_TOKEN + 1))
+    with pytest.raises(ConfigError, match="more than 64 KiB"):
+        source.read()

@@ -21,14 +21,9 @@ from quay_cred_helper.errors import InputError, KeyringError, RegistryError
 from quay_cred_helper.names import is_loopback, registry_key
 from tests.fakes.hostile import DripServer, LoggingProxy, TLSHangup
 from tests.fakes.quay_registry import b64url
-from tests.support import ROBOT, ROBOT_TOKEN, cli, count_case, examples, helper
+from tests.support import ROBOT, ROBOT_TOKEN, cli, count_case, examples, helper, store
 
 NOT_FOUND = b"credentials not found in native keychain\n"
-
-
-def store(env, host, username, secret):
-    r = helper(env, "store", json.dumps({"ServerURL": host, "Username": username, "Secret": secret}))
-    assert r.returncode == 0, r.stdout
 
 
 def login(env, host, password="alice-password"):

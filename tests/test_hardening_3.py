@@ -20,7 +20,7 @@ from tests.conftest import needs
 from tests.fakes import fake_kubelet as kubelet
 from tests.fakes.hostile import DripServer, _read_head, _Server
 from tests.fakes.quay_registry import b64url, b64url_decode
-from tests.support import ROBOT, ROBOT_TOKEN, cli, helper
+from tests.support import ROBOT, ROBOT_TOKEN, cli, helper, store
 
 V1 = "credentialprovider.kubelet.k8s.io/v1"
 NOBODY = 65534
@@ -32,11 +32,6 @@ CHALLENGE = (
 
 def provider_path():
     return os.path.join(support.BIN, "quay-credential-provider")
-
-
-def store(env, host, username, secret):
-    r = helper(env, "store", json.dumps({"ServerURL": host, "Username": username, "Secret": secret}))
-    assert r.returncode == 0, r.stdout
 
 
 def configured(env, text, name="config.ini"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _secret_service
-from tests.support import helper
+from tests.support import helper, store
 
 NOT_FOUND = b"credentials not found in native keychain\n"
 
@@ -19,11 +19,6 @@ NOT_FOUND = b"credentials not found in native keychain\n"
 @pytest.fixture(params=[pytest.param("secret-service", marks=pytest.mark.slow), "file"])
 def keyring_env(request):
     return request.getfixturevalue("secret_keyring" if request.param == "secret-service" else "file_keyring")
-
-
-def store(env, server, username="alice", secret="s3cret"):
-    payload = json.dumps({"ServerURL": server, "Username": username, "Secret": secret})
-    return helper(env, "store", payload)
 
 
 @pytest.mark.slow  # over half a second: the full suite

@@ -16,15 +16,9 @@ import pytest
 
 from tests.fakes.quay_registry import QuayRegistry
 from tests.fakes.real_registry import free_port
-from tests.support import HELPER, ROBOT, ROBOT_TOKEN, claims_of, helper
+from tests.support import HELPER, ROBOT, ROBOT_TOKEN, claims_of, helper, store
 
 NOT_FOUND = b"credentials not found in native keychain\n"
-
-
-def store(env, host, username, secret):
-    payload = json.dumps({"ServerURL": host, "Username": username, "Secret": secret})
-    r = helper(env, "store", payload)
-    assert r.returncode == 0, r.stdout
 
 
 def get(env, host):
