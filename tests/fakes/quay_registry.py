@@ -132,6 +132,11 @@ class QuayRegistry:
         # audiences when it has some); issuers are fetched over https trusting oidc_ca.
         self.federation = {}
         self.oidc_ca = None
+        # SSO (Quay's OIDC login service, DESIGN.md section 10): None, or {"issuer", "client_id",
+        # "audiences", "check_aud" (3.18+; False: 3.9-3.17), "allowed_clients", "user_creation"}.
+        self.sso = None
+        self.sso_links = {}  # IdP subject -> Quay username (federated logins)
+        self.sso_log = []  # {"subject", "status", "message"} per ID token presented (/v2/auth and /api/v1)
         self.federation_log = []  # {"robot", "subject", "jti", "status"} per exchange
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
         self.api = RobotApi(self)  # Quay's REST API for robots: OAuth tokens, regenerate, federation, permissions
@@ -617,6 +622,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 username, _, password = base64.b64decode(auth[6:]).decode().partition(":")
             except Exception:
                 return self.errors(401, "UNAUTHORIZED", "Invalid Username or Password")
+            if username == "$oauthtoken" and reg.sso is not None and _looks_like_jwt(password) is not None:
+                problem, user = self.check_sso(password)
+                reg.log_auth(user or username, scopes, 401 if problem else 200, "id_token")
+                if problem:
+                    return self.errors(401, "UNAUTHORIZED", problem)
+                return self.grant(user, service, scopes)
             account = reg.accounts.get(username)
             with reg.lock:
                 if account and account.failures:
@@ -639,6 +650,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self.errors(401, "UNAUTHORIZED", problem)
         elif not reg.anonymous:
             return self.send(401, {"error": "Anonymous access is not allowed"})
+        reg.log_auth(username, scopes, 200, credential)
+        return self.grant(username, service, scopes)
+
+    def grant(self, username, service, scopes):
+        reg = self.registry
         access = []
         for scope in scopes:
             match = _SCOPE.fullmatch(scope)
@@ -648,10 +664,77 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             granted = reg.allowed_actions(username, name, actions)
             if granted:
                 access.append({"type": "repository", "name": name, "actions": granted})
-        reg.log_auth(username, scopes, 200, credential)
         kind = "robot" if username and "+" in username else ("user" if username else "anonymous")
         token = reg.issue(username, service, access, {"version": 2, "entity_kind": kind})
         self.send(200, {"token": token})
+
+    def check_sso(self, token):
+        """(Quay's refusal or None, the Quay user) for an ID token presented as `$oauthtoken`'s password or
+        as Bearer on /api/v1: quay/quay oauth/oidc.py decode_user_jwt and the federated login, in the
+        words DESIGN.md section 10 lists. Creates the user on first use unless user creation is off."""
+        reg = self.registry
+        sso = reg.sso
+        parts = token.split(".")
+        subject, problem, user = None, None, None
+        try:
+            header, claims = (json.loads(b64url_decode(p)) for p in parts[:2])
+            assert len(parts) == 3 and isinstance(header, dict) and isinstance(claims, dict)
+        except Exception:
+            header, claims = {}, None
+        now = time.time()
+        allowed = {"RS256": hashes.SHA256(), "RS384": hashes.SHA384()}
+        if claims is None or header.get("typ") not in ("JWT", "at+jwt"):
+            problem = "OAuth access token could not be validated"  # taken for a Quay OAuth application token
+        elif sso is None or str(claims.get("iss", "")).rstrip("/") != sso["issuer"].rstrip("/"):
+            problem = f"Issuer {claims.get('iss')} not configured"
+        elif not header.get("kid"):
+            problem = "Missing `kid` header"
+        elif header.get("alg") not in allowed:
+            problem = "The specified alg value is not allowed"
+        else:
+            key = self.issuer_key(sso["issuer"], header["kid"])
+            try:
+                assert key is not None
+                signed = f"{parts[0]}.{parts[1]}".encode()
+                key.verify(b64url_decode(parts[2]), signed, padding.PKCS1v15(), allowed[header["alg"]])
+            except Exception:
+                problem = "Signature verification failed" if key else f"Public key {header['kid']} not found"
+        if problem is None:
+            subject = claims.get("sub")
+            aud = claims.get("aud")
+            audiences = {sso["client_id"], *sso.get("audiences", ())}
+            allowed_clients = sso.get("allowed_clients")
+            if "exp" not in claims or "iat" not in claims:
+                problem = f'Token is missing the "{"exp" if "exp" not in claims else "iat"}" claim'
+            elif claims["exp"] <= now - LEEWAY:
+                problem = "Signature has expired"
+            elif sso.get("check_aud", True) and not aud:
+                problem = 'Token is missing the "aud" claim'
+            elif sso.get("check_aud", True) and not set([aud] if isinstance(aud, str) else aud) & audiences:
+                problem = "Audience doesn't match"
+            elif (
+                sso.get("check_aud", True)
+                and allowed_clients
+                and claims.get("azp", sso["client_id"]) not in (allowed_clients)
+            ):
+                problem = f"Client '{claims.get('azp')}' is not in the allowed clients list"
+            elif claims["iat"] > now + LEEWAY:
+                problem = "Issued At claim (iat) cannot be in the future."
+        if problem is None:
+            with reg.lock:
+                user = reg.sso_links.get(subject)
+                if user is None and not sso.get("user_creation", True):
+                    problem = "User creation is disabled. Please contact your administrator"
+                elif user is None:
+                    base = str(claims.get("preferred_username") or subject).split("@")[0]
+                    user, serial = base, 0
+                    while user in reg.accounts:
+                        user, serial = f"{base}{serial}", serial + 1
+                    reg.accounts[user] = Account(None, [user])
+                    reg.sso_links[subject] = user
+        with reg.lock:
+            reg.sso_log.append({"subject": subject, "status": 401 if problem else 200, "message": problem})
+        return problem, (None if problem else user)
 
 
 # -- Quay's REST API for robots (quay/quay endpoints/api/robot.py, auth/oauth.py, endpoints/csrf.py) ---------
@@ -743,11 +826,22 @@ def robot_api(self, path):
     user, scopes = None, set()
     if len(parts) == 2 and parts[0].lower() == "bearer":
         claims = _looks_like_jwt(parts[1])
-        if claims is not None:
+        if claims is not None and reg.sso is not None:
+            # A valid SSO ID token is a full user session: no OAuth scopes.
+            message, user = self.check_sso(parts[1])
+            if message:
+                return answer(401, {"error": message})
+            scopes = {"user:admin", "org:admin", "repo:read", "repo:write", "repo:admin", "repo:create"}
+        elif claims is not None:
             issuer = claims.get("iss") if isinstance(claims, dict) else None
             message = f"Issuer {issuer} not configured" if issuer else "Token does not contain issuer"
             return answer(401, {"error": message})
-        user, scopes = state.oauth.get(parts[1], (None, set()))
+        else:
+            user, scopes = state.oauth.get(parts[1], (None, set()))
+    if path == "/api/v1/user/":
+        if user is None:
+            return problem(401, "invalid_token", "Requires authentication")
+        return answer(200, {"username": user, "anonymous": False, "verified": True})
     match = _API_ROBOT.fullmatch(path)
     if not match:
         return answer(404, {"message": "The requested URL was not found on the server."})
