@@ -14,6 +14,9 @@ A robot whose token the job holds (robot_token.py's `RobotToken`: `robot_token_e
 `robot_token_file`, or `login --token-from`) has nothing stored either, and
 needs no keyring: `get` exchanges the token from the job's environment or
 file for a one-hour JWT, cached under an identity that holds no secret.
+
+An SSO login (sso/, `login --sso`) keeps only the IdP's refresh token: `get` answers `$oauthtoken`
+and the ID token, cached until shortly before it expires, else refreshed (sso/session.py).
 """
 
 from __future__ import annotations
@@ -90,6 +93,10 @@ class HelperStore:
     def delete(self, key: str) -> None:
         self.use.cache.drop(key)
         entry = self.index.get(key)
+        if entry is not None and entry.sso:
+            from quay_cred_helper.sso import session  # SSO: revoke at the IdP, erase every part
+
+            return session.end(self.use, key, entry, self.warn)
         if entry is not None and (entry.oidc or entry.token_from):
             with self.index.lock():
                 self.index.remove(key)
@@ -162,6 +169,10 @@ class HelperStore:
         if routed is not None:
             return routed
         entry = self.index.get(key)
+        if entry is not None and entry.sso:
+            from quay_cred_helper.sso import session
+
+            return entry.identity + "v2auth", session.credentials(self.use, key, entry)
         keyless = self.keyless(key, entry)
         if keyless is not None:
             # Its /v2/auth tokens under an identity of their own: never the federation JWT itself.
@@ -200,6 +211,14 @@ class HelperStore:
 
     def get(self, key: str) -> tuple[str, str]:
         entry = self.index.get(key)
+        if entry is not None and entry.sso:
+            # SSO: the cached ID token (index and one cache file), else one refresh (sso/session.py).
+            hit = self.use.cache.load(key, entry.identity, [])
+            if hit:
+                return "$oauthtoken", hit.token
+            from quay_cred_helper.sso import session
+
+            return session.USERNAME, session.id_token(self.use, key, entry).token
         keyless = self.keyless(key, entry)
         if keyless is not None:
             # Never "not found" when the source is broken: the client would pull anonymously.

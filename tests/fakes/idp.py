@@ -39,6 +39,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from tests.fakes.issuer import OIDCIssuer, _Handler, b64url
 
 REFRESH_PREFIX = "R3FRESHT0KEN"  # every refresh token this IdP issues starts with it
+# Every ID token's header starts with this member, so its encoding starts alike: the secret watcher's needle.
+_MARK_MEMBER = '{"idp": "test-idp-sso", '  # 24 bytes: 32 base64url characters, whatever follows
+ID_TOKEN_MARK = b64url(_MARK_MEMBER.encode())
 CLIENT_ID = "quay-cli"  # the public CLI client registered at the IdP
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -286,10 +289,12 @@ class TestIdP(OIDCIssuer):
         }
         if nonce:
             claims["nonce"] = "not-" + nonce if self.wrong_nonce else nonce
-        header = {"alg": "RS256", "kid": self.kid}
+        header = {"idp": "test-idp-sso", "alg": "RS256", "kid": self.kid}
         if not self.no_typ:
             header["typ"] = "JWT"
-        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        encoded = json.dumps(header).encode()
+        assert encoded.startswith(_MARK_MEMBER.encode())
+        signing_input = f"{b64url(encoded)}.{b64url(json.dumps(claims).encode())}"
         signature = self.keys[self.kid].sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{b64url(signature)}"
 

@@ -303,6 +303,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self.federated()
         if path.startswith("/api/v1/"):
             return robot_api(self, path)
+        if path == "/config":  # public: the OIDC logins' CLIENT_IDs, never their issuers
+            logins = [{"service": "sso", "CLIENT_ID": reg.sso["client_id"], "OIDC": True}] if reg.sso else []
+            return self.send(200, {"external_login": logins, "config": {"SERVER_HOSTNAME": reg.server_hostname}})
         if path == "/v2/" or path == "/v2":
             if self.bearer_claims() is None and not reg.v2_open:
                 return self.errors(

@@ -1,0 +1,277 @@
+"""SSO logins: `login --sso` against the test identity provider (tests/fakes/idp.py, https on 127.0.0.1 with its
+own CA) and the Quay-compatible registry, which checks the ID token as Quay does (DESIGN.md section 10).
+
+The helper trusts the IdP's CA through SSL_CERT_FILE, as a user's system store would. A BROWSER script
+stands in for a person: it fetches the authorize URL, submits the IdP's login form and follows the
+redirect to the listener (with urllib: tests/test_sso_browser.py drives a real headless Chromium).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.fakes.idp import CLIENT_ID, ID_TOKEN_MARK, REFRESH_PREFIX, IdPUser, TestIdP
+from tests.fakes.quay_registry import QuayRegistry, b64url_decode
+from tests.support import CLI, USERS, cli, helper
+
+CAROL = IdPUser("carol", "carol-idp-pw")
+QUAY_CLIENT = "quay-ui"  # Quay's own login client (its CLIENT_ID)
+
+# A person at a browser, in Python: GET the authorize URL (a login form), POST it, follow the redirect.
+BROWSER = r"""#!{python}
+import html.parser, ssl, sys, urllib.parse, urllib.request
+class Form(html.parser.HTMLParser):
+    fields, action = {{}}, None
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form": Form.action = a["action"]
+        if tag == "input": Form.fields[a["name"]] = a.get("value", "")
+url = sys.argv[1]
+context = ssl.create_default_context(cafile={ca!r})
+page = urllib.request.urlopen(url, context=context).read().decode()
+Form().feed(page)
+Form.fields.update(username="carol", password="carol-idp-pw")
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a): return None
+opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
+target = urllib.parse.urljoin(url, Form.action)
+try:
+    opener.open(target, urllib.parse.urlencode(Form.fields).encode())
+except urllib.error.HTTPError as e:
+    location = e.headers["Location"]
+    with open({log!r}, "a") as f: f.write(location.split("?")[0] + "\n")
+    urllib.request.urlopen(location).read()
+"""
+
+
+@pytest.fixture
+def ca_file(oidc_ca, tmp_path):
+    path = tmp_path / "idp-ca.pem"
+    oidc_ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def idp(oidc_ca):
+    with TestIdP(oidc_ca, users=[CAROL]) as found:
+        yield found
+
+
+@pytest.fixture
+def quay(idp, tmp_path):
+    with QuayRegistry(users=USERS) as registry:
+        idp.trusted_by(registry, tmp_path)
+        # Quay 3.18 with the CLI's client as an accepted audience (OIDC_AUDIENCES).
+        registry.sso = {"issuer": idp.url, "client_id": QUAY_CLIENT, "audiences": [CLIENT_ID]}
+        yield registry
+
+
+@pytest.fixture
+def env(file_keyring, ca_file, tmp_path):
+    browser = tmp_path / "browser.py"
+    browser.write_text(BROWSER.format(python=sys.executable, ca=ca_file, log=str(tmp_path / "visits")))
+    browser.chmod(0o755)
+    return dict(file_keyring, SSL_CERT_FILE=ca_file, BROWSER=str(browser))
+
+
+def login(env, quay, idp, *more):
+    return cli(env, "login", quay.host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, *more, timeout=60)
+
+
+def get(env, host):
+    r = helper(env, "get", host)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def claims(token):
+    return json.loads(b64url_decode(token.split(".")[1]))
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def files_under(root):
+    for folder, _, names in os.walk(root):
+        for name in names:
+            yield os.path.join(folder, name)
+
+
+def test_browser_login_get_list_logout(env, quay, idp, tmp_path):
+    r = login(env, quay, idp, "--browser")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.endswith(
+        f"Login Succeeded: carol at {quay.host} (SSO via {idp.url}; the refresh token is in the keyring)\n".encode()
+    )
+    assert (tmp_path / "visits").read_text().startswith("http://127.0.0.1:")  # the redirect went to our listener
+    assert quay.sso_log[-1]["status"] == 200 and quay.auth_log[-1]["credential"] == "id_token"
+    answer = get(env, quay.host)
+    assert answer["Username"] == "$oauthtoken"
+    assert claims(answer["Secret"])["sub"] == CAROL.subject and answer["Secret"].startswith(ID_TOKEN_MARK)
+    assert len(idp.refresh_grants()) == 0  # the login's ID token is cached: no refresh yet
+    listed = json.loads(helper(env, "list").stdout)
+    assert listed == {quay.host: "$oauthtoken"}
+    # No file holds the refresh token (the keyring's own file holds it encoded); the index holds no secret.
+    index = json.loads(read(os.path.join(env["XDG_CONFIG_HOME"], "quay-cred-helper", "index.json")))
+    sso = index["registries"][quay.host]["sso"]
+    assert sso["issuer"] == idp.url and sso["subject"] == CAROL.subject and sso["user"] == "carol"
+    assert [p for p in files_under(tmp_path) if REFRESH_PREFIX.encode() in read(p)] == []
+    assert len(idp.live_refresh_tokens()) == 1
+    r = cli(env, "logout", quay.host)
+    assert r.returncode == 0 and r.stderr == f"Removed credentials for {quay.host}\n".encode(), r.stderr
+    assert idp.revocations and idp.live_refresh_tokens() == []  # revoked at the IdP (RFC 7009)
+    assert helper(env, "get", quay.host).stdout.strip() == b"credentials not found in native keychain"
+
+
+def test_device_login(env, quay, idp):
+    proc = subprocess.Popen(
+        [CLI, "login", quay.host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, "--device"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        first = proc.stderr.readline().decode()
+        second = proc.stderr.readline().decode()
+        assert first.startswith(f"To sign in, open {idp.url}/device/verify?user_code="), first
+        code = second.split()[-1]
+        idp.slow_down = 1  # the first poll: slow down (5 s more between polls)
+        idp.approve_device(code, "carol")
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+    polls = [e["error"] for e in idp.token_log if e["grant"].endswith("device_code")]
+    assert polls == ["slow_down", None]
+    assert get(env, quay.host)["Username"] == "$oauthtoken"
+
+
+def test_device_access_denied_stores_nothing(env, quay, idp):
+    idp.access_denied = True
+    proc = subprocess.Popen(
+        [CLI, "login", quay.host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, "--device"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        proc.stderr.readline()
+        code = proc.stderr.readline().decode().split()[-1]
+        idp.approve_device(code, "carol", deny=True)
+        assert proc.wait(timeout=30) == 1
+        assert (
+            proc.stderr.read()
+            == b"quay-cred-helper: the sign-in was refused at the identity provider (access_denied)\n"
+        )
+    finally:
+        proc.kill()
+    assert helper(env, "list").stdout.strip() == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("switch", "line"),
+    [
+        (
+            "wrong_nonce",
+            "the ID token's nonce is not the one this login sent: refused (a replayed answer?)\n",
+        ),
+        (
+            "no_typ",
+            "the identity provider's ID token has no typ header: Quay refuses it (OAuth access token could "
+            "not be validated): have the IdP admin give the client's ID tokens typ JWT (Keycloak, Entra ID and Okta "
+            "do by default)\n",
+        ),
+        (
+            "no_refresh",
+            "{issuer} gave no refresh token: nothing was stored: ask the IdP admin to allow refresh tokens "
+            "for the client (offline_access), or check sso_scopes\n",
+        ),
+    ],
+)
+def test_a_bad_answer_from_the_idp_stores_nothing(env, quay, idp, switch, line):
+    setattr(idp, switch, True)
+    r = login(env, quay, idp, "--browser")
+    assert r.returncode == 1
+    assert r.stderr.decode().splitlines()[-1] + "\n" == "quay-cred-helper: " + line.format(issuer=idp.url)
+    assert helper(env, "list").stdout.strip() == b"{}"
+    assert quay.sso_log == []  # never shown to Quay
+
+
+@pytest.mark.parametrize(
+    ("setup", "words", "fix"),
+    [
+        (
+            {"audiences": []},
+            "Audience doesn't match",
+            f"Quay 3.18 and later check the ID token's aud: ask the Quay admin to add OIDC_AUDIENCES: [{CLIENT_ID}]",
+        ),
+        ({"user_creation": False}, "User creation is disabled. Please contact your administrator", "ask the Quay"),
+        ({"issuer": "https://other.example"}, "Issuer {issuer} not configured", "Quay has no OIDC login for"),
+    ],
+)
+def test_quay_refusals_store_nothing_and_say_the_fix(env, quay, idp, setup, words, fix):
+    quay.sso.update(setup)
+    r = login(env, quay, idp, "--browser")
+    assert r.returncode == 1
+    last = r.stderr.decode().splitlines()[-1]
+    assert last.startswith(
+        f"quay-cred-helper: {quay.host} refused the SSO login: {words.format(issuer=idp.url)}: {fix}"
+    ), last
+    assert helper(env, "list").stdout.strip() == b"{}"
+
+
+def test_older_quay_does_not_check_aud(env, quay, idp):
+    quay.sso.update(audiences=[], check_aud=False)  # 3.9 to 3.17
+    r = login(env, quay, idp, "--browser")
+    assert r.returncode == 0, r.stderr
+
+
+def test_no_client_id_offers_quays_own(env, quay, idp):
+    r = cli(env, "login", quay.host, "--sso", "--issuer", idp.url)
+    assert r.returncode == 1
+    assert r.stderr.decode().endswith(
+        f"(Quay's own OIDC login client is {QUAY_CLIENT}; it must allow PKCE or the device grant)\n"
+    ), r.stderr
+
+
+def test_refresh_near_expiry_rotates_and_the_old_token_is_never_reused(env, quay, idp):
+    idp.id_token_lifetime = 40  # handed out while 10% of 40 s is left: usable for 36 s
+    assert login(env, quay, idp, "--browser").returncode == 0
+    cache = os.path.join(env["XDG_CACHE_HOME"], "quay-cred-helper", "tokens")
+    first = get(env, quay.host)["Secret"]
+    for path in files_under(cache):  # the ID token near its end: move its cached times back
+        data = json.loads(read(path)) if path.endswith(".json") else None
+        if data and data.get("token") == first:
+            data["issued_at"] -= 37
+            data["expires_at"] -= 37
+            with open(path, "w") as f:
+                json.dump(data, f)
+    second = get(env, quay.host)["Secret"]
+    assert second != first and claims(second)["sub"] == CAROL.subject
+    grants = idp.refresh_grants()
+    assert len(grants) == 1 and grants[0]["status"] == 200
+    assert get(env, quay.host)["Secret"] == second  # cached again
+    # The keyring now holds the rotated token; the one used is never presented again.
+    used = grants[0]["refresh"]
+    assert used not in idp.live_refresh_tokens() and len(idp.live_refresh_tokens()) == 1
+
+
+def test_a_dead_session_fails_at_once_with_one_line(env, quay, idp):
+    idp.id_token_lifetime = 40
+    assert login(env, quay, idp, "--browser").returncode == 0
+    for token in list(idp.refresh_tokens):
+        idp.revoke(token)
+    idp.revocations.clear()
+    cache = os.path.join(env["XDG_CACHE_HOME"], "quay-cred-helper", "tokens")
+    for path in files_under(cache):
+        os.unlink(path)
+    started = time.monotonic()
+    r = helper(env, "get", quay.host)
+    assert r.returncode == 1 and time.monotonic() - started < 10
+    assert r.stdout == (f"{quay.host}: SSO session expired: run quay-cred-helper login {quay.host} --sso\n".encode()), (
+        r.stdout,
+        r.stderr,
+    )
