@@ -3,20 +3,29 @@ own CA) and the Quay-compatible registry, which checks the ID token as Quay does
 
 The helper trusts the IdP's CA through SSL_CERT_FILE, as a user's system store would. A BROWSER script
 stands in for a person: it fetches the authorize URL, submits the IdP's login form and follows the
-redirect to the listener (with urllib: tests/test_sso_browser.py drives a real headless Chromium).
+redirect to the listener (with urllib; the last tests drive a real headless Chromium).
 """
 
+import base64
+import concurrent.futures
+import hashlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from tests.conftest import needs
 from tests.fakes.idp import CLIENT_ID, ID_TOKEN_MARK, REFRESH_PREFIX, IdPUser, TestIdP
 from tests.fakes.quay_registry import QuayRegistry, b64url_decode
 from tests.support import CLI, USERS, cli, helper
+
+pytestmark = pytest.mark.slow  # each test runs logins as processes: the full suite (CI)
 
 CAROL = IdPUser("carol", "carol-idp-pw")
 QUAY_CLIENT = "quay-ui"  # Quay's own login client (its CLIENT_ID)
@@ -237,18 +246,26 @@ def test_no_client_id_offers_quays_own(env, quay, idp):
     ), r.stderr
 
 
+def near_its_end(env, token, seconds=37):
+    """Move the cached ID token's times back, as if `seconds` had passed (the cache's own record)."""
+    cache = os.path.join(env["XDG_CACHE_HOME"], "quay-cred-helper", "tokens")
+    moved = 0
+    for path in files_under(cache):
+        data = json.loads(read(path)) if path.endswith(".json") else None
+        if data and data.get("token") == token:
+            data["issued_at"] -= seconds
+            data["expires_at"] -= seconds
+            with open(path, "w") as f:
+                json.dump(data, f)
+            moved += 1
+    assert moved == 1
+
+
 def test_refresh_near_expiry_rotates_and_the_old_token_is_never_reused(env, quay, idp):
     idp.id_token_lifetime = 40  # handed out while 10% of 40 s is left: usable for 36 s
     assert login(env, quay, idp, "--browser").returncode == 0
-    cache = os.path.join(env["XDG_CACHE_HOME"], "quay-cred-helper", "tokens")
     first = get(env, quay.host)["Secret"]
-    for path in files_under(cache):  # the ID token near its end: move its cached times back
-        data = json.loads(read(path)) if path.endswith(".json") else None
-        if data and data.get("token") == first:
-            data["issued_at"] -= 37
-            data["expires_at"] -= 37
-            with open(path, "w") as f:
-                json.dump(data, f)
+    near_its_end(env, first)
     second = get(env, quay.host)["Secret"]
     assert second != first and claims(second)["sub"] == CAROL.subject
     grants = idp.refresh_grants()
@@ -275,3 +292,106 @@ def test_a_dead_session_fails_at_once_with_one_line(env, quay, idp):
         r.stdout,
         r.stderr,
     )
+
+
+@pytest.mark.slow  # 16 processes: the full suite
+def test_sixteen_gets_at_expiry_make_one_refresh(env, quay, idp):
+    idp.id_token_lifetime = 40
+    idp.slow = 0.3  # the refresh takes a while: the others wait on the single-flight lock
+    assert login(env, quay, idp, "--browser").returncode == 0
+    near_its_end(env, get(env, quay.host)["Secret"])
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: get(env, quay.host)["Secret"], range(16)))
+    assert len(set(answers)) == 1
+    assert [g["status"] for g in idp.refresh_grants()] == [200]
+    assert len(idp.live_refresh_tokens()) == 1  # the rotated one: nothing reused, the family alive
+
+
+@pytest.mark.slow  # over half a second: the full suite
+def test_cached_sso_get_touches_neither_keyring_nor_network_nor_httpx(env, quay, idp):
+    from tests.test_startup import HEAVY, imported
+
+    assert login(env, quay, idp, "--browser").returncode == 0
+    before = len(idp.access), sum(quay.requests.values())
+    # A keyring that fails every call: a cached get must not open it.
+    failing = dict(env, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    r, names = imported(failing, "get", quay.host.encode())
+    assert r.returncode == 0 and json.loads(r.stdout)["Username"] == "$oauthtoken", r.stderr
+    assert not names & (HEAVY | {"jwt"}), names
+    assert (len(idp.access), sum(quay.requests.values())) == before
+
+
+# -- a real browser: headless Chromium (Debian's `chromium`) -------------------------------------------------
+# `login --sso` hands the authorize URL to BROWSER, a two-line script that runs Chromium on it. Headless
+# Chromium cannot type, so the IdP's login and verification pages carry one line of script that submits the
+# form (the IdP's `autologin` switch, test-only); everything else is Chromium's own: it renders the IdP's
+# page, posts the real form, follows the 302 to our 127.0.0.1 listener and shows its answer, which
+# `--dump-dom` prints once the page has settled (`--virtual-time-budget`). Chromium trusts only the IdP's key
+# (`--ignore-certificate-errors-spki-list`), as a system CA store would trust its certificate.
+
+
+def spki_pin(url):
+    """The base64 SHA-256 of the server's public key, as Chromium's SPKI list takes it."""
+    host, port = url.split("//")[1].split(":")
+    pem = ssl.get_server_certificate((host, int(port)))
+    key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def chromium_argv(issuer, profile, url=None):
+    argv = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--ignore-certificate-errors-spki-list={spki_pin(issuer)}",
+        "--virtual-time-budget=8000",
+        "--dump-dom",
+    ]
+    return [*argv, url] if url else argv
+
+
+@needs("chromium")
+def test_chromium_follows_the_pkce_flow(env, quay, idp, tmp_path):
+    idp.autologin = (CAROL.username, CAROL.password)
+    dump = tmp_path / "page.html"
+    browser = tmp_path / "chromium-browser"
+    argv = " ".join(chromium_argv(idp.url, tmp_path / "profile"))
+    browser.write_text(f'#!/bin/sh\nexec {argv} "$1" > {dump} 2>/dev/null\n')
+    browser.chmod(0o755)
+    env = dict(env, BROWSER=str(browser))
+    r = cli(env, "login", quay.host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, "--browser", timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert b"Login Succeeded: carol at" in r.stderr
+    answer = json.loads(helper(env, "get", quay.host).stdout)
+    assert answer["Username"] == "$oauthtoken" and claims(answer["Secret"])["sub"] == CAROL.subject
+    # What the browser showed last: our listener's page, reached by the IdP's redirect.
+    for _ in range(100):
+        if b"return to the terminal" in (dump.read_bytes() if dump.exists() else b""):
+            break
+        subprocess.run(["sleep", "0.1"])
+    assert b"Signed in. You can close this window and return to the terminal." in dump.read_bytes()
+    assert [e["grant"] for e in idp.token_log] == ["authorization_code"]
+
+
+@needs("chromium")
+def test_chromium_approves_a_device_code(env, quay, idp, tmp_path):
+    idp.autologin = (CAROL.username, CAROL.password)
+    argv = [CLI, "login", quay.host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, "--device"]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
+    try:
+        uri = proc.stderr.readline().decode().split()[-1]
+        proc.stderr.readline()
+        page = subprocess.run(chromium_argv(idp.url, tmp_path / "profile", uri), capture_output=True, timeout=60).stdout
+        assert b"Device approved" in page
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+    assert json.loads(helper(env, "get", quay.host).stdout)["Username"] == "$oauthtoken"
