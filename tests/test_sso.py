@@ -11,6 +11,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -395,3 +396,73 @@ def test_chromium_approves_a_device_code(env, quay, idp, tmp_path):
     finally:
         proc.kill()
     assert json.loads(helper(env, "get", quay.host).stdout)["Username"] == "$oauthtoken"
+
+
+# -- the other commands for an SSO user ------------------------------------------------------------------------
+
+
+def test_token_list_doctor_and_ci_login_for_an_sso_user(env, quay, idp):
+    assert login(env, quay, idp, "--browser").returncode == 0
+    r = cli(env, "token", f"{quay.host}/carol/app")
+    assert r.returncode == 0, r.stderr
+    assert quay.auth_log[-1] == {
+        "user": "carol",
+        "scopes": ["repository:carol/app:pull"],
+        "status": 200,
+        "credential": "id_token",
+    }
+    r = cli(env, "list", "--long")
+    assert r.returncode == 0
+    row = r.stdout.decode().splitlines()[1]
+    assert re.fullmatch(
+        rf"{quay.host}  \$oauthtoken  \S+Z  SSO session of carol, \d+s old; refresh token ends \S+Z", row
+    )
+    listed = json.loads(cli(env, "list", "--json").stdout)
+    assert listed[0]["sso"]["issuer"] == idp.url and listed[0]["sso"]["user"] == "carol"
+    r = cli(env, "doctor", quay.host)
+    out = r.stdout.decode()
+    for check in ("SSO identity provider", "SSO session", "credentials"):
+        assert any(line.startswith("OK") and f"{quay.host} {check}" in line for line in out.splitlines()), out
+    # ci-login is for robots: a registry configured for SSO only gets a pointer to robots.
+    config = os.path.join(env["XDG_CONFIG_HOME"], "quay-cred-helper", "config.ini")
+    with open(config, "w") as f:
+        f.write(f"[{quay.host}]\nsso_issuer = {idp.url}\nsso_client_id = {CLIENT_ID}\n")
+    r = cli(env, "ci-login", quay.host)
+    assert r.returncode == 1 and b"ci-login logs in robots, not SSO users" in r.stderr, r.stderr
+
+
+def test_config_settings_and_logout_without_a_revocation_endpoint(env, quay, idp):
+    idp.revocation = False
+    config = os.path.join(env["XDG_CONFIG_HOME"], "quay-cred-helper", "config.ini")
+    os.makedirs(os.path.dirname(config), exist_ok=True)
+    with open(config, "w") as f:
+        f.write(f"[{quay.host}]\nsso_issuer = {idp.url}\nsso_client_id = {CLIENT_ID}\n")
+    r = cli(env, "login", quay.host, "--sso", "--browser", timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = cli(env, "logout", quay.host)
+    assert r.returncode == 0 and r.stderr == f"Removed credentials for {quay.host}\n".encode(), r.stderr
+    assert idp.revocations == []
+    assert helper(env, "list").stdout.strip() == b"{}"
+
+
+def test_sso_flags_need_sso(env, quay, idp):
+    r = cli(env, "login", quay.host, "--device")
+    assert r.returncode == 1 and r.stderr == b"quay-cred-helper: --device goes with --sso\n"
+    r = cli(env, "login", quay.host, "--sso", "-u", "alice")
+    assert r.returncode == 1 and b"--sso goes without -u" in r.stderr
+    r = cli(env, "login", quay.host, "--sso", "--client-id", CLIENT_ID)
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith(f"quay-cred-helper: no SSO issuer for {quay.host} (Quay does not publish it)")
+
+
+def test_a_long_refresh_token_is_split_across_keyring_entries(env, quay, idp):
+    idp.refresh_length = 5000  # over Windows Credential Manager's 2,560 bytes per entry
+    idp.id_token_lifetime = 40
+    assert login(env, quay, idp, "--browser").returncode == 0
+    near_its_end(env, get(env, quay.host)["Secret"])
+    assert get(env, quay.host)["Username"] == "$oauthtoken"
+    grants = idp.refresh_grants()
+    assert len(grants) == 1 and grants[0]["status"] == 200 and len(grants[0]["refresh"]) == 5000
+    assert cli(env, "logout", quay.host).returncode == 0
+    keyring_file = os.path.join(env["XDG_DATA_HOME"], "python_keyring", "keyring_pass.cfg")
+    assert "#sso." not in read(keyring_file).decode()  # every part erased

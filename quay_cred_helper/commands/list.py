@@ -1,7 +1,8 @@
 """quay-cred-helper list: registries with stored credentials, from the index alone (no keyring, no network).
 
 `--long` and `--json` add when each secret was stored and its age (keyless robots store none; entries
-from before ages were kept have none)."""
+from before ages were kept have none); for an SSO login, the session's age, its Quay user and issuer, and
+when its refresh token ends when the identity provider said."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def _when(stored: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored))
 
 
+def _refresh_end(sso: dict[str, str]) -> str | None:
+    """When the IdP said the session's refresh token ends, if it said."""
+    value = sso.get("refresh_expires", "")
+    return _when(int(value)) if value.isdigit() else None
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     entries = sorted(ctx.index.entries().items())
     rows = [(key, printable(entry.username)) for key, entry in entries]
@@ -33,6 +40,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             row: dict[str, object] = {"registry": key, "username": entry.username, "stored": None, "age_seconds": None}
             if entry.stored:
                 row.update(stored=_when(entry.stored), age_seconds=max(0, int(now - entry.stored)))
+            if entry.sso:
+                ends = _refresh_end(entry.sso)
+                row["sso"] = {"issuer": entry.sso.get("issuer"), "user": entry.sso.get("user"), "refresh_expires": ends}
             listed.append(row)
         json.dump(listed, sys.stdout, indent=2)
         print()
@@ -48,6 +58,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     for (key, username), (_, entry) in zip(rows, entries):
         if entry.oidc:
             stored, age = "-", "keyless: no secret"
+        elif entry.sso:
+            stored, age = _when(entry.stored), f"SSO session of {printable(entry.sso.get('user', '?'))}, "
+            age += f"{format_duration(now - entry.stored)} old"
+            ends = _refresh_end(entry.sso)
+            age += f"; refresh token ends {ends}" if ends else ""
         elif entry.stored:
             stored, age = _when(entry.stored), format_duration(now - entry.stored)
         else:
