@@ -18,7 +18,7 @@ Refresh tokens are opaque and start with REFRESH_PREFIX, so the secret watcher c
 Switches for misbehaving on cue (attributes; tests set them): `slow` (seconds before each /token
 answer), `slow_down` (that many device polls answered `slow_down`), `access_denied` (the user refuses:
 on the login page and the verification page), `wrong_nonce`, `no_typ`, `no_refresh` (no refresh token
-issued), `rotate` (False: the refresh token is kept, as Entra ID's public clients often do),
+issued), `rotation` (False: the refresh token is kept, as Entra ID's public clients often do),
 `id_token_lifetime`, `refresh_lifetime`, `refresh_length` (a long refresh token: Windows' 2,560-byte cap).
 
 `autologin` (username, password) makes the login and verification pages submit themselves with one line
@@ -222,7 +222,7 @@ class TestIdP(OIDCIssuer):
         self.wrong_nonce = False
         self.no_typ = False
         self.no_refresh = False
-        self.rotate = True
+        self.rotation = True
         self.revocation = True  # discovery names a revocation_endpoint
         self.device_grant = True  # discovery names a device_authorization_endpoint
         self.id_token_lifetime = 300
@@ -371,7 +371,7 @@ class TestIdP(OIDCIssuer):
                 self.revoked_families.add(found["family"])
                 return 400, {"error": "invalid_grant", "error_description": "Maximum allowed refresh token reuse"}
             # Without rotation the client keeps the refresh token it has.
-            body = self._issue(found["user"], client, found["scope"], "", family=found["family"], refresh=self.rotate)
+            body = self._issue(found["user"], client, found["scope"], "", family=found["family"], refresh=self.rotation)
             found["used"] = "refresh_token" in body
             return 200, body
         if grant == DEVICE_GRANT:
