@@ -6,7 +6,7 @@ import time
 import pytest
 
 from quay_cred_helper.config import Settings
-from quay_cred_helper.errors import IdPError, KeyringError, SessionExpired
+from quay_cred_helper.errors import IdPError, InputError, KeyringError, SessionExpired
 from quay_cred_helper.sso import flows, idp, idtoken, quay, session
 from tests.fakes.idp import CLIENT_ID, IdPUser, TestIdP
 
@@ -63,10 +63,10 @@ def test_a_good_id_token_passes_and_each_fault_is_named(provider_idp, settings):
         idtoken.check(good, fresh, provider.issuer, CLIENT_ID)
 
 
-def test_discovery_must_name_the_issuer_asked_for(provider_idp, settings):
-    with idp.opened(provider_idp.url, settings) as s, pytest.raises(IdPError, match="answered HTTP 404: check sso_issuer"):
+def test_discovery_needs_a_document_and_an_https_issuer(provider_idp, settings):
+    with idp.opened(provider_idp.url, settings) as s, pytest.raises(IdPError, match="answered HTTP 404: check"):
         idp.discover(s, provider_idp.url + "/nothing")
-    with pytest.raises(Exception, match="not an https issuer URL"):
+    with pytest.raises(InputError, match="not an https issuer URL"):
         idp.check_issuer("http://sso.example.com")
 
 
