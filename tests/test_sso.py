@@ -466,3 +466,34 @@ def test_a_long_refresh_token_is_split_across_keyring_entries(env, quay, idp):
     assert cli(env, "logout", quay.host).returncode == 0
     keyring_file = os.path.join(env["XDG_DATA_HOME"], "python_keyring", "keyring_pass.cfg")
     assert "#sso." not in read(keyring_file).decode()  # every part erased
+
+
+# -- real clients as an SSO user ------------------------------------------------------------------------------
+
+
+@needs("skopeo")
+def test_skopeo_pushes_and_pulls_as_an_sso_user_with_id_tokens_only(env, idp, docker_registry, tmp_path):
+    from tests.fakes.real_registry import oci_layout
+
+    quay = docker_registry.quay  # the token service in front of Debian's docker-registry
+    idp.trusted_by(quay, tmp_path)
+    quay.sso = {"issuer": idp.url, "client_id": QUAY_CLIENT, "audiences": [CLIENT_ID]}
+    host = docker_registry.host
+    r = cli(env, "login", host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, "--browser", timeout=60)
+    assert r.returncode == 0, r.stderr
+    env = dict(env, REGISTRY_AUTH_FILE=str(tmp_path / "auth.json"))
+    with open(env["REGISTRY_AUTH_FILE"], "w") as f:
+        json.dump({"credHelpers": {host: "quay"}}, f)
+    layout = tmp_path / "image"
+    oci_layout(str(layout))
+    ref = f"docker://{host}/carol/app:1"
+    r = subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:latest", ref], env=env, capture_output=True
+    )
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["skopeo", "inspect", "--tls-verify=false", ref], env=env, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    by_skopeo = [e for e in quay.auth_log if e["scopes"]]
+    assert by_skopeo and all(e["user"] == "carol" and e["status"] == 200 for e in by_skopeo), quay.auth_log
+    assert {e["credential"] for e in quay.auth_log} == {"id_token"}  # the registry only ever saw ID tokens
+    assert [p for p in files_under(tmp_path) if REFRESH_PREFIX.encode() in read(p)] == []

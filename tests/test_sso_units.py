@@ -129,8 +129,8 @@ def test_the_browser_flow_times_out_and_refuses_a_wrong_state(provider_idp, sett
         return True
 
     started = time.monotonic()
-    with pytest.raises(IdPError, match=r"no sign-in came back within 1.5 s"):
-        flows.authorization_code(opened(provider_idp, settings), provider, CLIENT_ID, "openid", 0, browse, print, 1.5)
+    with pytest.raises(IdPError, match=r"no sign-in came back within 0.8 s"):
+        flows.authorization_code(opened(provider_idp, settings), provider, CLIENT_ID, "openid", 0, browse, print, 0.8)
     assert seen == [400] and time.monotonic() - started < 5
 
 
