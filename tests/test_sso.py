@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.conftest import needs
 from tests.fakes.idp import CLIENT_ID, ID_TOKEN_MARK, REFRESH_PREFIX, IdPUser, TestIdP
 from tests.fakes.quay_registry import QuayRegistry, b64url_decode
-from tests.support import CLI, USERS, cli, helper
+from tests.support import CLI, HELPER, USERS, cli, helper
 
 pytestmark = pytest.mark.slow  # each test runs logins as processes: the full suite (CI)
 
@@ -497,3 +497,54 @@ def test_skopeo_pushes_and_pulls_as_an_sso_user_with_id_tokens_only(env, idp, do
     assert by_skopeo and all(e["user"] == "carol" and e["status"] == 200 for e in by_skopeo), quay.auth_log
     assert {e["credential"] for e in quay.auth_log} == {"id_token"}  # the registry only ever saw ID tokens
     assert [p for p in files_under(tmp_path) if REFRESH_PREFIX.encode() in read(p)] == []
+
+
+# -- SIGKILL at each step ---------------------------------------------------------------------------------------
+
+
+def test_sigkill_during_a_refresh_leaves_a_usable_session_or_a_clear_log_in_again(env, quay, idp):
+    idp.id_token_lifetime = 40
+    assert login(env, quay, idp, "--browser").returncode == 0
+    near_its_end(env, get(env, quay.host)["Secret"])
+    # Killed at once (before the refresh reaches the IdP): the session is intact.
+    killed = subprocess.Popen([HELPER, "get"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    killed.kill()
+    killed.wait()
+    assert idp.refresh_grants() == []
+    # Killed while the IdP answers the refresh: the IdP rotated a token that nobody kept.
+    idp.slow = 2.0
+    proc = subprocess.Popen([HELPER, "get"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc.stdin.write(quay.host.encode())
+    proc.stdin.close()
+    for _ in range(250):
+        if ("POST", "/token", "refresh_token") in idp.access:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    idp.slow = 0
+    for _ in range(250):  # the IdP finishes the request the killed get sent
+        if idp.refresh_grants():
+            break
+        time.sleep(0.02)  # the IdP finishes the request the killed get sent: it rotated a token nobody kept
+    r = helper(env, "get", quay.host)
+    # The refresh token in the keyring was rotated away: the IdP sees it reused and ends the session.
+    assert r.returncode == 1, r.stdout
+    assert r.stdout == f"{quay.host}: SSO session expired: run quay-cred-helper login {quay.host} --sso\n".encode()
+    assert idp.live_refresh_tokens() == []  # the whole family revoked: nobody holds a live token
+    # Logging in again gives a working session.
+    assert login(env, quay, idp, "--browser").returncode == 0
+    assert get(env, quay.host)["Username"] == "$oauthtoken"
+
+
+def test_sigkill_during_login_stores_nothing(env, quay, idp, tmp_path):
+    stalled = tmp_path / "stalled-browser"
+    stalled.write_text("#!/bin/sh\nexit 0\n")  # a browser that never comes back
+    stalled.chmod(0o755)
+    argv = [CLI, "login", quay.host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, "--browser"]
+    proc = subprocess.Popen(argv, env=dict(env, BROWSER=str(stalled)), stderr=subprocess.PIPE)
+    assert proc.stderr.readline().startswith(b"Signing in in your browser")
+    proc.kill()
+    proc.wait()
+    assert helper(env, "list").stdout.strip() == b"{}"
+    assert login(env, quay, idp, "--browser").returncode == 0  # and a new login works
