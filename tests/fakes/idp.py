@@ -133,14 +133,20 @@ class _IdPHandler(_Handler):
         fields = "".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in query.items()
         )
+        return self.sign_in_form("/login", fields, "Sign in")
+
+    def sign_in_form(self, action, fields, button):
+        """A page with a form asking for the user's name and password (prefilled and submitted by one line of
+        script under `autologin`)."""
+        idp = self.owner
         username, password = idp.autologin or ("", "")
         script = "<script>document.forms[0].submit()</script>" if idp.autologin else ""
         return self.page(
             200,
-            '<form method="post" action="/login">'
-            f'{fields}<input name="username" value="{html.escape(username)}">'
+            f'<form method="post" action="{action}">{fields}'
+            f'<input name="username" value="{html.escape(username)}">'
             f'<input name="password" type="password" value="{html.escape(password)}">'
-            '<button type="submit">Sign in</button></form>' + script,
+            f'<button type="submit">{button}</button></form>' + script,
         )
 
     def login(self, form):
@@ -169,17 +175,8 @@ class _IdPHandler(_Handler):
     # -- the device grant's verification page --------------------------------------------------------
 
     def verification_page(self, user_code):
-        idp = self.owner
-        username, password = idp.autologin or ("", "")
-        script = "<script>document.forms[0].submit()</script>" if idp.autologin else ""
-        return self.page(
-            200,
-            '<form method="post" action="/device/approve">'
-            f'<input name="user_code" value="{html.escape(user_code)}">'
-            f'<input name="username" value="{html.escape(username)}">'
-            f'<input name="password" type="password" value="{html.escape(password)}">'
-            '<button type="submit">Approve</button></form>' + script,
-        )
+        field = f'<input name="user_code" value="{html.escape(user_code)}">'
+        return self.sign_in_form("/device/approve", field, "Approve")
 
     def approve(self, form):
         idp = self.owner
