@@ -15,6 +15,7 @@ import re
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -471,31 +472,64 @@ def test_a_long_refresh_token_is_split_across_keyring_entries(env, quay, idp):
 # -- real clients as an SSO user ------------------------------------------------------------------------------
 
 
-@needs("skopeo")
-def test_skopeo_pushes_and_pulls_as_an_sso_user_with_id_tokens_only(env, idp, docker_registry, tmp_path):
-    from tests.fakes.real_registry import oci_layout
+@needs("skopeo", "podman")
+def test_real_clients_push_and_pull_as_an_sso_user_with_id_tokens_only(
+    env, idp, docker_registry, tmp_path, monkeypatch
+):
+    """skopeo, podman, docker-py and oras-py through the helper, against Debian's docker-registry whose tokens
+    come from the Quay-compatible service: it sees only ID tokens, and no file holds the refresh token."""
+    import shutil
 
-    quay = docker_registry.quay  # the token service in front of Debian's docker-registry
+    import docker.auth
+
+    from tests.fakes.real_registry import oci_layout
+    from tests.test_oras import oras_py, push_titled_artifact
+
+    quay = docker_registry.quay
     idp.trusted_by(quay, tmp_path)
     quay.sso = {"issuer": idp.url, "client_id": QUAY_CLIENT, "audiences": [CLIENT_ID]}
     host = docker_registry.host
     r = cli(env, "login", host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, "--browser", timeout=60)
     assert r.returncode == 0, r.stderr
     env = dict(env, REGISTRY_AUTH_FILE=str(tmp_path / "auth.json"))
-    with open(env["REGISTRY_AUTH_FILE"], "w") as f:
-        json.dump({"credHelpers": {host: "quay"}}, f)
+    assert cli(env, "configure", host, "--docker", "--podman").returncode == 0
     layout = tmp_path / "image"
     oci_layout(str(layout))
-    ref = f"docker://{host}/carol/app:1"
+    image = f"{host}/carol/app:1"
     r = subprocess.run(
-        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:latest", ref], env=env, capture_output=True
+        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:latest", f"docker://{image}"],
+        env=env,
+        capture_output=True,
     )
     assert r.returncode == 0, r.stderr
-    r = subprocess.run(["skopeo", "inspect", "--tls-verify=false", ref], env=env, capture_output=True)
+    runroot = tempfile.mkdtemp(prefix="qch-")  # podman wants a short one
+    try:
+        storage = ["--root", str(tmp_path / "storage"), "--runroot", runroot, "--storage-driver", "vfs"]
+        r = subprocess.run(["podman", *storage, "pull", "--tls-verify=false", image], env=env, capture_output=True)
+        assert r.returncode == 0, r.stderr
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
+    # oras-py pulls an artifact from carol's namespace (alice pushed it there).
+    quay.accounts["alice"].namespaces.add("carol")
+    data = b'{"spdxVersion": "SPDX-2.3"}'
+    push_titled_artifact(host, "carol/sbom", "1", "sbom.json", data)
+    r = oras_py(env, "pull", f"{host}/carol/sbom:1", str(tmp_path / "pulled"))
     assert r.returncode == 0, r.stderr
-    by_skopeo = [e for e in quay.auth_log if e["scopes"]]
-    assert by_skopeo and all(e["user"] == "carol" and e["status"] == 200 for e in by_skopeo), quay.auth_log
-    assert {e["credential"] for e in quay.auth_log} == {"id_token"}  # the registry only ever saw ID tokens
+    assert (tmp_path / "pulled" / "sbom.json").read_bytes() == data
+    # docker-py resolves the registry's credentials through docker's config.json, as its clients do.
+    monkeypatch.setenv("PATH", env["PATH"])
+    for name in ("PYTHON_KEYRING_BACKEND", "QUAY_CRED_HELPER_ALLOW_PLAINTEXT", "SSL_CERT_FILE", "HOME"):
+        monkeypatch.setenv(name, env[name])
+    for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(name, env[name])
+    found = docker.auth.resolve_authconfig(
+        docker.auth.load_config(os.path.join(env["DOCKER_CONFIG"], "config.json")), host
+    )
+    assert found["Username"] == "$oauthtoken" and claims(found["Password"])["sub"] == CAROL.subject
+
+    by_clients = [e for e in quay.auth_log if e["scopes"] and e["user"] != "alice"]
+    assert by_clients and all(e["user"] == "carol" and e["status"] == 200 for e in by_clients), quay.auth_log
+    assert {e["credential"] for e in quay.auth_log if e["user"] != "alice"} == {"id_token"}  # only ID tokens
     assert [p for p in files_under(tmp_path) if REFRESH_PREFIX.encode() in read(p)] == []
 
 
