@@ -582,3 +582,20 @@ def test_sigkill_during_login_stores_nothing(env, quay, idp, tmp_path):
     proc.wait()
     assert helper(env, "list").stdout.strip() == b"{}"
     assert login(env, quay, idp, "--browser").returncode == 0  # and a new login works
+
+
+def test_a_rotated_refresh_token_is_kept_even_when_its_id_token_is_refused(env, quay, idp):
+    """The IdP revokes the old refresh token as it answers: the new one is stored before the answer's ID token
+    is checked, so a refused ID token costs one failed get, never the session."""
+    idp.id_token_lifetime = 40
+    assert login(env, quay, idp, "--browser").returncode == 0
+    near_its_end(env, get(env, quay.host)["Secret"])
+    idp.no_typ = True
+    r = helper(env, "get", quay.host)
+    assert r.returncode == 1 and b"has no typ header: Quay refuses it" in r.stdout, r.stdout
+    idp.no_typ = False
+    time.sleep(0.1)
+    r = helper(env, "get", quay.host)
+    assert r.returncode == 0, r.stdout
+    assert [g["status"] for g in idp.refresh_grants()] == [200, 200]  # the second with the rotated token
+    assert idp.refresh_grants()[1]["refresh"] == idp.refresh_grants()[0]["issued_refresh"]

@@ -84,10 +84,9 @@ class IndexEntry:
         if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not 0 < stored < 1e11:
             stored = 0.0
         sso = data.get("sso")
-        sso = {k: v for k, v in sso.items() if isinstance(v, str)} if isinstance(sso, dict) else None
-        entry = cls(server, data["username"], salt, fingerprint, oidc, audience, float(stored), token_from)
-        entry.sso = sso if sso and sso.get("issuer") else None
-        return entry
+        sso = {k: v for k, v in sso.items() if isinstance(v, str)} if isinstance(sso, dict) else {}
+        sso_login = sso if sso.get("issuer") else None  # an SSO login's record, never a secret
+        return cls(server, data["username"], salt, fingerprint, oidc, audience, float(stored), token_from, sso_login)
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {

@@ -167,6 +167,10 @@ def id_token(use: Uses, key: str, entry: IndexEntry) -> Token:
                 if exc.error == "invalid_grant":  # revoked, expired, reused: the session is over
                     raise idp.expired(key) from None
                 raise
+            new = answer.get("refresh_token")
+            if isinstance(new, str) and new and new != old:
+                # Rotated: the only keyring write, first of all (the IdP has revoked the old one already).
+                _keep_rotated(keyring_store, key, new, refresh_expiry(answer))
             token = answer.get("id_token")
             if not isinstance(token, str):
                 raise IdPError(f"the identity provider {session.key} refreshed without an ID token")
@@ -174,19 +178,19 @@ def id_token(use: Uses, key: str, entry: IndexEntry) -> Token:
         claims = idtoken.check(token, jwks, sso["issuer"], sso["client"])
         if claims.get("sub") != sso["subject"]:
             raise IdPError("the identity provider refreshed the session of another user: refused")
-        new = answer.get("refresh_token")
-        if isinstance(new, str) and new and new != old:  # rotated: the only keyring write
-            expires = refresh_expiry(answer)
-            with keyring_store.index.lock():
-                write_refresh(keyring_store.keyring, key, new)
-                current = keyring_store.index.get(key)
-                if current is not None and current.sso is not None and expires:
-                    current.sso["refresh_expires"] = expires
-                    keyring_store.index.put(key, current)
         log.debug("SSO ID token for %s refreshed", key)
         return Token.issued(token)
 
     return exchange.made(key, entry.identity, obtain)
+
+
+def _keep_rotated(keyring_store: KeyringStore, key: str, token: str, expires: str) -> None:
+    with keyring_store.index.lock():
+        write_refresh(keyring_store.keyring, key, token)
+        current = keyring_store.index.get(key)
+        if current is not None and current.sso is not None and expires:
+            current.sso["refresh_expires"] = expires
+            keyring_store.index.put(key, current)
 
 
 def credentials(use: Uses, key: str, entry: IndexEntry) -> Callable[[], tuple[str, str]]:
