@@ -204,3 +204,39 @@ def test_each_quay_refusal_gets_its_fix(message, fix):
     error = quay.refusal("quay.example.com", message, CLIENT_ID, "https://sso.example")
     assert error.problem == f"quay.example.com refused the SSO login: {message}"
     assert error.fix.startswith(fix)
+
+
+@pytest.mark.slow  # waits out the listener's 3 s read timeout
+def test_a_silent_connection_does_not_hold_the_listener(provider_idp, settings):
+    """Browsers preconnect: a connection that sends nothing times out, and the real visit still gets through."""
+    import socket
+    import ssl
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    provider, _ = discovered(provider_idp, settings)
+    silent = []
+
+    def browse(url):
+        port = int(urllib.parse.unquote(url.split("redirect_uri=")[1].split("&")[0]).split(":")[2].split("/")[0])
+        silent.append(socket.create_connection(("127.0.0.1", port)))  # first, and never a byte
+
+        def visit():
+            # The login form posted as a person would; the IdP's 302 to the listener followed.
+            form = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query), username="carol", password="pw")
+            context = ssl.create_default_context(cafile=settings.ca_bundle)
+            opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+            opener.open(provider_idp.url + "/login", urllib.parse.urlencode(form).encode(), timeout=20).read()
+
+        threading.Thread(target=visit, daemon=True).start()
+        return True
+
+    try:
+        answer, nonce = flows.authorization_code(
+            opened(provider_idp, settings), provider, CLIENT_ID, "openid offline_access", 0, browse, print, 30
+        )
+    finally:
+        for sock in silent:
+            sock.close()
+    assert idtoken.check(answer["id_token"], discovered(provider_idp, settings)[1], provider.issuer, CLIENT_ID, nonce)

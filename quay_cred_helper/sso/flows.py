@@ -50,6 +50,9 @@ class _Callback(http.server.BaseHTTPRequestHandler):
     """The browser's one visit: the IdP's redirect with `code` and `state` (or `error`)."""
 
     server: _Listener
+    # A connection that sends nothing (a browser's speculative preconnect) must not hold the one-shot
+    # listener: its read times out and the listener waits for the next one.
+    timeout = 3
 
     def log_message(self, *args: object) -> None:
         pass
