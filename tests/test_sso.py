@@ -309,6 +309,20 @@ def test_sixteen_gets_at_expiry_make_one_refresh(env, quay, idp):
     assert len(idp.live_refresh_tokens()) == 1  # the rotated one: nothing reused, the family alive
 
 
+def test_without_a_token_cache_concurrent_refreshes_never_present_one_token_twice(env, quay, idp):
+    """QUAY_CRED_HELPER_NO_CACHE: every get refreshes; a lock of the session's own serialises them, so the IdP
+    never sees a rotated token again (which would revoke the whole session)."""
+    assert login(env, quay, idp, "--browser").returncode == 0
+    env = dict(env, QUAY_CRED_HELPER_NO_CACHE="1")
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: get(env, quay.host)["Username"], range(6)))
+    assert answers == ["$oauthtoken"] * 6
+    grants = idp.refresh_grants()
+    assert [g["status"] for g in grants] == [200] * 6
+    assert len({g["refresh"] for g in grants}) == 6  # each presented the token the one before it received
+    assert len(idp.live_refresh_tokens()) == 1
+
+
 @pytest.mark.slow  # over half a second: the full suite
 def test_cached_sso_get_touches_neither_keyring_nor_network_nor_httpx(env, quay, idp):
     from tests.test_startup import HEAVY, imported

@@ -19,13 +19,15 @@ The keyring is written only when the IdP rotated the refresh token.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
-from quay_cred_helper import fastjson, log
+from quay_cred_helper import fastjson, files, log
 from quay_cred_helper.credentials.index import IndexEntry
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, IdPError, KeyringError, NotFound
-from quay_cred_helper.registry.cache import Token, fingerprint
+from quay_cred_helper.registry.cache import Token, fingerprint, folder_name
+from quay_cred_helper.registry.deadline import exceeded
 from quay_cred_helper.sso import idp, idtoken
 
 TYPE_CHECKING = False
@@ -157,7 +159,18 @@ def id_token(use: Uses, key: str, entry: IndexEntry) -> Token:
     exchange = use.tokens()
 
     def obtain() -> Token:
+        # The token cache's single flight already serialises refreshes; without a cache
+        # (QUAY_CRED_HELPER_NO_CACHE) this lock does, or two processes would present one rotating token.
         keyring_store = use.keyring_store
+        files.private_dir(os.path.dirname(keyring_store.index.path))
+        lock = os.path.join(os.path.dirname(keyring_store.index.path), f"sso-{folder_name(key)}.lock")
+        try:
+            with files.Lock(lock, timeout=max(exchange.deadline(key).remaining(), 0.0)):
+                return refresh(keyring_store)
+        except files.LockTimeout:
+            raise exceeded(key, exchange.settings(key)) from None
+
+    def refresh(keyring_store: KeyringStore) -> Token:
         old = read_refresh(keyring_store.keyring, key)  # inside the lock: the newest one
         form = {"grant_type": "refresh_token", "refresh_token": old, "client_id": sso["client"]}
         with idp.opened(sso["issuer"], exchange.settings(key), exchange.deadline(key)) as session:
