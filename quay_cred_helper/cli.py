@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port", type=int, default=0, help="with --sso: the local port the browser returns to (default: any)"
     )
+    p.add_argument(
+        "--app-token",
+        action="store_true",
+        help="with --sso: keep a Quay app token made with the sign-in (as $app), not the refresh token",
+    )
 
     p = sub.add_parser("ci-login", help="one step for a CI job: log a robot in (keyless, else its token), configure")
     p.add_argument("registry", help="registry host, e.g. quay.example.com")

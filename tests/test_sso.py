@@ -8,10 +8,12 @@ redirect to the listener (with urllib; the last tests drive a real headless Chro
 
 import base64
 import concurrent.futures
+import configparser
 import hashlib
 import json
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import needs
 from tests.fakes.idp import CLIENT_ID, ID_TOKEN_MARK, REFRESH_PREFIX, IdPUser, TestIdP
-from tests.fakes.quay_registry import QuayRegistry, b64url_decode
+from tests.fakes.quay_registry import APP_TOKEN, QuayRegistry, b64url_decode
 from tests.support import CLI, HELPER, USERS, cli, helper
 
 pytestmark = pytest.mark.slow  # each test runs logins as processes: the full suite (CI)
@@ -613,3 +615,161 @@ def test_a_rotated_refresh_token_is_kept_even_when_its_id_token_is_refused(env, 
     assert r.returncode == 0, r.stdout
     assert [g["status"] for g in idp.refresh_grants()] == [200, 200]  # the second with the rotated token
     assert idp.refresh_grants()[1]["refresh"] == idp.refresh_grants()[0]["issued_refresh"]
+
+
+# -- login --sso --app-token: an app-specific token made with the sign-in (sso/apptoken.py) -------------------
+# The registry's /api/v1/user/apptoken answers as Quay's endpoints/api/appspecifictokens.py does.
+
+DAY = 86400
+
+
+def app_login(env, quay, idp):
+    return login(env, quay, idp, "--app-token", "--browser")
+
+
+def keyring_entries(env):
+    """{username in the keyring file (the keyring's own encoding undone): value}."""
+    path = os.path.join(env["XDG_DATA_HOME"], "python_keyring", "keyring_pass.cfg")
+    if not os.path.exists(path):
+        return {}
+    parser = configparser.RawConfigParser()
+    parser.read(path)
+    return {
+        name: base64.b64decode(value).decode() for section in parser.sections() for name, value in parser.items(section)
+    }
+
+
+def index_entry(env, host):
+    index = json.loads(read(os.path.join(env["XDG_CONFIG_HOME"], "quay-cred-helper", "index.json")))
+    return index["registries"].get(host)
+
+
+def live_tokens(quay):
+    return {uuid: token["code"] for uuid, token in quay.app_tokens.items()}
+
+
+def test_app_token_login_stores_only_the_app_token_and_get_answers_it(env, quay, idp, tmp_path):
+    idp.no_refresh = True  # an IdP that gives a public client no refresh token
+    quay.app_token_expiration = 30 * DAY
+    r = app_login(env, quay, idp)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.decode().endswith(
+        f"Login Succeeded: carol at {quay.host} (SSO via {idp.url}; an app token made with it is kept as $app)\n"
+    )
+    [(uuid, code)] = live_tokens(quay).items()
+    made = quay.app_tokens[uuid]
+    assert made["user"] == "carol" and re.fullmatch(r"quay-cred-helper on \S+, \d{4}-\d\d-\d\d", made["title"])
+    # The keyring holds one entry: $app and the token; no refresh token anywhere.
+    entries = keyring_entries(env)
+    assert [json.loads(v) for v in entries.values()] == [{"username": "$app", "secret": code}]
+    assert [p for p in files_under(tmp_path) if REFRESH_PREFIX.encode() in read(p)] == []
+    # The index records whose token it is, its uuid and Quay's expiry, never the token.
+    entry = index_entry(env, quay.host)
+    assert entry["username"] == "$app" and "sso" not in entry
+    record = entry["app_token"]
+    assert record["uuid"] == uuid and record["user"] == "carol" and record["issuer"] == idp.url
+    assert abs(int(record["expires"]) - made["expiration"]) <= 1 and int(record["expires"]) > int(record["created"])
+    assert code not in json.dumps(entry) and APP_TOKEN not in json.dumps(entry)
+    answer = get(env, quay.host)
+    assert answer["Username"] == "$app" and answer["Secret"] == code
+    # The registry sees $app and the token, as carol.
+    r = cli(env, "token", f"{quay.host}/carol/app")
+    assert r.returncode == 0, r.stderr
+    assert quay.auth_log[-1] == {
+        "user": "carol",
+        "scopes": ["repository:carol/app:pull"],
+        "status": 200,
+        "credential": "app_token",
+    }
+    listed = json.loads(cli(env, "list", "--json").stdout)[0]["app_token"]
+    assert listed["uuid"] == uuid and listed["user"] == "carol" and listed["due"] is False
+    row = cli(env, "list", "--long").stdout.decode().splitlines()[1]
+    assert re.fullmatch(rf"{quay.host}  \$app\s+\S+Z  app token of SSO user carol, \d+s old; expires \S+Z", row), row
+
+
+def test_renewal_makes_a_new_token_and_revokes_the_old(env, quay, idp):
+    quay.app_token_expiration = 10 * DAY
+    assert app_login(env, quay, idp).returncode == 0
+    [(old_uuid, old_code)] = live_tokens(quay).items()
+    # Nine and a half days on: in the last tenth of its life, as Quay's ?expiring=true says.
+    entry = index_entry(env, quay.host)
+    for token in quay.app_tokens.values():
+        token["created"] -= 9.5 * DAY
+        token["expiration"] -= 9.5 * DAY
+    index_path = os.path.join(env["XDG_CONFIG_HOME"], "quay-cred-helper", "index.json")
+    index = json.loads(read(index_path))
+    record = index["registries"][quay.host]["app_token"]
+    record["created"] = str(int(record["created"]) - int(9.5 * DAY))
+    record["expires"] = str(int(record["expires"]) - int(9.5 * DAY))
+    with open(index_path, "w") as f:
+        json.dump(index, f)
+    assert entry["app_token"]["uuid"] == old_uuid
+    row = cli(env, "list", "--long").stdout.decode().splitlines()[1]
+    assert row.endswith(f"(due: quay-cred-helper login {quay.host} --sso --app-token)"), row
+    assert json.loads(cli(env, "list", "--json").stdout)[0]["app_token"]["due"] is True
+    r = app_login(env, quay, idp)
+    assert r.returncode == 0, r.stderr
+    [(new_uuid, new_code)] = live_tokens(quay).items()
+    assert new_uuid != old_uuid and new_code != old_code  # the old one revoked (DELETE), the new one kept
+    assert ("revoke_app_specific_token", "carol", {"app_specific_token": old_uuid}) in quay.api.audit
+    assert get(env, quay.host)["Secret"] == new_code
+    assert index_entry(env, quay.host)["app_token"]["uuid"] == new_uuid
+    assert ("DELETE", f"/api/v1/user/apptoken/{old_uuid}", 204) in quay.api.requests
+
+
+def test_logout_revokes_the_app_token(env, quay, idp):
+    assert app_login(env, quay, idp).returncode == 0
+    assert len(quay.app_tokens) == 1
+    r = cli(env, "logout", quay.host)
+    assert r.returncode == 0 and r.stderr == f"Removed credentials for {quay.host}\n".encode(), r.stderr
+    assert quay.app_tokens == {} and keyring_entries(env) == {}
+    assert helper(env, "list").stdout.strip() == b"{}"
+
+
+def test_logout_after_the_sign_in_is_stale_says_where_to_revoke(env, quay, idp):
+    assert app_login(env, quay, idp).returncode == 0
+    shutil.rmtree(os.path.join(env["XDG_CACHE_HOME"], "quay-cred-helper"))  # the login's ID token is gone
+    r = cli(env, "logout", quay.host)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 2 and lines[1] == f"Removed credentials for {quay.host}", lines
+    assert "stays valid at Quay" in lines[0] and "Quay's web UI" in lines[0]
+    assert len(quay.app_tokens) == 1 and keyring_entries(env) == {}  # erased here, left at Quay as said
+
+
+def test_an_app_token_replaces_an_sso_session_and_the_other_way_round(env, quay, idp):
+    assert login(env, quay, idp, "--browser").returncode == 0
+    assert len(idp.live_refresh_tokens()) == 1
+    assert app_login(env, quay, idp).returncode == 0
+    assert idp.live_refresh_tokens() == [] and len(quay.app_tokens) == 1  # the session ended at the IdP
+    assert [json.loads(v)["username"] for v in keyring_entries(env).values()] == ["$app"]
+    assert login(env, quay, idp, "--browser").returncode == 0
+    assert quay.app_tokens == {}  # the app token revoked with the new session's ID token
+    assert get(env, quay.host)["Username"] == "$oauthtoken"
+
+
+@pytest.mark.parametrize(
+    ("setup", "words"),
+    [
+        ("sso_api", "made no app token (HTTP 401: Invalid token): nothing was stored: log in with --sso alone"),
+        (
+            "app_tokens_feature",
+            "made no app token (HTTP 404: The requested URL was not found on the server.): "
+            "nothing was stored: ask the Quay admin to turn on FEATURE_APP_SPECIFIC_TOKENS",
+        ),
+    ],
+)
+def test_a_refusal_stores_nothing_and_says_one_line(env, quay, idp, setup, words):
+    setattr(quay, setup, False)
+    r = app_login(env, quay, idp)
+    assert r.returncode == 1
+    lines = r.stderr.decode().splitlines()
+    assert lines[0].startswith("Signing in in your browser") and len(lines) == 2, lines  # the prompt, then one line
+    assert lines[1].startswith(f"quay-cred-helper: {quay.host} {words}"), lines
+    assert quay.app_tokens == {} and keyring_entries(env) == {}
+    assert helper(env, "list").stdout.strip() == b"{}"
+
+
+def test_app_token_needs_sso(env, quay):
+    r = cli(env, "login", quay.host, "--app-token", "-u", "alice", "--password-stdin", stdin="x\n")
+    assert r.returncode == 1 and r.stderr == b"quay-cred-helper: --app-token goes with --sso\n"

@@ -2,7 +2,8 @@
 
 `--long` and `--json` add when each secret was stored and its age (keyless robots store none; entries
 from before ages were kept have none); for an SSO login, the session's age, its Quay user and issuer, and
-when its refresh token ends when the identity provider said."""
+when its refresh token ends when the identity provider said; for an app token made at an SSO login, its
+expiry at Quay, and whether it is due for renewal (the last tenth of its life, Quay's ?expiring=true window)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ def _refresh_end(sso: dict[str, str]) -> str | None:
     return _when(int(value)) if value.isdigit() else None
 
 
+def _app_token_end(app: dict[str, str], now: float) -> tuple[str | None, bool]:
+    """(when an app token ends, if Quay gave it an expiry; whether it is in its last tenth of life)."""
+    created, expires = app.get("created", ""), app.get("expires", "")
+    if not expires.isdigit():
+        return None, False
+    life = int(expires) - int(created) if created.isdigit() else 0
+    return _when(int(expires)), now >= int(expires) - 0.1 * life
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     entries = sorted(ctx.index.entries().items())
     rows = [(key, printable(entry.username)) for key, entry in entries]
@@ -43,6 +53,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             if entry.sso:
                 ends = _refresh_end(entry.sso)
                 row["sso"] = {"issuer": entry.sso.get("issuer"), "user": entry.sso.get("user"), "refresh_expires": ends}
+            if entry.app_token:
+                ends, due = _app_token_end(entry.app_token, now)
+                app = {name: entry.app_token.get(name) for name in ("issuer", "user", "uuid", "title")}
+                row["app_token"] = dict(app, expires=ends, due=due)
             listed.append(row)
         json.dump(listed, sys.stdout, indent=2)
         print()
@@ -63,6 +77,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             age += f"{format_duration(now - entry.stored)} old"
             ends = _refresh_end(entry.sso)
             age += f"; refresh token ends {ends}" if ends else ""
+        elif entry.app_token:
+            stored, age = _when(entry.stored), f"app token of SSO user {printable(entry.app_token.get('user', '?'))}, "
+            age += f"{format_duration(now - entry.stored)} old"
+            ends, due = _app_token_end(entry.app_token, now)
+            age += f"; expires {ends}" if ends else "; no expiry"
+            age += f" (due: quay-cred-helper login {key} --sso --app-token)" if due else ""
         elif entry.stored:
             stored, age = _when(entry.stored), format_duration(now - entry.stored)
         else:

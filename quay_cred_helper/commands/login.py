@@ -81,7 +81,7 @@ def _token_from(args: argparse.Namespace, ctx: Context, key: str) -> int:
     return 0
 
 
-_SSO_ONLY = ("issuer", "client_id", "browser", "device", "no_browser", "port")
+_SSO_ONLY = ("issuer", "client_id", "browser", "device", "no_browser", "port", "app_token")
 
 
 def _sso(args: argparse.Namespace, ctx: Context, key: str) -> int:
@@ -95,9 +95,10 @@ def _sso(args: argparse.Namespace, ctx: Context, key: str) -> int:
         print(line, file=sys.stderr, flush=True)
 
     user, issuer = sso_login.login(
-        ctx, key, args.registry, args.issuer, args.client_id, flow, args.port, not args.no_browser, say
+        ctx, key, args.registry, args.issuer, args.client_id, flow, args.port, not args.no_browser, say, args.app_token
     )
-    print(f"Login Succeeded: {user} at {key} (SSO via {issuer}; the refresh token is in the keyring)", file=sys.stderr)
+    kept = "an app token made with it is kept as $app" if args.app_token else "the refresh token is in the keyring"
+    print(f"Login Succeeded: {user} at {key} (SSO via {issuer}; {kept})", file=sys.stderr)
     return 0
 
 

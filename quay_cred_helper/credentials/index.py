@@ -41,9 +41,22 @@ class IndexEntry:
     `stored` is when the secret was first stored (Unix time; 0: unknown, an entry from before ages
     were kept). An SSO login (`login --sso`) has `sso`: the issuer, client, subject and Quay user, and
     when the IdP said its refresh token ends (never a secret); its `identity` is the ID token's cache
-    identity, and the keyring holds only the refresh token (sso/session.py)."""
+    identity, and the keyring holds only the refresh token (sso/session.py). An app token made at an SSO
+    login (`login --sso --app-token`) is an ordinary `$app` entry plus `app_token`: the SSO session it
+    came from, its uuid at Quay and its expiry (never the token; sso/apptoken.py)."""
 
-    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience", "stored", "token_from", "sso")
+    __slots__ = (
+        "server",
+        "username",
+        "salt",
+        "identity",
+        "oidc",
+        "audience",
+        "stored",
+        "token_from",
+        "sso",
+        "app_token",
+    )
 
     def __init__(
         self,
@@ -56,10 +69,11 @@ class IndexEntry:
         stored: float = 0.0,
         token_from: str = "",
         sso: dict[str, str] | None = None,
+        app_token: dict[str, str] | None = None,
     ) -> None:
         self.server, self.username, self.salt, self.identity = server, username, salt, identity
         self.oidc, self.audience, self.stored, self.token_from = oidc, audience, stored, token_from
-        self.sso = sso
+        self.sso, self.app_token = sso, app_token
 
     @classmethod
     def new(cls, server: str, username: str, secret: str, previous: IndexEntry | None = None) -> IndexEntry:
@@ -86,7 +100,11 @@ class IndexEntry:
         sso = data.get("sso")
         sso = {k: v for k, v in sso.items() if isinstance(v, str)} if isinstance(sso, dict) else {}
         sso_login = sso if sso.get("issuer") else None  # an SSO login's record, never a secret
-        return cls(server, data["username"], salt, fingerprint, oidc, audience, float(stored), token_from, sso_login)
+        app = data.get("app_token")
+        app = {k: v for k, v in app.items() if isinstance(v, str)} if isinstance(app, dict) else {}
+        app_token = app if app.get("uuid") else None  # an app token's record, never the token
+        username = data["username"]
+        return cls(server, username, salt, fingerprint, oidc, audience, float(stored), token_from, sso_login, app_token)
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -103,6 +121,8 @@ class IndexEntry:
             data.update(token_from=self.token_from)
         if self.sso:
             data.update(sso=self.sso)
+        if self.app_token:
+            data.update(app_token=self.app_token)
         return data
 
 

@@ -14,7 +14,7 @@ import webbrowser
 
 from quay_cred_helper.errors import IdPError, InputError
 from quay_cred_helper.registry.cache import Token
-from quay_cred_helper.sso import flows, idp, idtoken, quay, session
+from quay_cred_helper.sso import apptoken, flows, idp, idtoken, quay, session
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,8 +53,10 @@ def login(
     port: int,
     browser: bool,
     say: Callable[[str], None],
+    app_token: bool = False,
 ) -> tuple[str, str]:
-    """Sign in and keep the session: (the Quay user, the issuer)."""
+    """Sign in and keep the session (or, with `app_token`, an app token made with it: apptoken.py):
+    (the Quay user, the issuer)."""
     settings = use.config.settings(key)
     issuer = idp.check_issuer(issuer or settings.sso_issuer or _no_issuer(key, settings.where("sso_issuer = URL", key)))
     exchange = use.tokens(cached=False)
@@ -72,6 +74,8 @@ def login(
             f"pass --client-id ID or set {settings.where('sso_client_id = ID', key)}{hint}",
         )
     scopes = settings.sso_scopes
+    if app_token:  # no refresh token is kept: ask for none that outlives the sign-in
+        scopes = " ".join(scope for scope in scopes.split() if scope != "offline_access")
 
     def opened() -> AbstractContextManager[Session]:
         return idp.opened(issuer, settings)
@@ -97,7 +101,7 @@ def login(
     with idp.opened(issuer, settings) as s:
         jwks = idp.get_json(s, provider.jwks_uri)
     claims = idtoken.check(token, jwks, provider.issuer, client, nonce)
-    if not isinstance(refresh, str) or not refresh:
+    if not app_token and (not isinstance(refresh, str) or not refresh):
         raise IdPError(
             f"{issuer} gave no refresh token: nothing was stored",
             "ask the IdP admin to allow refresh tokens for the client (offline_access), or check sso_scopes",
@@ -108,7 +112,14 @@ def login(
     id_token = Token.issued(token)
     if id_token.expires_at <= time.time():
         raise IdPError("the identity provider's ID token is already expired", "check this machine's clock")
+    if app_token:
+        apptoken.store(use, key, server, record, token, say)
+        return user, provider.issuer
+    previous = use.keyring_store.index.get(key)
+    assert isinstance(refresh, str)
     session.store(use, key, server, record, refresh, id_token, session.refresh_expiry(answer))
+    if previous is not None and previous.app_token:
+        apptoken.replaced(use, key, previous.app_token, token, say)  # the session replaces an app token
     return user, provider.issuer
 
 
