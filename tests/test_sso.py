@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import pytest
 from cryptography import x509
@@ -687,26 +688,45 @@ def test_app_token_login_stores_only_the_app_token_and_get_answers_it(env, quay,
     assert re.fullmatch(rf"{quay.host}  \$app\s+\S+Z  app token of SSO user carol, \d+s old; expires \S+Z", row), row
 
 
+def days_pass(env, quay, days):
+    """Move the app tokens' times (at the registry and in the index) back, as if `days` had passed."""
+    for token in quay.app_tokens.values():
+        token["created"] -= days * DAY
+        token["expiration"] -= days * DAY
+    index_path = os.path.join(env["XDG_CONFIG_HOME"], "quay-cred-helper", "index.json")
+    index = json.loads(read(index_path))
+    record = index["registries"][quay.host]["app_token"]
+    for name in ("created", "expires"):
+        record[name] = str(int(record[name]) - int(days * DAY))
+    with open(index_path, "w") as f:
+        json.dump(index, f)
+
+
+def expiring_at_quay(env, quay):
+    """Quay's own ?expiring=true answer, asked with the login's cached ID token as Bearer."""
+    cache = os.path.join(env["XDG_CACHE_HOME"], "quay-cred-helper")
+    [id_token] = {json.loads(read(p))["token"] for p in files_under(cache) if ID_TOKEN_MARK.encode() in read(p)}
+    request = urllib.request.Request(
+        f"{quay.url}/api/v1/user/apptoken?expiring=true", headers={"Authorization": f"Bearer {id_token}"}
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
 def test_renewal_makes_a_new_token_and_revokes_the_old(env, quay, idp):
     quay.app_token_expiration = 10 * DAY
     assert app_login(env, quay, idp).returncode == 0
     [(old_uuid, old_code)] = live_tokens(quay).items()
-    # Nine and a half days on: in the last tenth of its life, as Quay's ?expiring=true says.
-    entry = index_entry(env, quay.host)
-    for token in quay.app_tokens.values():
-        token["created"] -= 9.5 * DAY
-        token["expiration"] -= 9.5 * DAY
-    index_path = os.path.join(env["XDG_CONFIG_HOME"], "quay-cred-helper", "index.json")
-    index = json.loads(read(index_path))
-    record = index["registries"][quay.host]["app_token"]
-    record["created"] = str(int(record["created"]) - int(9.5 * DAY))
-    record["expires"] = str(int(record["expires"]) - int(9.5 * DAY))
-    with open(index_path, "w") as f:
-        json.dump(index, f)
-    assert entry["app_token"]["uuid"] == old_uuid
+    days_pass(env, quay, 8.5)  # not yet in the last tenth of its life
+    assert json.loads(cli(env, "list", "--json").stdout)[0]["app_token"]["due"] is False
+    assert expiring_at_quay(env, quay) == {"tokens": [], "only_expiring": True}
+    days_pass(env, quay, 1)  # nine and a half days on: due, by list and by Quay's ?expiring=true alike
     row = cli(env, "list", "--long").stdout.decode().splitlines()[1]
     assert row.endswith(f"(due: quay-cred-helper login {quay.host} --sso --app-token)"), row
     assert json.loads(cli(env, "list", "--json").stdout)[0]["app_token"]["due"] is True
+    [listed] = expiring_at_quay(env, quay)["tokens"]
+    assert listed["uuid"] == old_uuid and "token_code" not in listed  # Quay's list never shows the code
+    assert sorted(listed) == ["created", "expiration", "last_accessed", "title", "uuid"]
     r = app_login(env, quay, idp)
     assert r.returncode == 0, r.stderr
     [(new_uuid, new_code)] = live_tokens(quay).items()
