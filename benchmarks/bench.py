@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trustme  # noqa: E402
 
+from tests.fakes.idp import CLIENT_ID, IdPUser, TestIdP  # noqa: E402
 from tests.fakes.issuer import OIDCIssuer  # noqa: E402
 from tests.fakes.quay_registry import QuayRegistry  # noqa: E402
 from tests.support import CLI, HELPER, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, isolated_env, secret_service_on_bus  # noqa: E402
@@ -154,6 +155,27 @@ def first_minute(root, check, namespaces=20, images=10, parallel=16):
         check("    a node's first minute: wall time / the same with every JWT cached", cold, cached, 2.0)
 
 
+def sso_session(root, env):
+    """A registry that takes SSO ID tokens, its identity provider, and a session: `login --sso --device`,
+    approved as the person would; its ID token cached (the environment trusts the IdP's CA)."""
+    ca = trustme.CA()
+    idp = TestIdP(ca, users=[IdPUser("carol", "carol-pw")]).__enter__()
+    idp.id_token_lifetime = 3600
+    quay = QuayRegistry(users=USERS).__enter__()
+    idp.trusted_by(quay, Path(root))
+    quay.sso = {"issuer": idp.url, "client_id": CLIENT_ID}
+    ca_file = os.path.join(root, "idp-ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    sso_env = dict(env, SSL_CERT_FILE=ca_file)
+    argv = [CLI, "login", quay.host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID, "--device"]
+    login = subprocess.Popen(argv, env=sso_env, stderr=subprocess.PIPE)
+    login.stderr.readline()
+    idp.approve_device(login.stderr.readline().decode().split()[-1], "carol")
+    if login.wait(timeout=60) != 0:
+        raise SystemExit(f"bench: the SSO login failed: {login.stderr.read().decode()}")
+    return quay, sso_env, idp
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--short", action="store_true", help="few rounds; fail only on request counts")
@@ -232,6 +254,7 @@ def main():
                 PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
             )
             run([HELPER, "get"], ci_env, ci_quay.host.encode())  # fills its token cache
+            sso_quay, sso_env, idp = sso_session(root, env)  # an SSO login (device grant), on a registry of its own
             # The kubelet's provider with a robot token file, answering from its cache.
             provider_dir = os.path.join(root, "provider")
             os.makedirs(provider_dir, mode=0o700)
@@ -264,6 +287,7 @@ def main():
                 "robot-cached": ([HELPER, "get"], env, quay.host.encode()),
                 "keyless-cached": ([HELPER, "get"], env, keyless.encode()),
                 "ci-token-cached": ([HELPER, "get"], ci_env, ci_quay.host.encode()),
+                "sso-cached": ([HELPER, "get"], sso_env, sso_quay.host.encode()),
                 "provider-cached": (provider, env, kubelet_request),
                 "robot-cached-packaged": ([*packaged, "get"], env, quay.host.encode()),
                 "provider-routed-cached": (routed, env, kubelet_request),
@@ -275,6 +299,7 @@ def main():
             before = quay.count("/v2/auth")
             exchanges_before = quay.count("/oauth2/federation/robot/token")
             ci_before = ci_quay.count("/v2/auth")
+            sso_before = len(idp.access), sum(sso_quay.requests.values())
             times = {name: [] for name in commands}
             for _ in range(rounds):
                 for name, (argv, command_env, stdin) in commands.items():
@@ -283,6 +308,9 @@ def main():
             cached_requests = quay.count("/v2/auth") - before
             cached_exchanges = quay.count("/oauth2/federation/robot/token") - exchanges_before
             ci_requests = ci_quay.count("/v2/auth") - ci_before
+            sso_requests = len(idp.access) + sum(sso_quay.requests.values()) - sum(sso_before)
+            idp.__exit__()
+            sso_quay.__exit__()
             issuer.__exit__()
             ci_quay.__exit__()
 
@@ -306,6 +334,15 @@ def main():
                 1.1,
             )
             check("    requests to /v2/auth during cached CI-token gets", ci_requests, None, 0, unit="", count=True)
+            check("    get SSO user, cached ID token / python -I -c pass", median["sso-cached"], median["python"], 1.1)
+            check(
+                "    requests to the IdP and registry during cached SSO gets",
+                sso_requests,
+                None,
+                0,
+                unit="",
+                count=True,
+            )
             check(
                 "    kubelet provider, cached JWT / python -I -c pass", median["provider-cached"], median["python"], 1.1
             )

@@ -46,6 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE",
         help="a robot whose token the job holds, in env:NAME or file:PATH: nothing stored, no keyring",
     )
+    p.add_argument("--sso", action="store_true", help="sign in at the identity provider behind Quay's OIDC login")
+    p.add_argument("--issuer", metavar="URL", help="with --sso: the identity provider's issuer (default: sso_issuer)")
+    p.add_argument("--client-id", metavar="ID", help="with --sso: the CLI's client at the IdP (default: sso_client_id)")
+    flow = p.add_mutually_exclusive_group()
+    flow.add_argument("--browser", action="store_true", help="with --sso: sign in in a browser (authorization code)")
+    flow.add_argument("--device", action="store_true", help="with --sso: sign in on another device (device code)")
+    p.add_argument("--no-browser", action="store_true", help="with --sso: print the sign-in URL, open no browser")
+    p.add_argument(
+        "--port", type=int, default=0, help="with --sso: the local port the browser returns to (default: any)"
+    )
+    p.add_argument(
+        "--app-token",
+        action="store_true",
+        help="with --sso: keep a Quay app token made with the sign-in (as $app), not the refresh token",
+    )
 
     p = sub.add_parser("ci-login", help="one step for a CI job: log a robot in (keyless, else its token), configure")
     p.add_argument("registry", help="registry host, e.g. quay.example.com")

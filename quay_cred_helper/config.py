@@ -121,6 +121,9 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "robot_token_file": ("", str, "a file holding `robot`'s token, exchanged for one-hour JWTs (helper and provider)"),
     "robot_token_env": ("", str, "an environment variable holding `robot`'s token (a CI secret), exchanged likewise"),
     "service_account": ("false", _bool, "kubelet provider: each pod's service-account token, as the robot it names"),
+    "sso_issuer": ("", str, "login --sso: the identity provider behind Quay's OIDC login (its issuer URL)"),
+    "sso_client_id": ("", str, "login --sso: the public CLI client registered at that identity provider"),
+    "sso_scopes": ("openid email profile offline_access", str, "login --sso: the scopes asked for"),
     "max_secret_age": (
         "",
         duration,
@@ -142,6 +145,8 @@ REGISTRY_ONLY = (
     "robot_token_file",
     "robot_token_env",
     "service_account",
+    "sso_issuer",
+    "sso_client_id",
     "realm_hosts",
     "insecure_http",
 )
@@ -168,6 +173,9 @@ class Settings:
     robot_token_file: str
     robot_token_env: str
     service_account: bool
+    sso_issuer: str
+    sso_client_id: str
+    sso_scopes: str
     max_secret_age: float  # seconds; 0: no limit
     file: str
     section: str

@@ -9,9 +9,11 @@ separately. No message ever contains a secret.
     +-- NotFound            nothing stored: the exact text clients match
     +-- ConfigError         our config file (or a file it names) cannot be used
     +-- SourceError         a token the job holds (OIDC, or a robot's) cannot be had from its source
+    +-- SessionExpired      the SSO session is over (refresh token revoked, expired or gone): log in again
     +-- KeyringError        the keyring is missing, refused or not answering
     |   +-- KeyringLocked   ... or locked (we never prompt)
     +-- RegistryError       the registry refused us or answered nonsense
+        +-- IdPError            the identity provider (SSO) refused us or answered nonsense
         +-- FederationRefused   Quay refused the OIDC token for the robot
         +-- ApiRefused          Quay's API refused the call (4xx): the token, its scope, the robot; nothing changed
         +-- TLSError            the certificate could not be verified
@@ -65,6 +67,10 @@ class SourceError(HelperError):
     its source (never "not found": the client would go on anonymously)."""
 
 
+class SessionExpired(HelperError):
+    """The SSO session is over: its refresh token was refused, revoked, or is gone."""
+
+
 class KeyringError(HelperError):
     """The keyring backend is missing, locked, refused or not answering."""
 
@@ -75,6 +81,10 @@ class KeyringLocked(KeyringError):
 
 class RegistryError(HelperError):
     """The registry or its token endpoint refused us or answered nonsense."""
+
+
+class IdPError(RegistryError):
+    """The identity provider behind an SSO login refused us or answered nonsense."""
 
 
 class FederationRefused(RegistryError):

@@ -14,6 +14,9 @@ A robot whose token the job holds (sources/robot_token.py's `RobotToken`: `robot
 `robot_token_file`, or `login --token-from`) has nothing stored either, and
 needs no keyring: `get` exchanges the token from the job's environment or
 file for a one-hour JWT, cached under an identity that holds no secret.
+
+An SSO login (sso/, `login --sso`) keeps only the IdP's refresh token: `get` answers `$oauthtoken`
+and the ID token, cached until shortly before it expires, else refreshed (sso/session.py).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ WARN_EVERY = 86400.0  # seconds: `get` warns of an old secret at most once a day
 KEYLESS = "keyless"  # a robot with nothing stored: its OIDC token exchanged through Quay's federation
 HELD = "held"  # a robot whose token the job holds (robot_token_env, robot_token_file, login --token-from)
 KEYRING = "keyring"  # what the keyring holds: a user's secret, or a robot's token exchanged for a JWT
+SSO = "sso"  # a person signed in through the IdP (login --sso): the refresh token in the keyring, ID tokens out
 
 
 def source_of(entry: IndexEntry | None, settings: Settings) -> str:
@@ -72,6 +76,8 @@ def source_of(entry: IndexEntry | None, settings: Settings) -> str:
     (the robot's own token first, as at the kubelet provider). Imports nothing: only the branch taken
     loads its module."""
     if entry is not None:
+        if entry.sso:
+            return SSO
         return KEYLESS if entry.oidc and entry.username else HELD if entry.token_from else KEYRING
     if settings.robot_token_env or settings.robot_token_file:
         return HELD
@@ -126,6 +132,10 @@ class HelperStore:
     def delete(self, key: str) -> None:
         self.use.cache.drop(key)
         entry = self.index.get(key)
+        if entry is not None and entry.sso:  # source_of's SSO, which needs no settings
+            from quay_cred_helper.sso import session  # SSO: revoke at the IdP, erase every part
+
+            return session.end(self.use, key, entry, self.warn)
         if entry is not None and (entry.oidc or entry.token_from):
             with self.index.lock():
                 self.index.remove(key)
@@ -183,7 +193,13 @@ class HelperStore:
         if routed is not None:
             return routed
         entry = self.index.get(key)
-        robot = self._robot_credentials(key, entry, self.use.config.settings(key))
+        settings = self.use.config.settings(key)
+        if source_of(entry, settings) == SSO:
+            assert entry is not None
+            from quay_cred_helper.sso import session
+
+            return entry.identity + "v2auth", session.credentials(self.use, key, entry)
+        robot = self._robot_credentials(key, entry, settings)
         if robot is not None:
             return robot
         if entry is None:
@@ -237,6 +253,9 @@ class HelperStore:
         entry = self.index.get(key)
         settings = self.use.config.settings(key)
         kind = source_of(entry, settings)
+        if kind == SSO:
+            assert entry is not None
+            return "$oauthtoken", self._id_token(key, entry)  # sso.session.USERNAME, without importing it
         if kind == KEYLESS:
             keyless = self.keyless(key, entry, settings)
             assert keyless is not None
@@ -258,6 +277,16 @@ class HelperStore:
         if not (exchanges and is_robot(username)):
             return username, secret  # users, $app, $oauthtoken, <token>
         return username, self._robot_jwt(key, entry, username, secret)
+
+    def _id_token(self, key: str, entry: IndexEntry) -> str:
+        """An SSO user's ID token: cached (the index and one cache file), else one refresh (sso/session.py)."""
+        hit = self.use.cache.load(key, entry.identity, [])
+        if hit:
+            log.debug("SSO ID token for %s from the cache", key)
+            return hit.token
+        from quay_cred_helper.sso import session  # only on a refresh: httpx, PyJWT
+
+        return session.id_token(self.use, key, entry).token
 
     def _warn_if_old(self, key: str, entry: IndexEntry, settings: Settings) -> None:
         """Past max_secret_age, a warning on stderr (never stdout: clients parse it), at most once a day.

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trustme  # noqa: E402
 
 from tests.fakes.artifacts import SBOM, push_demo  # noqa: E402
+from tests.fakes.idp import CLIENT_ID, IdPUser, TestIdP  # noqa: E402
 from tests.fakes.issuer import OIDCIssuer  # noqa: E402
 from tests.fakes.quay_registry import QuayRegistry, b64url_decode  # noqa: E402
 from tests.fakes.real_registry import DockerRegistry, oci_layout  # noqa: E402
@@ -268,6 +269,33 @@ def main():
             run([*node_install, "--dry-run"], env)
             run(node_install, env)
             run(node_install, env)  # again: nothing to change
+
+        step("SSO: a person signs in at the company's identity provider (device code); only its refresh token is kept")
+        ca = trustme.CA()
+        with QuayRegistry(users=USERS) as quay, TestIdP(ca, users=[IdPUser("carol", "carol-idp-pw")]) as idp:
+            idp.trusted_by(quay, Path(root))
+            quay.sso = {"issuer": idp.url, "client_id": "quay-ui", "audiences": [CLIENT_ID]}
+            print(f"  Quay: an OIDC login for {idp.url}, OIDC_AUDIENCES [{CLIENT_ID}] (Quay 3.18)")
+            ca_file = os.path.join(root, "idp-ca.pem")
+            ca.cert_pem.write_to_path(ca_file)
+            sso = dict(env, SSL_CERT_FILE=ca_file)
+            argv = ["quay-cred-helper", "login", quay.host, "--sso", "--issuer", idp.url, "--client-id", CLIENT_ID]
+            print(f"$ {shlex.join([*argv, '--device'])}", flush=True)
+            login = subprocess.Popen([*argv, "--device"], env=sso, stderr=subprocess.PIPE, text=True)
+            shown = [login.stderr.readline(), login.stderr.readline()]
+            print("".join(f"  {line}" for line in shown), end="")
+            idp.approve_device(shown[1].split()[-1], "carol")
+            print("  (carol opens the link on her phone, signs in and confirms the code)")
+            print(f"  {login.stderr.read().strip()}")
+            if login.wait(timeout=60) != 0:
+                raise SystemExit("demo: the SSO login failed")
+            got = run(
+                ["docker-credential-quay", "get"], sso, quay.host, show=f"echo {quay.host} | docker-credential-quay get"
+            )
+            print(f"  the client gets $oauthtoken and an ID token: {jwt_summary(json.loads(got.stdout)['Secret'])}")
+            run(["quay-cred-helper", "list", "--long"], sso)
+            run(["quay-cred-helper", "logout", quay.host], sso)
+            print(f"  the identity provider revoked the session: {len(idp.live_refresh_tokens())} live refresh tokens")
 
         step("Rotate the robot's token through Quay's API, and see how old each secret is")
         with QuayRegistry(users=USERS, robots=ROBOTS) as quay:

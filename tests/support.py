@@ -35,6 +35,9 @@ SECRETS = [
     "windows-long-token-",
 ]
 SECRETS += ["QUAYAPI0AUTH", ROTATED_PREFIX]  # every API token and every regenerated robot token
+# SSO (tests/fakes/idp.py): every refresh token, and every ID token (by its header's encoding).
+SECRETS += ["R3FRESHT0KEN", "eyJpZHAiOiAidGVzdC1pZHAtc3NvIiwg"]
+SECRETS += ["4PPT0KEN"]  # every app-specific token (tests/fakes/quay_registry.py APP_TOKEN)
 
 # A robot whose token a CI job holds in its environment, as CI systems hand out secrets: the watcher
 # looks for it in every process's argv (never there), not in environments (where the job put it).

@@ -24,6 +24,9 @@ ERRORS = {
     "SourceError",
     "FederationRefused",
     "ApiRefused",
+    "IdPError",
+    "SessionExpired",
+    "OAuthError",
 }
 
 

@@ -9,6 +9,14 @@ complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l no-verify
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l oidc
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l audience
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l token-from
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l sso
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l issuer
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l client-id
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l browser
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l device
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l no-browser
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l port
+complete -c quay-cred-helper -n '__fish_seen_subcommand_from login' -l app-token
 complete -c quay-cred-helper -n __fish_use_subcommand -a ci-login -d 'one step for a CI job: log a robot in (keyless, else its token), configure'
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from ci-login' -l help
 complete -c quay-cred-helper -n '__fish_seen_subcommand_from ci-login' -s u

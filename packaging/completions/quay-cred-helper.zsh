@@ -22,7 +22,7 @@ _quay_cred_helper() {
     return
   fi
   case ${words[2]} in
-    login) opts=(--help -u --username --password-stdin --no-verify --oidc --audience --token-from) ;;
+    login) opts=(--help -u --username --password-stdin --no-verify --oidc --audience --token-from --sso --issuer --client-id --browser --device --no-browser --port --app-token) ;;
     ci-login) opts=(--help -u --robot --audience --oidc --token-from) ;;
     logout) opts=(--help) ;;
     list) opts=(--help --json -q --quiet -l --long) ;;

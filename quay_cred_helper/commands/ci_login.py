@@ -37,7 +37,14 @@ def _keyless(ctx: Context, key: str, robot: str, args: argparse.Namespace) -> Ke
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     key = registry_key(args.registry)
-    robot = args.robot or ctx.config.settings(key).robot
+    settings = ctx.config.settings(key)
+    robot = args.robot or settings.robot
+    if not robot and settings.sso_issuer:
+        # A job has no person to sign in at the IdP, and an SSO session is a person's (docs/sso.md).
+        raise InputError(
+            "ci-login logs in robots, not SSO users: a CI job has nobody to sign in",
+            "give the job a robot (keyless or its token: docs/ci.md), or pass --robot ORG+NAME",
+        )
     if not is_robot(robot):
         raise InputError("ci-login needs the robot", f"pass --robot ORG+NAME (or set robot = under [{key}])")
     held = RobotToken(robot, robot_token_source(args.token_from))

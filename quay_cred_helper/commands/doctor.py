@@ -26,6 +26,7 @@ from quay_cred_helper import client_configs, config, paths
 from quay_cred_helper.config import Settings
 from quay_cred_helper.context import Context
 from quay_cred_helper.credentials import rotation
+from quay_cred_helper.credentials.index import IndexEntry
 from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, KeyringError, printable
@@ -36,7 +37,9 @@ from quay_cred_helper.registry.session import Session, json_body, server_error
 from quay_cred_helper.registry.tokens import TokenExchange
 from quay_cred_helper.sources.keyless import Keyless
 from quay_cred_helper.sources.robot_token import RobotToken
-from quay_cred_helper.store import KEYRING, source_of
+from quay_cred_helper.sso import idp, session
+from quay_cred_helper.sso import quay as sso_quay
+from quay_cred_helper.store import KEYRING, SSO, source_of
 
 MAX_SKEW = 30  # seconds: Quay's JWTs are checked with 30 s of leeway
 QUICK = 2.5  # seconds: doctor's timeouts for each request
@@ -135,9 +138,10 @@ def check_keyring(report: Report, ctx: Context, needed: bool = True) -> bool:
 
 
 def needs_keyring(ctx: Context, key: str) -> bool:
-    """Whether a registry's credential is the keyring's: not for a keyless robot or a token the job holds."""
+    """Whether a registry's credential is the keyring's (a stored secret, or an SSO session's refresh token):
+    not for a keyless robot or a token the job holds."""
     try:
-        return source_of(ctx.index.get(key), ctx.settings(key)) == KEYRING
+        return source_of(ctx.index.get(key), ctx.settings(key)) in (KEYRING, SSO)
     except HelperError:  # a config file it cannot read: the registry's checks say so
         return True
 
@@ -228,6 +232,8 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
             _check_keyless(report, ctx, key, keyless)
         elif held:
             _check_robot_token(report, key, key, held, exchange)
+        elif entry and entry.sso:
+            _check_sso(report, ctx, key, entry)
         elif entry:
             identity, credentials = ctx.store.token_credentials(key)
             try:
@@ -287,6 +293,31 @@ def _check_robot_token(report: Report, label: str, key: str, held: RobotToken, e
         report.add("OK", f"{label} credentials", f"{held.robot} accepted")
     except HelperError as exc:
         report.failure(f"{label} credentials", exc, "check the robot's token in Quay (Robot Accounts)")
+
+
+def _check_sso(report: Report, ctx: Context, key: str, entry: IndexEntry) -> None:
+    """An SSO login: the IdP's discovery, the session (the cached ID token, else one refresh), one /v2/auth."""
+    sso = entry.sso or {}
+    issuer = sso.get("issuer", "")
+    try:
+        with idp.opened(issuer, ctx.settings(key)) as found:
+            idp.discover(found, issuer)
+        report.add("OK", f"{key} SSO identity provider", f"{issuer}: discovery answered")
+    except HelperError as exc:
+        report.failure(f"{key} SSO identity provider", exc, "check sso_issuer and the way to the IdP (proxy, CA)")
+        return
+    try:
+        token = session.id_token(ctx, key, entry)
+    except HelperError as exc:
+        report.failure(f"{key} SSO session", exc, f"quay-cred-helper login {key} --sso")
+        return
+    left = token.expires_at - time.time()
+    report.add("OK", f"{key} SSO session", f"{sso.get('user')} via {issuer}: ID token good for {left:.0f} s more")
+    try:
+        sso_quay.verify(ctx.tokens(cached=False), key, token.token, sso.get("client", ""), issuer)
+        report.add("OK", f"{key} credentials", f"$oauthtoken accepted (SSO user {sso.get('user')})")
+    except HelperError as exc:
+        report.failure(f"{key} credentials", exc, "see docs/sso.md")
 
 
 def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless, label: str = "") -> None:

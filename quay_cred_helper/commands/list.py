@@ -1,7 +1,9 @@
 """quay-cred-helper list: registries with stored credentials, from the index alone (no keyring, no network).
 
 `--long` and `--json` add when each secret was stored and its age (keyless robots store none; entries
-from before ages were kept have none)."""
+from before ages were kept have none); for an SSO login, the session's age, its Quay user and issuer, and
+when its refresh token ends when the identity provider said; for an app token made at an SSO login, its
+expiry at Quay, and whether it is due for renewal (the last tenth of its life, Quay's ?expiring=true window)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,21 @@ def _when(stored: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored))
 
 
+def _refresh_end(sso: dict[str, str]) -> str | None:
+    """When the IdP said the session's refresh token ends, if it said."""
+    value = sso.get("refresh_expires", "")
+    return _when(int(value)) if value.isdigit() else None
+
+
+def _app_token_end(app: dict[str, str], now: float) -> tuple[str | None, bool]:
+    """(when an app token ends, if Quay gave it an expiry; whether it is in its last tenth of life)."""
+    created, expires = app.get("created", ""), app.get("expires", "")
+    if not expires.isdigit():
+        return None, False
+    life = int(expires) - int(created) if created.isdigit() else 0
+    return _when(int(expires)), now >= int(expires) - 0.1 * life
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     entries = sorted(ctx.index.entries().items())
     rows = [(key, printable(entry.username)) for key, entry in entries]
@@ -33,6 +50,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             row: dict[str, object] = {"registry": key, "username": entry.username, "stored": None, "age_seconds": None}
             if entry.stored:
                 row.update(stored=_when(entry.stored), age_seconds=max(0, int(now - entry.stored)))
+            if entry.sso:
+                ends = _refresh_end(entry.sso)
+                row["sso"] = {"issuer": entry.sso.get("issuer"), "user": entry.sso.get("user"), "refresh_expires": ends}
+            if entry.app_token:
+                ends, due = _app_token_end(entry.app_token, now)
+                app = {name: entry.app_token.get(name) for name in ("issuer", "user", "uuid", "title")}
+                row["app_token"] = dict(app, expires=ends, due=due)
             listed.append(row)
         json.dump(listed, sys.stdout, indent=2)
         print()
@@ -48,6 +72,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     for (key, username), (_, entry) in zip(rows, entries):
         if entry.oidc:
             stored, age = "-", "keyless: no secret"
+        elif entry.sso:
+            stored, age = _when(entry.stored), f"SSO session of {printable(entry.sso.get('user', '?'))}, "
+            age += f"{format_duration(now - entry.stored)} old"
+            ends = _refresh_end(entry.sso)
+            age += f"; refresh token ends {ends}" if ends else ""
+        elif entry.app_token:
+            stored, age = _when(entry.stored), f"app token of SSO user {printable(entry.app_token.get('user', '?'))}, "
+            age += f"{format_duration(now - entry.stored)} old"
+            ends, due = _app_token_end(entry.app_token, now)
+            age += f"; expires {ends}" if ends else "; no expiry"
+            age += f" (due: quay-cred-helper login {key} --sso --app-token)" if due else ""
         elif entry.stored:
             stored, age = _when(entry.stored), format_duration(now - entry.stored)
         else:

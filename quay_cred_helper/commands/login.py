@@ -1,7 +1,8 @@
 """quay-cred-helper login: check the credentials with one token request, then store them in the keyring.
 
 A keyless robot (--oidc) and a robot whose token the job holds (--token-from) store no secret:
-the index records the robot and where its token comes from; no keyring is needed."""
+the index records the robot and where its token comes from; no keyring is needed. An SSO login
+(--sso) signs in at the identity provider and keeps only its refresh token (sso/)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from quay_cred_helper.names import is_robot, registry_key
 from quay_cred_helper.sources import oidc
 from quay_cred_helper.sources.keyless import Keyless
 from quay_cred_helper.sources.robot_token import RobotToken, robot_token_source
+from quay_cred_helper.sso import login as sso_login
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -79,8 +81,34 @@ def _token_from(args: argparse.Namespace, ctx: Context, key: str) -> int:
     return 0
 
 
+_SSO_ONLY = ("issuer", "client_id", "browser", "device", "no_browser", "port", "app_token")
+
+
+def _sso(args: argparse.Namespace, ctx: Context, key: str) -> int:
+    if args.username or args.password_stdin or args.oidc or args.token_from or args.audience or args.no_verify:
+        raise InputError("--sso goes without -u, --password-stdin, --oidc, --token-from, --audience and --no-verify")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: not a port number")
+    flow = "device" if args.device else "browser" if args.browser else ""
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    user, issuer = sso_login.login(
+        ctx, key, args.registry, args.issuer, args.client_id, flow, args.port, not args.no_browser, say, args.app_token
+    )
+    kept = "an app token made with it is kept as $app" if args.app_token else "the refresh token is in the keyring"
+    print(f"Login Succeeded: {user} at {key} (SSO via {issuer}; {kept})", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     key = registry_key(args.registry)
+    if args.sso:
+        return _sso(args, ctx, key)
+    used = [name for name in _SSO_ONLY if getattr(args, name)]
+    if used:
+        raise InputError(f"--{used[0].replace('_', '-')} goes with --sso")
     if args.token_from:
         return _token_from(args, ctx, key)
     if args.oidc:

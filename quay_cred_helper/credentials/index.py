@@ -39,9 +39,24 @@ class IndexEntry:
     robot whose token the job holds (`login --token-from`): `token_from` names where, `env:NAME` or
     `file:PATH`. Both fields are absent from entries without them, as in indexes written before.
     `stored` is when the secret was first stored (Unix time; 0: unknown, an entry from before ages
-    were kept)."""
+    were kept). An SSO login (`login --sso`) has `sso`: the issuer, client, subject and Quay user, and
+    when the IdP said its refresh token ends (never a secret); its `identity` is the ID token's cache
+    identity, and the keyring holds only the refresh token (sso/session.py). An app token made at an SSO
+    login (`login --sso --app-token`) is an ordinary `$app` entry plus `app_token`: the SSO session it
+    came from, its uuid at Quay and its expiry (never the token; sso/apptoken.py)."""
 
-    __slots__ = ("server", "username", "salt", "identity", "oidc", "audience", "stored", "token_from")
+    __slots__ = (
+        "server",
+        "username",
+        "salt",
+        "identity",
+        "oidc",
+        "audience",
+        "stored",
+        "token_from",
+        "sso",
+        "app_token",
+    )
 
     def __init__(
         self,
@@ -53,9 +68,12 @@ class IndexEntry:
         audience: str = "",
         stored: float = 0.0,
         token_from: str = "",
+        sso: dict[str, str] | None = None,
+        app_token: dict[str, str] | None = None,
     ) -> None:
         self.server, self.username, self.salt, self.identity = server, username, salt, identity
         self.oidc, self.audience, self.stored, self.token_from = oidc, audience, stored, token_from
+        self.sso, self.app_token = sso, app_token
 
     @classmethod
     def new(cls, server: str, username: str, secret: str, previous: IndexEntry | None = None) -> IndexEntry:
@@ -79,7 +97,14 @@ class IndexEntry:
         # Entries written before ages were kept have none; a value that is not a time is as good as none.
         if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not 0 < stored < 1e11:
             stored = 0.0
-        return cls(server, data["username"], salt, fingerprint, oidc, audience, float(stored), token_from)
+        sso = data.get("sso")
+        sso = {k: v for k, v in sso.items() if isinstance(v, str)} if isinstance(sso, dict) else {}
+        sso_login = sso if sso.get("issuer") else None  # an SSO login's record, never a secret
+        app = data.get("app_token")
+        app = {k: v for k, v in app.items() if isinstance(v, str)} if isinstance(app, dict) else {}
+        app_token = app if app.get("uuid") else None  # an app token's record, never the token
+        username = data["username"]
+        return cls(server, username, salt, fingerprint, oidc, audience, float(stored), token_from, sso_login, app_token)
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -94,6 +119,10 @@ class IndexEntry:
             data["stored"] = int(self.stored)
         if self.token_from:
             data.update(token_from=self.token_from)
+        if self.sso:
+            data.update(sso=self.sso)
+        if self.app_token:
+            data.update(app_token=self.app_token)
         return data
 
 

@@ -72,6 +72,8 @@ class Session:
         headers: dict[str, str] | None = None,
         limit: int = MAX_BODY,
         method: str = "GET",
+        data: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """GET with retries on connection errors, 429 and 502-504; never on 401. Returns (response, body).
 
@@ -89,7 +91,7 @@ class Session:
             try:
                 with alarm(left, self.expired):
                     response, body = self._request(
-                        method, url, tuple(params) if params else None, auth, headers, timeout, limit
+                        method, url, tuple(params) if params else None, auth, headers, timeout, limit, data, content
                     )
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 error, retryable = self._classify(exc, url)
@@ -142,8 +144,12 @@ class Session:
         headers: dict[str, str] | None,
         timeout: httpx.Timeout,
         limit: int,
+        data: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> tuple[httpx.Response, bytes]:
-        with self.client.stream(method, url, params=params, auth=auth, headers=headers, timeout=timeout) as response:
+        with self.client.stream(
+            method, url, params=params, auth=auth, headers=headers, timeout=timeout, data=data, content=content
+        ) as response:
             return response, self._read_capped(response, limit)
 
     def _read_capped(self, response: httpx.Response, limit: int) -> bytes:

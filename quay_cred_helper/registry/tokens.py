@@ -107,6 +107,13 @@ class TokenExchange:
         assert token is not None
         return token
 
+    def made(self, key: str, identity: str, obtain: Callable[[], Token]) -> Token:
+        """A token of the caller's making (an SSO ID token, refreshed): cached, else `obtain()`'s, under the
+        same single flight and deadline as an exchange."""
+        token = self._single_flight(key, identity, [], False, obtain)
+        assert token is not None
+        return token
+
     def _single_flight(
         self, key: str, identity: str, scopes: list[str], refresh: bool, obtain: Callable[[], Token | None]
     ) -> Token | None:

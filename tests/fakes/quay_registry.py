@@ -20,6 +20,7 @@ import datetime
 import hashlib
 import http.server
 import json
+import math
 import re
 import threading
 import time
@@ -132,6 +133,19 @@ class QuayRegistry:
         # audiences when it has some); issuers are fetched over https trusting oidc_ca.
         self.federation = {}
         self.oidc_ca = None
+        # SSO (Quay's OIDC login service, DESIGN.md section 10): None, or {"issuer", "client_id",
+        # "audiences", "check_aud" (3.18+; False: 3.9-3.17), "allowed_clients", "user_creation"}.
+        self.sso = None
+        self.sso_links = {}  # IdP subject -> Quay username (federated logins)
+        self.sso_log = []  # {"subject", "status", "message"} per ID token presented (/v2/auth and /api/v1)
+        # App-specific tokens (endpoints/api/appspecifictokens.py): uuid -> {"user", "title", "code", "created",
+        # "expiration" (Unix time or None), "last_accessed"}; FEATURE_APP_SPECIFIC_TOKENS and
+        # APP_SPECIFIC_TOKEN_EXPIRATION (seconds; None: no expiry, Quay's default). `sso_api` False: /api/v1
+        # answers an ID token 401 (a proxy or policy in front of the API), while /v2/auth still takes it.
+        self.app_tokens = {}
+        self.app_tokens_feature = True
+        self.app_token_expiration = None
+        self.sso_api = True
         self.federation_log = []  # {"robot", "subject", "jti", "status"} per exchange
         self.faults = collections.deque()  # ("status", code) | ("slow", s) | ("malformed",) | ("notjwt",) ...
         self.api = RobotApi(self)  # Quay's REST API for robots: OAuth tokens, regenerate, federation, permissions
@@ -298,6 +312,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self.federated()
         if path.startswith("/api/v1/"):
             return robot_api(self, path)
+        if path == "/config":  # public: the OIDC logins' CLIENT_IDs, never their issuers
+            logins = [{"service": "sso", "CLIENT_ID": reg.sso["client_id"], "OIDC": True}] if reg.sso else []
+            return self.send(200, {"external_login": logins, "config": {"SERVER_HOSTNAME": reg.server_hostname}})
         if path == "/v2/" or path == "/v2":
             if self.bearer_claims() is None and not reg.v2_open:
                 return self.errors(
@@ -326,6 +343,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self.repository_request(path)
 
     do_PUT = do_PATCH = do_POST
+
+    def do_DELETE(self):
+        path = urllib.parse.urlsplit(self.path).path
+        with self.registry.lock:
+            self.registry.requests[path] += 1
+        if path.startswith("/api/v1/"):
+            return robot_api(self, path)
+        return self.send(405, {})
 
     # -- repositories: manifests, blobs, referrers -------------------------------------------
 
@@ -617,6 +642,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 username, _, password = base64.b64decode(auth[6:]).decode().partition(":")
             except Exception:
                 return self.errors(401, "UNAUTHORIZED", "Invalid Username or Password")
+            if username == "$app" and reg.app_tokens_feature:
+                # auth/credentials.py: an app token's code, unexpired; its user's rights.
+                found = reg.api.app_token_user(password)
+                reg.log_auth(found or username, scopes, 200 if found else 401, "app_token")
+                if found is None:
+                    return self.errors(401, "UNAUTHORIZED", "Invalid token")
+                return self.grant(found, service, scopes)
+            if username == "$oauthtoken" and reg.sso is not None and _looks_like_jwt(password) is not None:
+                problem, user = self.check_sso(password)
+                reg.log_auth(user or username, scopes, 401 if problem else 200, "id_token")
+                if problem:
+                    return self.errors(401, "UNAUTHORIZED", problem)
+                return self.grant(user, service, scopes)
             account = reg.accounts.get(username)
             with reg.lock:
                 if account and account.failures:
@@ -639,6 +677,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self.errors(401, "UNAUTHORIZED", problem)
         elif not reg.anonymous:
             return self.send(401, {"error": "Anonymous access is not allowed"})
+        reg.log_auth(username, scopes, 200, credential)
+        return self.grant(username, service, scopes)
+
+    def grant(self, username, service, scopes):
+        reg = self.registry
         access = []
         for scope in scopes:
             match = _SCOPE.fullmatch(scope)
@@ -648,14 +691,82 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             granted = reg.allowed_actions(username, name, actions)
             if granted:
                 access.append({"type": "repository", "name": name, "actions": granted})
-        reg.log_auth(username, scopes, 200, credential)
         kind = "robot" if username and "+" in username else ("user" if username else "anonymous")
         token = reg.issue(username, service, access, {"version": 2, "entity_kind": kind})
         self.send(200, {"token": token})
 
+    def check_sso(self, token):
+        """(Quay's refusal or None, the Quay user) for an ID token presented as `$oauthtoken`'s password or
+        as Bearer on /api/v1: quay/quay oauth/oidc.py decode_user_jwt and the federated login, in the
+        words DESIGN.md section 10 lists. Creates the user on first use unless user creation is off."""
+        reg = self.registry
+        sso = reg.sso
+        parts = token.split(".")
+        subject, problem, user = None, None, None
+        try:
+            header, claims = (json.loads(b64url_decode(p)) for p in parts[:2])
+            assert len(parts) == 3 and isinstance(header, dict) and isinstance(claims, dict)
+        except Exception:
+            header, claims = {}, None
+        now = time.time()
+        allowed = {"RS256": hashes.SHA256(), "RS384": hashes.SHA384()}
+        if claims is None or header.get("typ") not in ("JWT", "at+jwt"):
+            problem = "OAuth access token could not be validated"  # taken for a Quay OAuth application token
+        elif sso is None or str(claims.get("iss", "")).rstrip("/") != sso["issuer"].rstrip("/"):
+            problem = f"Issuer {claims.get('iss')} not configured"
+        elif not header.get("kid"):
+            problem = "Missing `kid` header"
+        elif header.get("alg") not in allowed:
+            problem = "The specified alg value is not allowed"
+        else:
+            key = self.issuer_key(sso["issuer"], header["kid"])
+            try:
+                assert key is not None
+                signed = f"{parts[0]}.{parts[1]}".encode()
+                key.verify(b64url_decode(parts[2]), signed, padding.PKCS1v15(), allowed[header["alg"]])
+            except Exception:
+                problem = "Signature verification failed" if key else f"Public key {header['kid']} not found"
+        if problem is None:
+            subject = claims.get("sub")
+            aud = claims.get("aud")
+            audiences = {sso["client_id"], *sso.get("audiences", ())}
+            allowed_clients = sso.get("allowed_clients")
+            if "exp" not in claims or "iat" not in claims:
+                problem = f'Token is missing the "{"exp" if "exp" not in claims else "iat"}" claim'
+            elif claims["exp"] <= now - LEEWAY:
+                problem = "Signature has expired"
+            elif sso.get("check_aud", True) and not aud:
+                problem = 'Token is missing the "aud" claim'
+            elif sso.get("check_aud", True) and not set([aud] if isinstance(aud, str) else aud) & audiences:
+                problem = "Audience doesn't match"
+            elif (
+                sso.get("check_aud", True)
+                and allowed_clients
+                and claims.get("azp", sso["client_id"]) not in (allowed_clients)
+            ):
+                problem = f"Client '{claims.get('azp')}' is not in the allowed clients list"
+            elif claims["iat"] > now + LEEWAY:
+                problem = "Issued At claim (iat) cannot be in the future."
+        if problem is None:
+            with reg.lock:
+                user = reg.sso_links.get(subject)
+                if user is None and not sso.get("user_creation", True):
+                    problem = "User creation is disabled. Please contact your administrator"
+                elif user is None:
+                    base = str(claims.get("preferred_username") or subject).split("@")[0]
+                    user, serial = base, 0
+                    while user in reg.accounts:
+                        user, serial = f"{base}{serial}", serial + 1
+                    reg.accounts[user] = Account(None, [user])
+                    reg.sso_links[subject] = user
+        with reg.lock:
+            reg.sso_log.append({"subject": subject, "status": 401 if problem else 200, "message": problem})
+        return problem, (None if problem else user)
+
 
 # -- Quay's REST API for robots (quay/quay endpoints/api/robot.py, auth/oauth.py, endpoints/csrf.py) ---------
 
+APP_TOKEN = "4PPT0KEN"  # every app-specific token starts with it (tests/support.py SECRETS watches it)
 ROTATED = "R0TATEDR0B0T"  # every regenerated robot token starts with it (tests/support.py SECRETS watches it)
 _API_ROBOT = re.compile(
     r"/api/v1/(?:organization/(?P<org>[^/]+)|user)/robots/(?P<short>[^/]+)(?P<rest>/regenerate|/federation|/permissions)?"
@@ -693,6 +804,57 @@ class RobotApi:
             for _ in range(64 - len(head))
         )
 
+    def new_app_token(self, user, title, now):
+        """data/model/appspecifictoken.py create_token: a 60-character name and a 60-character secret
+        (ours start with APP_TOKEN, a secret-watcher needle); the expiry from APP_SPECIFIC_TOKEN_EXPIRATION."""
+        import secrets
+        import uuid
+
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+        code = APP_TOKEN + "".join(secrets.choice(alphabet) for _ in range(120 - len(APP_TOKEN)))
+        expiration = self.registry.app_token_expiration
+        token = {
+            "uuid": str(uuid.uuid4()),
+            "user": user,
+            "title": title,
+            "code": code,
+            "created": now,
+            "expiration": now + expiration if expiration else None,
+            "last_accessed": None,
+        }
+        self.registry.app_tokens[token["uuid"]] = token
+        self.audit.append(("create_app_specific_token", user, {"app_specific_token": token["uuid"]}))
+        return token
+
+    def app_token_view(self, token, include_code=False):
+        """appspecifictokens.py token_view."""
+        import email.utils
+
+        def date(value):
+            return None if value is None else email.utils.formatdate(value)
+
+        data = {
+            "uuid": token["uuid"],
+            "title": token["title"],
+            "last_accessed": date(token["last_accessed"]),
+            "created": date(token["created"]),
+            "expiration": date(token["expiration"]),
+        }
+        if include_code:
+            data["token_code"] = token["code"]
+        return data
+
+    def app_token_user(self, code):
+        """access_valid_token: the user of an unexpired app token with this code, else None."""
+        now = time.time()
+        with self.registry.lock:
+            for token in self.registry.app_tokens.values():
+                live = token["expiration"] is None or token["expiration"] > now
+                if live and len(code) >= 120 and token["code"] == code:
+                    token["last_accessed"] = now
+                    return token["user"]
+        return None
+
     def robot(self, name, include_token, metadata=True):
         """Robot.to_dict: RFC 2822 dates (email.utils.formatdate, as Quay's format_date)."""
         import email.utils
@@ -708,6 +870,57 @@ class RobotApi:
         if metadata:
             data["unstructured_metadata"] = {}
         return data
+
+
+def app_token_api(self, path, user, scopes, answer, problem):
+    """/api/v1/user/apptoken[/<uuid>] as endpoints/api/appspecifictokens.py answers: POST {"title"} -> 200
+    {"token": view + token_code}; GET [?expiring=true] -> {"tokens": [views], "only_expiring"}; DELETE
+    /<uuid> -> 204 (404 when not the user's). Dates are RFC 2822 (format_date); views never hold the code."""
+    reg = self.registry
+    state = reg.api
+    if not reg.app_tokens_feature:  # @show_if(features.APP_SPECIFIC_TOKENS): no such route
+        return answer(404, {"message": "The requested URL was not found on the server."})
+    uuid = path[len("/api/v1/user/apptoken/") :] if path.startswith("/api/v1/user/apptoken/") else None
+    allowed = ("GET", "DELETE") if uuid else ("GET", "POST")
+    if self.command not in allowed:
+        return answer(405, {"message": "The method is not allowed for the requested URL."})
+    if self.command != "GET" and user is None:
+        headers = [("Access-Control-Allow-Origin", "*")]
+        return answer(403, json.dumps({"error": CSRF}).encode(), "text/html; charset=utf-8", headers)
+    if user is None:
+        return problem(401, "invalid_token", "Requires authentication")
+    if "user:admin" not in scopes:
+        return problem(403, "insufficient_scope", "Unauthorized")
+    now = time.time()
+    if self.command == "POST":
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("title"), str):
+            return problem(400, "invalid_request", "'title' is a required property")
+        with reg.lock:
+            token = state.new_app_token(user, body["title"], now)
+        return answer(200, {"token": state.app_token_view(token, include_code=True)})
+    if uuid is None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        expiring = (query.get("expiring") or [""])[0].lower() in ("true", "1", "yes", "y", "t")
+        window = math.ceil((reg.app_token_expiration or 4 * 7 * 86400) * 0.1) or 1
+        mine = [t for t in reg.app_tokens.values() if t["user"] == user]
+        if expiring:
+            mine = [t for t in mine if t["expiration"] is not None and now < t["expiration"] <= now + window]
+        views = [state.app_token_view(t) for t in mine]
+        return answer(200, {"tokens": views, "only_expiring": expiring if "expiring" in query else None})
+    token = reg.app_tokens.get(uuid)
+    if token is None or token["user"] != user or (token["expiration"] is not None and token["expiration"] <= now):
+        return problem(404, "not_found", "Not Found")
+    if self.command == "GET":
+        return answer(200, {"token": state.app_token_view(token, include_code=True)})
+    with reg.lock:
+        del reg.app_tokens[uuid]
+        state.audit.append(("revoke_app_specific_token", user, {"app_specific_token": uuid}))
+    return answer(204, b"", "application/json")
 
 
 def _looks_like_jwt(token):
@@ -743,11 +956,26 @@ def robot_api(self, path):
     user, scopes = None, set()
     if len(parts) == 2 and parts[0].lower() == "bearer":
         claims = _looks_like_jwt(parts[1])
-        if claims is not None:
+        if claims is not None and reg.sso is not None and not reg.sso_api:
+            return answer(401, {"error": "Invalid token"})
+        if claims is not None and reg.sso is not None:
+            # A valid SSO ID token is a full user session: no OAuth scopes.
+            message, user = self.check_sso(parts[1])
+            if message:
+                return answer(401, {"error": message})
+            scopes = {"user:admin", "org:admin", "repo:read", "repo:write", "repo:admin", "repo:create"}
+        elif claims is not None:
             issuer = claims.get("iss") if isinstance(claims, dict) else None
             message = f"Issuer {issuer} not configured" if issuer else "Token does not contain issuer"
             return answer(401, {"error": message})
-        user, scopes = state.oauth.get(parts[1], (None, set()))
+        else:
+            user, scopes = state.oauth.get(parts[1], (None, set()))
+    if path == "/api/v1/user/apptoken" or path.startswith("/api/v1/user/apptoken/"):
+        return app_token_api(self, path, user, scopes, answer, problem)
+    if path == "/api/v1/user/":
+        if user is None:
+            return problem(401, "invalid_token", "Requires authentication")
+        return answer(200, {"username": user, "anonymous": False, "verified": True})
     match = _API_ROBOT.fullmatch(path)
     if not match:
         return answer(404, {"message": "The requested URL was not found on the server."})
