@@ -4,7 +4,7 @@ The .deb and .rpm install scripts and scripts/setup run it (it waits out the rac
 launch.RACY_NS, so that nothing just installed is left out); launch.finish() runs `build(wait=False)`
 at the exit of a run that found the bundle missing or stale.
 
-The file: the index's length and its checksum (launch.checksum(), 4 bytes each, little-endian), the index,
+The file: the index's length (4 bytes) and its checksum (launch.checksum(), 8 bytes), little-endian, the index,
 marshalled (launch.header() and name -> (source, key, offset, size, the code's checksum); offset -1 for
 a module left out because its times are too recent), then each module's code,
 marshalled, at its offset from the index's end.
@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from quay_cred_helper.launch import HOT, PACKAGE_DIR, RACY_NS, bundle_path, checksum, header, key
+from quay_cred_helper.launch import HOT, PACKAGE_DIR, PREFIX, RACY_NS, bundle_path, checksum, header, key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,8 +65,8 @@ def build(wait: bool = True) -> bool:
 
 
 def _layout(compiled: Compiled) -> bytes:
-    """The file: the index's length and checksum (4 bytes each), the index (header, name -> entry), then the
-    code, each module's at its offset from the end of the index."""
+    """The file: the index's length and checksum (launch.PREFIX: 4 and 8 bytes), the index (header,
+    name -> entry), then the code, each module's at its offset from the end of the index."""
     index: dict[str, Entry] = {}
     offset = 0
     check = checksum()
@@ -77,7 +77,7 @@ def _layout(compiled: Compiled) -> bytes:
         index[name] = (origin, stamp, offset, len(code), check(code))
         offset += len(code)
     head = marshal.dumps((header(), index))
-    prefix = len(head).to_bytes(4, "little") + (check(head) & 0xFFFFFFFF).to_bytes(4, "little")
+    prefix = len(head).to_bytes(4, "little") + check(head).to_bytes(PREFIX - 4, "little")
     return prefix + head + b"".join(code for _, _, code in compiled.values() if code is not None)
 
 

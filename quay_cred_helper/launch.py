@@ -88,7 +88,7 @@ HOT = (
     "quay_cred_helper.store",
 )
 
-FORMAT = 2
+FORMAT = 3
 RACY_NS = 2_000_000_000  # two seconds: the coarsest timestamps (FAT's) and a clock tick, with room
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -194,6 +194,9 @@ class Finder(LoaderBase):
 
 
 _finder: "Finder | None" = None
+# The file starts with the index's length (4 bytes) and its whole checksum (8 bytes: an int hash has 61 bits,
+# and cut to 32 it would miss a flipped bit whose weight modulo 2**61 - 1 falls in the upper ones).
+PREFIX = 12
 _INDEX_READ = 16384  # the first read: the index's length, its checksum and the index (a few KiB)
 _REGULAR, _FORMAT_BITS = 0o100000, 0o170000  # S_IFREG and S_IFMT, as os.stat's st_mode holds them
 _MAX_INDEX = 1 << 20
@@ -229,14 +232,14 @@ def serve() -> None:
         if os.fstat(fd).st_mode & _FORMAT_BITS != _REGULAR:
             raise ValueError("not a regular file")
         start = os.read(fd, _INDEX_READ)
-        length, index_sum = int.from_bytes(start[:4], "little"), int.from_bytes(start[4:8], "little")
+        length, index_sum = int.from_bytes(start[:4], "little"), int.from_bytes(start[4:PREFIX], "little")
         if length > _MAX_INDEX:
             raise ValueError("not an index")
-        if len(start) < 8 + length:
-            start += os.read(fd, 8 + length - len(start))
-        index = start[8 : 8 + length]
+        if len(start) < PREFIX + length:
+            start += os.read(fd, PREFIX + length - len(start))
+        index = start[PREFIX : PREFIX + length]
         check = checksum()
-        if check(index) & 0xFFFFFFFF != index_sum:
+        if check(index) != index_sum:
             raise ValueError("a damaged index")
         written_by, loaded = marshal.loads(index)
         if written_by == header() and isinstance(loaded, dict):
@@ -246,7 +249,7 @@ def serve() -> None:
         if fd >= 0:
             os.close(fd)
             fd = -1
-    _finder = Finder(entries, fd, 8 + length, check)
+    _finder = Finder(entries, fd, PREFIX + length, check)
     sys.meta_path.insert(0, _finder)
 
 

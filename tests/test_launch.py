@@ -2,6 +2,7 @@
 served whole, byte-identical answers, and never a stale, damaged or foreign bundle served."""
 
 import json
+import marshal
 import os
 import re
 import shutil
@@ -374,7 +375,7 @@ def index_of(data):
     """A bundle's index: name -> (source, key, offset, size, checksum); offset -1 for a module left out."""
     import marshal
 
-    return marshal.loads(data[8 : 8 + int.from_bytes(data[:4], "little")])[1]
+    return marshal.loads(data[launch.PREFIX : launch.PREFIX + int.from_bytes(data[:4], "little")])[1]
 
 
 def regions(data):
@@ -382,7 +383,12 @@ def regions(data):
     of quay_cred_helper.helper (which every run loads)."""
     length = int.from_bytes(data[:4], "little")
     _, _, offset, size, _ = index_of(data)["quay_cred_helper.helper"]
-    return {"length": 1, "index crc": 5, "index": 8 + length // 2, "code": 8 + length + offset + size // 2}
+    return {
+        "length": 1,
+        "index crc": 5,
+        "index": launch.PREFIX + length // 2,
+        "code": launch.PREFIX + length + offset + size // 2,
+    }
 
 
 @pytest.mark.slow  # builds a bundle from a fresh copy: waits out the racy window
@@ -465,3 +471,19 @@ def test_the_deb_postinst_with_a_future_dated_source_finishes(package, tmp_path)
     assert r.returncode == 0 and time.monotonic() - started < launch.RACY_NS / 1e9 + 10, r.stderr
     index = index_of(bundle_of(copy).read_bytes())
     assert index["quay_cred_helper.helper"][2] == -1 and index["quay_cred_helper.log"][2] >= 0  # left out
+
+
+@pytest.mark.parametrize("check", [launch._int_hash, launch.checksum()], ids=["int hash", "this interpreter's"])
+def test_the_checksum_notices_every_flipped_bit_of_an_index(check):
+    """Cut to 32 bits, the int hash missed flips whose weight modulo 2**61 - 1 fell in its upper bits: the
+    index's checksum is stored whole (launch.PREFIX), and every single flipped bit of an index changes it."""
+    data = marshal.dumps(
+        ("an index", {f"quay_cred_helper.m{n}": ("/x/m.py", (n, n, n, n), n, n, n) for n in range(40)})
+    )
+    expected = check(data)
+    assert expected < 1 << (8 * (launch.PREFIX - 4))  # fits where hotbuild stores it
+    for at in range(len(data)):
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[at] ^= 1 << bit
+            assert check(bytes(flipped)) != expected, (at, bit)
