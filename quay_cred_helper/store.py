@@ -111,7 +111,16 @@ class HelperStore:
         self.warn = warn
 
     def add(self, key: str, server: str, username: str, secret: str) -> None:
-        self.use.keyring_store.add(key, server, username, secret)
+        def write() -> None:
+            self.use.keyring_store.add(key, server, username, secret)
+
+        entry = self.index.get(key)
+        if entry is not None and entry.sso:  # an SSO session's refresh token may span more keyring entries
+            from quay_cred_helper.sso import session
+
+            session.replace(self.use.keyring_store.keyring, key, write)
+        else:
+            write()
         self.use.cache.drop(key)
 
     def add_keyless(self, key: str, server: str, keyless: Keyless) -> None:

@@ -483,7 +483,14 @@ def test_a_long_refresh_token_is_split_across_keyring_entries(env, quay, idp):
     assert len(grants) == 1 and grants[0]["status"] == 200 and len(grants[0]["refresh"]) == 5000
     assert cli(env, "logout", quay.host).returncode == 0
     keyring_file = os.path.join(env["XDG_DATA_HOME"], "python_keyring", "keyring_pass.cfg")
-    assert "#sso." not in read(keyring_file).decode()  # every part erased
+    part = "_23sso_2e"  # "#sso." as keyrings.alt's file escapes an entry's name
+    assert part not in read(keyring_file).decode()  # every part erased
+    assert login(env, quay, idp, "--browser").returncode == 0
+    assert read(keyring_file).decode().count(part) == 4  # 5,000 characters: the main entry and 4 parts
+    stored = json.dumps({"ServerURL": quay.host, "Username": "alice", "Secret": "alice-password"}).encode()
+    assert helper(env, "store", stored).returncode == 0  # docker login over the session
+    assert part not in read(keyring_file).decode()  # the session's parts went with it
+    assert get(env, quay.host) == {"ServerURL": quay.host, "Username": "alice", "Secret": "alice-password"}
 
 
 # -- real clients as an SSO user ------------------------------------------------------------------------------

@@ -168,6 +168,14 @@ def test_a_long_refresh_token_spans_entries_and_a_new_one_replaces_every_part():
     assert session.read_refresh(keyring, "quay.example.com") == "short"
 
 
+def test_a_credential_stored_over_a_session_leaves_none_of_its_parts():
+    keyring = DictKeyring()
+    session.write_refresh(keyring, "quay.example.com", "R" * 2500)
+    session.replace(keyring, "quay.example.com", lambda: keyring.set("quay-cred-helper", "quay.example.com", "{}"))
+    assert list(keyring.entries) == [("quay-cred-helper", "quay.example.com")]
+    assert keyring.entries[("quay-cred-helper", "quay.example.com")] == "{}"
+
+
 def test_a_missing_or_incomplete_refresh_token_is_an_expired_session():
     keyring = DictKeyring()
     with pytest.raises(SessionExpired, match="SSO session expired"):

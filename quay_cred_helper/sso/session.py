@@ -130,6 +130,16 @@ def write_refresh(keyring: Keyring, key: str, token: str) -> None:
         keyring.delete(SERVICE, name)
 
 
+def replace(keyring: Keyring, key: str, write: Callable[[], None]) -> None:
+    """Another credential stored over a session (docker login, a password login): `write` overwrites the
+    main entry, then the refresh token's other parts are erased, as they would be at logout."""
+    parts = _parts_of(keyring, key)
+    write()
+    for name in parts:
+        with contextlib.suppress(KeyringError):
+            keyring.delete(SERVICE, name)
+
+
 def store(use: Uses, key: str, server: str, sso: dict[str, str], refresh: str, id_token: Token, expires: str) -> None:
     """Keep a new session: the refresh token in the keyring, the record in the index, the ID token cached."""
     keyring_store = use.keyring_store
