@@ -19,6 +19,7 @@ import pytest
 
 from quay_cred_helper import __version__
 from tests.conftest import needs
+from tests.fakes.windows import GOCODE, WINE, windows_path
 from tests.support import ROBOT, ROBOT_TOKEN
 
 pytestmark = pytest.mark.slow  # real clients, packages and builds: the full suite only
@@ -442,10 +443,8 @@ def test_pip_wheel_from_the_sdist_for_windows(dist, tmp_path, how, env, options)
 
 # -- what docker does on Windows, under Wine: find the .exe by PATHEXT and run it ------------------
 
-WINE = shutil.which("wine64") or next((p for p in ("/usr/lib/wine/wine64",) if os.path.exists(p)), None)
-GOCODE = Path("/usr/share/gocode/src/github.com/docker/docker-credential-helpers/client")
-
-# Stands in for python.exe (no CPython for Windows here): it answers `get` with its arguments, its
+# Stands in for python.exe, so that this check needs no download (tests/test_windows.py runs the real
+# CPython for Windows): it answers `get` with its arguments, its
 # stdin and the import line of the __main__.py in the zip it is given (the launcher passes its own path).
 PYTHON_STANDIN = r"""
 package main
@@ -496,10 +495,6 @@ func main() {
 	fmt.Printf("server=%s args=%s main=%s\n", creds.ServerURL, creds.Username, creds.Secret)
 }
 """
-
-
-def windows_path(path):
-    return "Z:" + str(path).replace("/", "\\")  # Wine maps Z: to /
 
 
 @pytest.mark.skipif(

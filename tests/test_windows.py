@@ -28,12 +28,11 @@ from tests.fakes.quay_registry import QuayRegistry
 from tests.support import ROBOT, ROBOT_TOKEN, USERS
 
 ROOT = Path(__file__).resolve().parent.parent
-GOCODE = Path("/usr/share/gocode/src/github.com/docker/docker-credential-helpers/client")
 
 pytestmark = [
     pytest.mark.slow,  # seconds per Wine call: the full suite only
     pytest.mark.skipif(
-        not (windows.WINE and windows.WINESERVER and shutil.which("go") and GOCODE.is_dir())
+        not (windows.WINE and windows.WINESERVER and shutil.which("go") and windows.GOCODE.is_dir())
         and not os.environ.get("CI"),
         reason="needs wine64, go and docker-credential-helpers' Go source (scripts/setup installs them on amd64)",
     ),

