@@ -435,6 +435,8 @@ class _Planner:
 
     def tree(self, source: str, target: str) -> None:
         """`target` on the node made a copy of the directory `source` (stale files removed)."""
+        # As remove_tree names what is there: resolved (with /opt -> var/opt, /var/opt/...), else none would match.
+        target = rootfs.node_path(self.root, rootfs.resolve(self.root, target))
         wanted: set[str] = set()
         for directory, dirs, names in os.walk(source):
             dirs.sort()

@@ -1,0 +1,52 @@
+"""node install run twice on nodes an earlier run (or an admin) left in a state a single run never makes:
+/opt as a link (ostree hosts), files made group- or world-writable. In process: plan() and apply()."""
+
+import os
+import stat
+
+import pytest
+
+from quay_cred_helper.node import install, rootfs
+from tests.support import ROBOT
+from tests.test_node_install import node_root, write
+
+pytestmark = pytest.mark.posix
+
+
+def options(root, provider, **extra):
+    ini = install.provider_ini(["quay.example.com"], ROBOT, False, None, True)
+    return install.Options(root=str(root), provider=str(provider), ini=ini, audience="quay.example.com", **extra)
+
+
+def run(opts):
+    plan = install.plan(opts)
+    install.apply(plan, opts.root)
+    return plan
+
+
+def bundle(tmp_path):
+    source = tmp_path / "bundle"
+    write(source, "/quay-credential-provider", "#!/bin/sh\nexit 0\n", 0o755)
+    write(source, "/_internal/lib.so", b"\0lib")
+    return source
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_a_second_bundle_install_keeps_the_bundle_when_opt_is_a_link(tmp_path):
+    """Fedora CoreOS, RHCOS: /opt -> var/opt. The second run used to plan every file of the bundle for removal."""
+    root = node_root(tmp_path, "kubeadm")
+    (root / "opt").rmdir()
+    (root / "var/opt").mkdir()
+    (root / "opt").symlink_to("var/opt")
+    opts = options(root, bundle(tmp_path))
+    run(opts)
+    second = run(opts)
+    assert second.changes == []
+    provider = root / "var/opt/quay-cred-helper/provider"
+    assert (provider / "quay-credential-provider").read_bytes() == b"#!/bin/sh\nexit 0\n"
+    assert (provider / "_internal/lib.so").read_bytes() == b"\0lib"
+    assert os.path.isfile(rootfs.resolve(str(root), "/opt/quay-cred-helper/bin/quay-credential-provider"))
+
