@@ -238,9 +238,9 @@ def _text(root: str, path: str) -> str | None:
 
 
 def _mode(root: str, path: str) -> int | None:
-    """The mode of the file `path` leads to (never a link's own, 0777), without group or other write."""
+    """The mode of the file `path` leads to (never a link's own, 0777), as it is."""
     try:
-        return os.stat(rootfs.resolve(root, path)).st_mode & 0o7777 & ~0o022
+        return os.stat(rootfs.resolve(root, path)).st_mode & 0o7777
     except OSError:
         return None
 
@@ -431,7 +431,8 @@ class _Planner:
 
     def text(self, path: str, new: str | None, mode: int = 0o644) -> None:
         """A text file the kubelet or systemd reads: its mode kept (never group or other write)."""
-        self.put(path, new.encode("utf-8") if new is not None else None, _mode(self.root, path) or mode)
+        old = _mode(self.root, path)
+        self.put(path, new.encode("utf-8") if new is not None else None, mode if old is None else old & ~0o022)
 
     def tree(self, source: str, target: str) -> None:
         """`target` on the node made a copy of the directory `source` (stale files removed)."""
