@@ -67,3 +67,37 @@ def test_group_or_world_writable_files_with_the_right_content_are_fixed(tmp_path
     assert sorted(c.path for c in second.changes) == sorted(["/" + str(p.relative_to(root)) for p in (config, ini)])
     assert (mode(config), mode(ini)) == (0o644, 0o600)
     assert run(opts).changes == []
+
+
+FLAGS = ["--image-credential-provider-config=/etc/c.yaml", "--image-credential-provider-bin-dir=/opt/b"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'KUBELET_EXTRA_ARGS=""\n',
+        'KUBELET_EXTRA_ARGS="--foo"\n',
+        "KUBELET_EXTRA_ARGS='--foo'\n",
+        'KUBELET_EXTRA_ARGS="--a  --b"\n',
+        'KUBELET_EXTRA_ARGS= "--a --b" \n',
+        "KUBELET_EXTRA_ARGS=--foo",
+        "KUBELET_EXTRA_ARGS=\n",
+        "# kubelet\nKUBELET_EXTRA_ARGS=--foo\nOTHER=1",
+        "OTHER=1",
+        "OTHER=1\n",
+        "",
+    ],
+)
+def test_uninstall_gives_the_extra_args_file_back_byte_for_byte(text):
+    """Main gave back KUBELET_EXTRA_ARGS="" as KUBELET_EXTRA_ARGS=, "--foo" unquoted, two spaces as one and a
+    final newline that was not there."""
+    added = install.edit_extra_args(text, FLAGS, remove=False)
+    assert added is not None and all(flag in added for flag in FLAGS)
+    assert install.edit_extra_args(added, FLAGS, remove=False) == added  # a second install changes nothing
+    assert install.edit_extra_args(added, FLAGS, remove=True) == (text or None)
+
+
+def test_an_extra_args_line_the_admin_changed_since_keeps_the_change():
+    added = install.edit_extra_args('KUBELET_EXTRA_ARGS="--foo"\n', FLAGS, remove=False)
+    changed = added.replace("--foo", "--foo --max-pods=50")
+    assert install.edit_extra_args(changed, FLAGS, remove=True) == 'KUBELET_EXTRA_ARGS="--foo --max-pods=50"\n'
