@@ -101,3 +101,19 @@ def test_an_extra_args_line_the_admin_changed_since_keeps_the_change():
     added = install.edit_extra_args('KUBELET_EXTRA_ARGS="--foo"\n', FLAGS, remove=False)
     changed = added.replace("--foo", "--foo --max-pods=50")
     assert install.edit_extra_args(changed, FLAGS, remove=True) == 'KUBELET_EXTRA_ARGS="--foo --max-pods=50"\n'
+
+
+def test_uninstall_removes_a_staged_token_beside_the_file_a_linked_token_leads_to(tmp_path):
+    """robot rotate stages beside os.path.realpath(robot_token_file); uninstall looked beside the link."""
+    root = node_root(tmp_path, "kubeadm")
+    provider = tmp_path / "provider"
+    write(provider, "", "#!/bin/sh\nexit 0\n", 0o755)
+    run(options(root, provider, token=b"token\n"))
+    token = root / install.TOKEN.lstrip("/")
+    write(root, "/etc/quay-cred-helper/secrets/robot-token", token.read_bytes(), 0o600)
+    token.unlink()
+    token.symlink_to("secrets/robot-token")
+    staged = root / ("etc/quay-cred-helper/secrets/robot-token" + install.STAGED)
+    write(root, "/etc/quay-cred-helper/secrets/robot-token" + install.STAGED, "staged-new-token\n", 0o600)
+    run(options(root, provider, uninstall=True))
+    assert not staged.exists() and not os.path.lexists(token)

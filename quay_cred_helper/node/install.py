@@ -616,8 +616,12 @@ def _uninstall(planner: _Planner, kubelet: Kubelet | None, config: str, bin_dir:
     planner.put(f"{bin_dir}/{NAME}", None, follow=False)
     planner.remove_tree(LIB)
     planner.put(INI, None)
-    for token in (TOKEN, TOKEN + STAGED):  # the token, and the new one an interrupted `robot rotate` staged
+    # The token, and the new one an interrupted `robot rotate` staged beside the file the token's links lead to.
+    staged = rootfs.node_path(root, rootfs.resolve(root, TOKEN)) + STAGED
+    for token in (TOKEN, staged):
         planner.put(token, None, secret=True)
+    if os.path.islink(rootfs.resolve(root, TOKEN, follow=False)):
+        planner.put(TOKEN, None, follow=False)  # and the link itself, left dangling
     planner.remove_tree(CACHE, secret=True)  # the provider's cached JWTs
     path = _config_file(root, config)
     old = _text(root, path)
