@@ -21,7 +21,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from typing import Any, Optional
 
@@ -270,28 +269,11 @@ def _trusted(findings: list[Finding], configs: list[str], bin_dir: str, provider
         except ConfigError as exc:
             findings.append(("FAIL", what, f"{exc.problem}: not run as root", exc.fix))
             ok = False
-    problem = _unsafe_directory(os.path.realpath(bin_dir))
+    problem = files.unsafe_directories(os.path.realpath(bin_dir), "the directory")
     if problem:
         findings.append(("FAIL", "bin dir", f"{problem[0]}: not run as root", problem[1]))
         ok = False
     return ok
-
-
-def _unsafe_directory(directory: str) -> tuple[str, str] | None:
-    """What lets a user other than root change `directory` or one above it (root's sticky ones aside)."""
-    if sys.platform == "win32":  # no kubelet nodes of ours there
-        return None
-    me = os.geteuid()
-    while True:
-        found = os.stat(directory)
-        if found.st_uid not in (0, me):
-            return f"{directory} is owned by uid {found.st_uid}", f"chown root {directory}"
-        if found.st_mode & 0o022 and not (found.st_uid == 0 and found.st_mode & stat.S_ISVTX):
-            return f"other users can write {directory}", f"chmod go-w {directory}"
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            return None
-        directory = parent
 
 
 def _look_alikes(directory: str) -> list[str]:
