@@ -550,13 +550,19 @@ def test_the_provider_never_gets_another_process_environment(node, quay, tmp_pat
     assert seen["PATH"] == env["PATH"]  # doctor's own
 
 
-@pytest.mark.parametrize("what", ["bin dir", "provider", "config"])
+@pytest.mark.parametrize("what", ["bin dir", "provider", "config", "interpreter"])
 def test_files_others_can_write_are_never_run(node, quay, tmp_path, what):
+    """The interpreter too: the provider's #! line can name a user's venv python, which root then runs."""
     env, etc, _ = node
     dump = tmp_path / "provider-environment"
     bin_dir = recording_provider(tmp_path, dump)
     config = written(etc, provider_yaml(quay, etc))
-    loose = {"bin dir": bin_dir, "provider": bin_dir / "quay-credential-provider", "config": config}[what]
+    interpreter = tmp_path / "interpreter" / "sh"
+    interpreter.parent.mkdir()
+    shutil.copy("/bin/sh", interpreter)
+    script = bin_dir / "quay-credential-provider"
+    script.write_text(script.read_text().replace("#!/bin/sh", f"#!{interpreter}", 1))
+    loose = {"bin dir": bin_dir, "provider": script, "config": config, "interpreter": interpreter}[what]
     loose.chmod(loose.stat().st_mode | 0o002)
     ok, checks = explained(config, bin_dir, f"{quay.host}/org/app")
     assert not ok and not dump.exists()
