@@ -262,14 +262,25 @@ def _unsafe(path: str, real: str, found: os.stat_result) -> tuple[str, str] | No
         return f"it is owned by uid {found.st_uid}, not {owner}", f"chown {owner} {path}"
     if found.st_mode & 0o022:
         return "other users can write it", f"chmod go-w {path}"
-    directory = os.path.dirname(real)
+    return unsafe_directories(os.path.dirname(real))
+
+
+def unsafe_directories(directory: str, name: str = "its directory") -> tuple[str, str] | None:
+    """(what is wrong, the fix) when a user other than root or us can change `directory` or one above it
+    (root's sticky directories, /tmp, aside); None when none can. `name` introduces the directory."""
+    import stat
+
+    if sys.platform == "win32":
+        return None
+    me = os.geteuid()
+    owner = "root" if me == 0 else str(me)
     while True:
         above = os.stat(directory)
         sticky = above.st_uid == 0 and above.st_mode & stat.S_ISVTX
         if above.st_uid not in (0, me):
-            return f"its directory {directory} is owned by uid {above.st_uid}", f"chown {owner} {directory}"
+            return f"{name} {directory} is owned by uid {above.st_uid}", f"chown {owner} {directory}"
         if above.st_mode & 0o022 and not sticky:
-            return f"other users can write its directory {directory}", f"chmod go-w {directory}"
+            return f"other users can write {name} {directory}", f"chmod go-w {directory}"
         parent = os.path.dirname(directory)
         if parent == directory:
             return None

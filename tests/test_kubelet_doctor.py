@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from quay_cred_helper.node import kubelet as node_kubelet
 from quay_cred_helper.node import kubelet_config
 from tests.fakes.quay_registry import QuayRegistry
 from tests.support import BIN, ROBOT, ROBOT_TOKEN, ROBOTS, USERS, cli
@@ -431,7 +432,10 @@ def stand_in(argv, wrap=(), env=None):
     """A process named kubelet (argv[0]) running `argv[1:]` through the command `wrap` (setpriv, unshare):
     started, waited for until /proc shows its command line, and returned."""
     fake = subprocess.Popen(
-        [*wrap, "bash", "-c", 'exec -a kubelet "$@"', "bash", *argv], env=env, stderr=subprocess.DEVNULL
+        # -p: bash keeps an effective uid that is not the real one (as a setuid program's would be)
+        [*wrap, "bash", "-p", "-c", 'exec -a kubelet "$@"', "bash", *argv],
+        env=env,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -467,9 +471,36 @@ def recording_provider(tmp_path, dump):
     return bin_dir
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="processes of other ids need root")
+@pytest.mark.parametrize(
+    "wrap, why",
+    [
+        ([], None),
+        (["setpriv", "--ruid=65534"], "uid 65534 0 0 0"),  # what a setuid-root program a user ran looks like
+        (["setpriv", "--rgid=65534", "--clear-groups"], "gid 65534 0 0 0"),
+        (["setpriv", "--egid=65534", "--clear-groups"], "gid 0 65534"),
+    ],
+)
+def test_a_process_any_id_of_which_is_not_root_is_not_trusted(wrap, why):
+    """/proc/PID's owner is the effective uid: `su` run by nobody (Uid: 65534 0 0 0) passed as root's."""
+    process = subprocess.Popen([*wrap, "sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.readlink(f"/proc/{process.pid}/exe") != shutil.which("sleep"):
+            time.sleep(0.02)  # setpriv execs sleep in place
+        found = node_kubelet.untrusted(f"/proc/{process.pid}", "/proc/self")
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    if why is None:
+        assert found is None
+    else:
+        assert found is not None and why in found and "not all root" in found
+
+
 @pytest.mark.slow  # stand-in processes and doctor runs
 @pytest.mark.skipif(os.geteuid() != 0, reason="a process of another user, and a PID namespace, need root")
-@pytest.mark.parametrize("how", ["nobody", "pid namespace"])
+@pytest.mark.parametrize("how", ["nobody", "setuid from nobody", "pid namespace"])
 def test_a_kubelet_process_root_cannot_trust_is_never_run(node, quay, tmp_path, how):
     """Main ran the lowest-PID process named kubelet of any user, from its bin dir, as root."""
     env, etc, _ = node
@@ -482,11 +513,11 @@ def test_a_kubelet_process_root_cannot_trust_is_never_run(node, quay, tmp_path, 
     config.write_text(provider_yaml(quay, etc))
     config.chmod(0o644)
     flags = [f"--image-credential-provider-config={config}", f"--image-credential-provider-bin-dir={evil}"]
-    wrap = (
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        if how == "nobody"
-        else ["unshare", "-p", "--fork"]
-    )
+    wrap = {
+        "nobody": ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+        "setuid from nobody": ["setpriv", "--ruid=65534"],  # euid 0: /proc/PID is root's
+        "pid namespace": ["unshare", "-p", "--fork"],
+    }[how]
     fake = stand_in(["/usr/bin/python3", "-c", "import time; time.sleep(30)", *flags], wrap)
     try:
         r = cli(env, "doctor", "--kubelet", f"{quay.host}/org/app", "--json")
@@ -495,8 +526,8 @@ def test_a_kubelet_process_root_cannot_trust_is_never_run(node, quay, tmp_path, 
     checks = json.loads(r.stdout)["checks"]
     assert not marker.exists()
     refused = [c["detail"] for c in checks if c["check"] == "kubelet process"]
-    why = "owned by uid 65534, not root" if how == "nobody" else "in another PID namespace"
-    assert any(why in detail and detail.endswith("not trusted, its flags are not read") for detail in refused)
+    why = {"nobody": "uid 65534 65534", "setuid from nobody": "uid 65534 0 0 0"}.get(how, "in another PID namespace")
+    assert any(why in detail and detail.endswith("not trusted, its flags are not read") for detail in refused), refused
     assert r.returncode == 1 and not any(str(evil) in c["detail"] for c in checks if c["status"] == "OK")
 
 
@@ -519,13 +550,19 @@ def test_the_provider_never_gets_another_process_environment(node, quay, tmp_pat
     assert seen["PATH"] == env["PATH"]  # doctor's own
 
 
-@pytest.mark.parametrize("what", ["bin dir", "provider", "config"])
+@pytest.mark.parametrize("what", ["bin dir", "provider", "config", "interpreter"])
 def test_files_others_can_write_are_never_run(node, quay, tmp_path, what):
+    """The interpreter too: the provider's #! line can name a user's venv python, which root then runs."""
     env, etc, _ = node
     dump = tmp_path / "provider-environment"
     bin_dir = recording_provider(tmp_path, dump)
     config = written(etc, provider_yaml(quay, etc))
-    loose = {"bin dir": bin_dir, "provider": bin_dir / "quay-credential-provider", "config": config}[what]
+    interpreter = tmp_path / "interpreter" / "sh"
+    interpreter.parent.mkdir()
+    shutil.copy("/bin/sh", interpreter)
+    script = bin_dir / "quay-credential-provider"
+    script.write_text(script.read_text().replace("#!/bin/sh", f"#!{interpreter}", 1))
+    loose = {"bin dir": bin_dir, "provider": script, "config": config, "interpreter": interpreter}[what]
     loose.chmod(loose.stat().st_mode | 0o002)
     ok, checks = explained(config, bin_dir, f"{quay.host}/org/app")
     assert not ok and not dump.exists()

@@ -227,6 +227,7 @@ def test_kubeadm_gets_the_flags_once_in_its_extra_args_file(env, tmp_path):
         assert node_install(env, root).returncode == 0
     text = (root / "etc/default/kubelet").read_text()
     assert text == (
+        f"{install.WAS}KUBELET_EXTRA_ARGS=\n"
         f'KUBELET_EXTRA_ARGS="{node_kubelet.CONFIG_FLAG}={install.CONFIG} {node_kubelet.BIN_DIR_FLAG}={install.BIN}"\n'
     )
     found = node_kubelet.find_kubelet(str(root))

@@ -96,7 +96,9 @@ def test_a_symlinked_extra_args_file_keeps_the_admins_flags(env, tmp_path):
     assert node_install(env, root).returncode == 0
     assert os.readlink(root / "etc/default/kubelet") == "../nixos/kubelet-args"
     text = (root / "etc/nixos/kubelet-args").read_text()
-    assert text.startswith('KUBELET_EXTRA_ARGS="--node-ip=10.0.0.5 --max-pods=50 --image-credential-provider-config=')
+    assert text.splitlines()[1].startswith(
+        'KUBELET_EXTRA_ARGS="--node-ip=10.0.0.5 --max-pods=50 --image-credential-provider-config='
+    )
     assert stat.S_IMODE((root / "etc/nixos/kubelet-args").stat().st_mode) == 0o644
     assert node_install(env, root, "--uninstall").returncode == 0
     assert snapshot(root) == before

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
-import sys
 import time
 from typing import Any, Optional
 
@@ -259,39 +259,26 @@ def _executable(findings: list[Finding], provider: Provider, path: str, kubelet:
 
 
 def _trusted(findings: list[Finding], configs: list[str], bin_dir: str, providers: list[Provider]) -> bool:
-    """Whether the config, the bin dir and each provider to run pass the provider's own check of its files
-    (files.check_private: root's, with no group or other write up to /). A FAIL for each that does not."""
+    """Whether the config, the bin dir, each provider to run and the interpreter its #! line runs pass the
+    provider's own check of its files (files.check_private: root's, with no group or other write up to /).
+    A FAIL for each that does not."""
     ok = True
-    for what, path in [("provider config", c) for c in configs] + [
-        (f"provider {p.name} executable", os.path.join(bin_dir, p.name)) for p in providers
-    ]:
+    checked = [("provider config", c) for c in configs]
+    for p in providers:
+        path = os.path.join(bin_dir, p.name)
+        checked.append((f"provider {p.name} executable", path))
+        checked += [(f"provider {p.name} interpreter", i) for i in _interpreters(path)]
+    for what, path in checked:
         try:
             files.check_private(path, what).close()
         except ConfigError as exc:
             findings.append(("FAIL", what, f"{exc.problem}: not run as root", exc.fix))
             ok = False
-    problem = _unsafe_directory(os.path.realpath(bin_dir))
+    problem = files.unsafe_directories(os.path.realpath(bin_dir), "the directory")
     if problem:
         findings.append(("FAIL", "bin dir", f"{problem[0]}: not run as root", problem[1]))
         ok = False
     return ok
-
-
-def _unsafe_directory(directory: str) -> tuple[str, str] | None:
-    """What lets a user other than root change `directory` or one above it (root's sticky ones aside)."""
-    if sys.platform == "win32":  # no kubelet nodes of ours there
-        return None
-    me = os.geteuid()
-    while True:
-        found = os.stat(directory)
-        if found.st_uid not in (0, me):
-            return f"{directory} is owned by uid {found.st_uid}", f"chown root {directory}"
-        if found.st_mode & 0o022 and not (found.st_uid == 0 and found.st_mode & stat.S_ISVTX):
-            return f"other users can write {directory}", f"chmod go-w {directory}"
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            return None
-        directory = parent
 
 
 def _look_alikes(directory: str) -> list[str]:
@@ -301,18 +288,40 @@ def _look_alikes(directory: str) -> list[str]:
         return []
 
 
-def _interpreter_problem(path: str, kubelet: Kubelet) -> tuple[str, str] | None:
-    """What keeps execve from running the file: a #! line naming a missing interpreter, or no format."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError as exc:
-        return f"unreadable: {exc.strerror}", "check its permissions"
+def _shebang(path: str) -> list[str] | None:
+    """The words of the file's #! line; None for a binary (ELF). OSError when unreadable, ValueError when
+    it is neither."""
+    with open(path, "rb") as f:
+        head = f.read(256)
     if head.startswith(b"\x7fELF"):
         return None
     if not head.startswith(b"#!"):
+        raise ValueError(path)
+    return head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+
+
+def _interpreters(path: str) -> list[str]:
+    """What runs a script at `path`: its #! interpreter, and with env the program env finds in PATH."""
+    try:
+        words = _shebang(path) or []
+    except (OSError, ValueError):
+        return []
+    if len(words) > 1 and os.path.basename(words[0]) == "env":
+        program = shutil.which(words[1], path=os.environ.get("PATH", os.defpath))  # the provider's PATH: ours
+        return words[:1] + ([program] if program else [])
+    return words[:1]
+
+
+def _interpreter_problem(path: str, kubelet: Kubelet) -> tuple[str, str] | None:
+    """What keeps execve from running the file: a #! line naming a missing interpreter, or no format."""
+    try:
+        words = _shebang(path)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}", "check its permissions"
+    except ValueError:
         return "neither a #! script nor a binary: exec fails (exec format error)", "reinstall the provider"
-    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if words is None:
+        return None
     if not words:
         return "an empty #! line", "reinstall the provider"
     interpreter = words[0]

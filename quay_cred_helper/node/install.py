@@ -68,6 +68,7 @@ BIN = "/opt/quay-cred-helper/bin"
 CONFIG = "/etc/kubernetes/credential-provider-config.yaml"
 DIR_CONFIG = f"{NAME}.yaml"  # our file in a config directory (Kubernetes 1.34+)
 MARK = "# added by quay-cred-helper node install; node install --uninstall takes it out"
+WAS = "# quay-cred-helper node install added its flags to the next line, which --uninstall puts back as it was: "
 ANNOTATION = "quay-cred-helper/robot"
 
 
@@ -238,9 +239,9 @@ def _text(root: str, path: str) -> str | None:
 
 
 def _mode(root: str, path: str) -> int | None:
-    """The mode of the file `path` leads to (never a link's own, 0777), without group or other write."""
+    """The mode of the file `path` leads to (never a link's own, 0777), as it is."""
     try:
-        return os.stat(rootfs.resolve(root, path)).st_mode & 0o7777 & ~0o022
+        return os.stat(rootfs.resolve(root, path)).st_mode & 0o7777
     except OSError:
         return None
 
@@ -373,30 +374,54 @@ def _our_flags(config: str, bin_dir: str) -> list[str]:
     return [f"{CONFIG_FLAG}={config}", f"{BIN_DIR_FLAG}={bin_dir}"]
 
 
+def _extra_args(line: str) -> tuple[str, list[str]]:
+    """A KUBELET_EXTRA_ARGS= line's quote ('', " or ') and words."""
+    value = line.split("=", 1)[1].strip()
+    quote = value[0] if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'" else ""
+    return quote, (value[1:-1] if quote else value).split()
+
+
 def edit_extra_args(text: str | None, flags: list[str], remove: bool) -> str | None:
     """The extra-args file with our flags added to (or taken from) KUBELET_EXTRA_ARGS; None: delete it.
 
-    The value keeps its quotes; one word or none needs none. A line we added carries our mark above it."""
+    A line we added carries MARK above it; a line of the admin's we added to carries WAS, with the line as it
+    was, which --uninstall puts back byte for byte (unless the admin changed its other words since). The
+    file's final newline, or its lack of one, is kept."""
     lines = (text or "").splitlines()
+    end = "\n" if not text or text.endswith("\n") else ""
     at = max((i for i, line in enumerate(lines) if re.match(rf"\s*{EXTRA_VAR}=", line)), default=None)
     if at is None:
         if remove:
             return text
         lines += [MARK, f'{EXTRA_VAR}="{" ".join(flags)}"']
-        return "\n".join(lines) + "\n"
-    value = lines[at].split("=", 1)[1].strip()
-    quote = value[0] if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'" else ""
-    words = (value[1:-1] if quote else value).split()
-    words = [w for w in words if w not in flags] if remove else words + [f for f in flags if f not in words]
-    marked = at > 0 and lines[at - 1].strip() == MARK
-    if remove and not words and marked:
-        lines = lines[: at - 1] + lines[at + 1 :]
+        return "\n".join(lines) + end
+    quote, words = _extra_args(lines[at])
+    above = lines[at - 1] if at > 0 else ""
+    was = above[len(WAS) :] if above.startswith(WAS) else None  # verbatim, its spaces too
+    if not remove:
+        if all(f in words for f in flags):
+            return text
+        words += [f for f in flags if f not in words]
+        if above.strip() != MARK and was is None:
+            lines.insert(at, WAS + lines[at])
+            at += 1
+        quote = quote or '"'
+        lines[at] = f"{EXTRA_VAR}={quote}{' '.join(words)}{quote}"
+        return "\n".join(lines) + end
+    words = [w for w in words if w not in flags]
+    if was is not None and _extra_args(was)[1] == words:
+        lines[at - 1 : at + 1] = [was]
+    elif above.strip() == MARK and not words:
+        lines[at - 1 : at + 1] = []
         if not any(line.strip() for line in lines):
             return None
     else:
-        quote = (quote or '"') if len(words) > 1 else ("" if remove else quote)
+        if was is not None:  # changed since: its other words stay, the old line is no longer true
+            del lines[at - 1]
+            at -= 1
+        quote = (quote or '"') if len(words) > 1 else quote
         lines[at] = f"{EXTRA_VAR}={quote}{' '.join(words)}{quote}"
-    return "\n".join(lines) + ("\n" if lines else "")
+    return "\n".join(lines) + (end if lines else "")
 
 
 def drop_in_text(exec_start: str, unit: str, flags: list[str]) -> str:
@@ -431,10 +456,13 @@ class _Planner:
 
     def text(self, path: str, new: str | None, mode: int = 0o644) -> None:
         """A text file the kubelet or systemd reads: its mode kept (never group or other write)."""
-        self.put(path, new.encode("utf-8") if new is not None else None, _mode(self.root, path) or mode)
+        old = _mode(self.root, path)
+        self.put(path, new.encode("utf-8") if new is not None else None, mode if old is None else old & ~0o022)
 
     def tree(self, source: str, target: str) -> None:
         """`target` on the node made a copy of the directory `source` (stale files removed)."""
+        # As remove_tree names what is there: resolved (with /opt -> var/opt, /var/opt/...), else none would match.
+        target = rootfs.node_path(self.root, rootfs.resolve(self.root, target))
         wanted: set[str] = set()
         for directory, dirs, names in os.walk(source):
             dirs.sort()
@@ -588,8 +616,12 @@ def _uninstall(planner: _Planner, kubelet: Kubelet | None, config: str, bin_dir:
     planner.put(f"{bin_dir}/{NAME}", None, follow=False)
     planner.remove_tree(LIB)
     planner.put(INI, None)
-    for token in (TOKEN, TOKEN + STAGED):  # the token, and the new one an interrupted `robot rotate` staged
+    # The token, and the new one an interrupted `robot rotate` staged beside the file the token's links lead to.
+    staged = rootfs.node_path(root, rootfs.resolve(root, TOKEN)) + STAGED
+    for token in (TOKEN, staged):
         planner.put(token, None, secret=True)
+    if os.path.islink(rootfs.resolve(root, TOKEN, follow=False)):
+        planner.put(TOKEN, None, follow=False)  # and the link itself, left dangling
     planner.remove_tree(CACHE, secret=True)  # the provider's cached JWTs
     path = _config_file(root, config)
     old = _text(root, path)

@@ -118,17 +118,23 @@ def running(proc: str = "/proc") -> tuple[Kubelet | None, list[str]]:
 def untrusted(process: str, own: str) -> str | None:
     """Why the process at /proc/PID cannot be taken for the node's kubelet; None when it can."""
     try:
-        owner = os.stat(process).st_uid  # /proc/PID belongs to the process's effective uid
+        # Real, effective, saved and file-system ids: /proc/PID's owner is only the effective uid, and a
+        # setuid-root program a user started (su at its prompt, named kubelet) has that one 0.
+        with open(os.path.join(process, "status"), encoding="ascii", errors="replace") as f:
+            ids = {k: v.split() for k, _, v in (line.partition(":") for line in f) if k in ("Uid", "Gid")}
         namespace, ours = os.readlink(os.path.join(process, "ns", "pid")), os.readlink(os.path.join(own, "ns", "pid"))
         exe = os.stat(os.path.join(process, "exe"))
     except OSError as exc:
         return f"cannot inspect it ({exc.strerror})"
-    if owner != 0:
-        return f"owned by uid {owner}, not root"
+    if len(ids) != 2 or any(n != "0" for values in ids.values() for n in values):
+        shown = ", ".join(f"{k.lower()} {' '.join(v)}" for k, v in sorted(ids.items(), reverse=True))
+        return f"its user and group ids are not all root's ({shown or 'none shown'})"
     if namespace != ours:
         return "in another PID namespace (a container's)"
     if exe.st_uid != 0 or exe.st_mode & 0o022 or not stat.S_ISREG(exe.st_mode):
         return "its executable is not a root-owned file that only root may write"
+    if exe.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        return "its executable is set-user-ID or set-group-ID (a kubelet never is)"
     return None
 
 
