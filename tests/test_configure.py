@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs
-from tests.support import cli, helper
+from tests.support import cli, helper, store
 
 ORIGINAL = {"auths": {"quay.example.com": {}}, "credsStore": "desktop", "zzz": {"keep": [1, 2]}, "aaa": True}
 
@@ -138,3 +138,64 @@ def test_registries_conf_drop_in_reaches_podman(env):
     assert (r.returncode, r.stdout.strip()) == (0, "carol"), r.stderr
     cli(env, "configure", "quay.example.com", "--registries-conf", "--remove")
     assert not drop_in.exists()
+
+
+# -- configure --migrate leaves no plaintext credential behind ------------------------------------------
+
+
+@pytest.mark.slow  # over half a second: the full suite
+def test_migrate_keeps_no_secret_in_backups_or_diffs_and_writes_through_symlinks(file_keyring):
+    auth = base64.b64encode(b"alice:migrated-password").decode()
+    dotfiles = Path(file_keyring["HOME"], "dotfiles")
+    dotfiles.mkdir()
+    target = dotfiles / "docker-config.json"
+    target.write_text(json.dumps({"auths": {"quay.example.com": {"auth": auth}}, "psFormat": "x"}, indent="\t"))
+    config_dir = Path(file_keyring["DOCKER_CONFIG"])
+    config_dir.mkdir()
+    (config_dir / "config.json").symlink_to(target)
+
+    r = cli(file_keyring, "configure", "quay.example.com", "--docker", "--migrate", "--dry-run")
+    assert r.returncode == 0 and b'"auth": "<redacted>"' in r.stdout
+    assert auth.encode() not in r.stdout + r.stderr
+
+    r = cli(file_keyring, "configure", "quay.example.com", "--docker", "--migrate")
+    assert r.returncode == 0, r.stderr
+    assert (config_dir / "config.json").is_symlink() and os.readlink(config_dir / "config.json") == str(target)
+    data = json.loads(target.read_text())
+    assert data["credHelpers"] == {"quay.example.com": "quay"} and data["psFormat"] == "x"
+    for path in [target, Path(f"{target}.bak"), *config_dir.rglob("*")]:
+        if path.is_file():
+            text = path.read_text()
+            assert auth not in text and "migrated-password" not in text, path
+    assert json.loads(Path(f"{target}.bak").read_text())["psFormat"] == "x"
+    got = json.loads(helper(file_keyring, "get", "quay.example.com").stdout)
+    assert (got["Username"], got["Secret"]) == ("alice", "migrated-password")
+
+
+# -- what podman logout --all really rewrites ---------------------------------------------------------
+
+
+@pytest.mark.slow  # podman
+@needs("podman")
+@pytest.mark.parametrize("auth_file", [False, True])
+def test_configure_names_the_file_podman_logout_all_rewrites(file_keyring, tmp_path, auth_file):
+    env = dict(file_keyring)
+    docker_config = Path(env["DOCKER_CONFIG"], "config.json")
+    podman_auth = Path(env["XDG_RUNTIME_DIR"], "containers", "auth.json")
+    if auth_file:
+        podman_auth = tmp_path / "auth.json"
+        env["REGISTRY_AUTH_FILE"] = str(podman_auth)
+    r = cli(env, "configure", "quay.example.com")
+    assert r.returncode == 0, r.stderr
+    rewritten, kept = (podman_auth, docker_config) if auth_file else (docker_config, podman_auth)
+    notes = [line for line in r.stderr.decode().splitlines() if "podman logout --all" in line]
+    assert notes == [
+        f'quay-cred-helper: `podman logout --all` rewrites {rewritten} as {{"auths": {{}}}}, without credHelpers: '
+        "run configure again after it, or use --registries-conf"
+    ]
+    store(env, "quay.example.com", "carol", "s3cret")
+    r = subprocess.run(["podman", "logout", "--all"], env=env, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert json.loads(rewritten.read_text()) == {"auths": {}}  # podman 4.3.1 (Debian 12)
+    assert json.loads(kept.read_text())["credHelpers"] == {"quay.example.com": "quay"}
+    assert json.loads(helper(env, "list").stdout) == {}  # erased through the helper first
