@@ -17,6 +17,7 @@ BIN = os.path.dirname(sys.executable)
 HELPER = os.path.join(BIN, "docker-credential-quay")
 CLI = os.path.join(BIN, "quay-cred-helper")
 PROVIDER = os.path.join(BIN, "quay-credential-provider")
+NO_KEYRING = "keyring.backends.fail.Keyring"  # keyring's backend that has no keyring
 V1 = "credentialprovider.kubelet.k8s.io/v1"  # the kubelet's CredentialProviderRequest version
 
 USERS = {"alice": ("alice-password", ["alice", "org", "library"])}
@@ -191,10 +192,18 @@ def claims_of(token):
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def store(env, server, username="alice", secret="s3cret"):
-    """`docker-credential-quay store` of one credential, as a client sends it; it must succeed (the result)."""
-    r = helper(env, "store", json.dumps({"ServerURL": server, "Username": username, "Secret": secret}))
+def get(env, host):
+    """`docker-credential-quay get`, which must succeed: its answer, decoded."""
+    r = helper(env, "get", host)
     assert r.returncode == 0, (r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def store(env, server, username="alice", secret="s3cret", check=True):
+    """`docker-credential-quay store` of one credential, as a client sends it: the result, which must be a
+    success unless `check` is false (a test of a refusal)."""
+    r = helper(env, "store", json.dumps({"ServerURL": server, "Username": username, "Secret": secret}))
+    assert r.returncode == 0 or not check, (r.stdout, r.stderr)
     return r
 
 

@@ -14,30 +14,18 @@ import pytest
 
 from tests import support
 from tests.fakes.issuer import GitHubTokenService
-from tests.fakes.quay_registry import QuayRegistry, b64url_decode
-from tests.support import ROBOT, ROBOTS, USERS, claims_of, cli, helper
+from tests.fakes.quay_registry import b64url_decode
+from tests.support import ROBOT, claims_of, cli, get, helper
 
 SUBJECT = "system:serviceaccount:ci:builder"
 
 
 @pytest.fixture
-def quay(issuer, tmp_path):
-    with QuayRegistry(users=USERS, robots=ROBOTS, public_namespaces={"library"}) as registry:
-        issuer.trusted_by(registry, tmp_path)
-        registry.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
-        yield registry
-
-
-@pytest.fixture
-def env(home):
-    """No keyring at all: a keyless robot must never need one."""
-    return dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-
-
-def get(env, host):
-    r = helper(env, "get", host)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    return json.loads(r.stdout)
+def quay(quay, issuer, tmp_path):
+    """conftest's registry, trusting the issuer, with ROBOT federated to SUBJECT's tokens."""
+    issuer.trusted_by(quay, tmp_path)
+    quay.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
+    return quay
 
 
 def exchanges(quay):

@@ -60,10 +60,10 @@ def _three_executables(env, etc):
     return [("helper", helper(env, "list")), ("cli", cli(env, "list")), ("provider", provider)]
 
 
-def test_a_log_file_in_a_missing_directory_gets_it_and_an_unwritable_one_a_warning(home, tmp_path):
+def test_a_log_file_in_a_missing_directory_gets_it_and_an_unwritable_one_a_warning(env, tmp_path):
     etc = tmp_path / "etc"
     etc.mkdir(mode=0o700)
-    env = dict(home, QUAY_CRED_HELPER_LOG="debug", PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    env = dict(env, QUAY_CRED_HELPER_LOG="debug")
     log = tmp_path / "missing" / "logs" / "debug.log"
     for name, r in _three_executables(dict(env, QUAY_CRED_HELPER_LOG_FILE=str(log)), etc):
         assert b"Traceback" not in r.stderr and r.stderr.count(b"\n") <= 1, (name, r.stderr)

@@ -28,11 +28,10 @@ def quay(issuer, tmp_path):
 
 
 @pytest.fixture
-def node(home, tmp_path):
+def node(env, tmp_path):
     """A node: the kubelet's environment (no keyring), a root-only config dir, the provider's cache."""
     etc = tmp_path / "etc"
     etc.mkdir(mode=0o700)
-    env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     return env, etc
 
 

@@ -16,15 +16,9 @@ import pytest
 
 from tests.fakes.quay_registry import QuayRegistry
 from tests.fakes.real_registry import free_port
-from tests.support import HELPER, ROBOT, ROBOT_TOKEN, claims_of, cli, helper, jwt_with, store
+from tests.support import HELPER, ROBOT, ROBOT_TOKEN, claims_of, cli, get, helper, jwt_with, store
 
 NOT_FOUND = b"credentials not found in native keychain\n"
-
-
-def get(env, host):
-    r = helper(env, "get", host)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    return json.loads(r.stdout)
 
 
 def token_files(env):
