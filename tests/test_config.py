@@ -83,6 +83,8 @@ def test_identity_and_trust_settings_under_default_are_refused(file_keyring):
         "robot_token_file = /etc/token",
         "robot_token_env = QUAY_ROBOT_TOKEN",
         "service_account = true",
+        "sso_issuer = https://idp.example",
+        "sso_client_id = quay-cli",
         "realm_hosts = evil.example",
         "insecure_http = true",
     ]
