@@ -5,12 +5,20 @@ import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+from tests.fakes.hostile import _read_head, _Server
 
 BIN = os.path.dirname(sys.executable)
 HELPER = os.path.join(BIN, "docker-credential-quay")
 CLI = os.path.join(BIN, "quay-cred-helper")
+PROVIDER = os.path.join(BIN, "quay-credential-provider")
+NO_KEYRING = "keyring.backends.fail.Keyring"  # keyring's backend that has no keyring
+V1 = "credentialprovider.kubelet.k8s.io/v1"  # the kubelet's CredentialProviderRequest version
 
 USERS = {"alice": ("alice-password", ["alice", "org", "library"])}
 ROBOT = "org+ci"
@@ -184,8 +192,88 @@ def claims_of(token):
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def store(env, server, username="alice", secret="s3cret"):
-    """`docker-credential-quay store` of one credential, as a client sends it; it must succeed (the result)."""
-    r = helper(env, "store", json.dumps({"ServerURL": server, "Username": username, "Secret": secret}))
+def get(env, host):
+    """`docker-credential-quay get`, which must succeed: its answer, decoded."""
+    r = helper(env, "get", host)
     assert r.returncode == 0, (r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def store(env, server, username="alice", secret="s3cret", check=True):
+    """`docker-credential-quay store` of one credential, as a client sends it: the result, which must be a
+    success unless `check` is false (a test of a refusal)."""
+    r = helper(env, "store", json.dumps({"ServerURL": server, "Username": username, "Secret": secret}))
+    assert r.returncode == 0 or not check, (r.stdout, r.stderr)
     return r
+
+
+def login(env, host, password="alice-password"):
+    """`quay-cred-helper login` as alice, the password on stdin: the result, unchecked."""
+    return cli(env, "login", host, "-u", "alice", "--password-stdin", stdin=password)
+
+
+def configured(env, text, name="config.ini"):
+    """A config file of `text` in the test's HOME: (the environment that names it, its path)."""
+    path = Path(env["HOME"], name)
+    path.write_text(text)
+    return dict(env, QUAY_CRED_HELPER_CONFIG=str(path)), path
+
+
+def jwt_with(claims):
+    """A JWT-shaped token (an empty header, `claims`, a fake signature), as a registry hands one out."""
+    return f"{b64url(b'{}')}.{b64url(json.dumps(claims).encode())}.c2ln"
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def timed(run):
+    """run(), and the seconds it took: (its result, seconds)."""
+    start = time.monotonic()
+    result = run()
+    return result, time.monotonic() - start
+
+
+class StallingRegistry(_Server):
+    """A registry that answers /v2/ with its challenge and /v2/auth with a token at once, and drips the
+    answer to every other path (`drip_auth`: also /v2/auth) one byte every `interval` seconds."""
+
+    def __init__(self, interval=0.25, drip_auth=False):
+        super().__init__()
+        self.interval, self.drip_auth = interval, drip_auth
+        self.paths = []
+
+    def _serve(self, conn):
+        if conn.recv(1, socket.MSG_PEEK) == b"\x16":  # a TLS ClientHello: hang up, as a plain-http server does
+            conn.close()
+            return
+        head = _read_head(conn)
+        if not head:
+            return
+        path = head.split(b" ", 2)[1].decode("latin-1").split("?")[0]
+        self.paths.append(path)
+        if path in ("/v2/", "/v2"):
+            realm = f'Bearer realm="http://{self.host}/v2/auth",service="{self.host}"'
+            self._answer(conn, f"401 Unauthorized\r\nWWW-Authenticate: {realm}", b"")
+        elif path == "/v2/auth" and not self.drip_auth:
+            self._answer(
+                conn, "200 OK", json.dumps({"token": jwt_with({"exp": int(time.time()) + 3600, "access": []})})
+            )
+        else:  # the headers, dripped: only a wall-clock bound ends this
+            response = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 400 + b"\r\n\r\n"
+            for byte in response:
+                if self.stopped.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    @staticmethod
+    def _answer(conn, status, body):
+        """One answer, then the connection closes: the next request comes on a new one, and is seen."""
+        body = body.encode() if isinstance(body, str) else body
+        head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        conn.sendall(head.encode() + body)
+        conn.close()

@@ -32,11 +32,10 @@ from tests.fakes.ci_services import (
 )
 from tests.fakes.hostile import DripServer
 from tests.fakes.quay_registry import QuayRegistry, b64url_decode
-from tests.support import CI_ROBOT, CI_ROBOT_TOKEN, CLI, HELPER, ROBOT, ROBOTS, USERS, claims_of, cli, helper
+from tests.support import CI_ROBOT, CI_ROBOT_TOKEN, CLI, HELPER, ROBOT, ROBOTS, USERS, claims_of, cli, get, helper
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECT = "repo:org/app:ref:refs/heads/main"
-NO_KEYRING = "keyring.backends.fail.Keyring"
 WRONG_TOKEN = "W" * 64
 # What a CI sets that our detection reads: none may leak in from wherever the suite itself runs.
 CI_VARIABLES = (
@@ -63,10 +62,9 @@ CI_VARIABLES = (
 
 
 @pytest.fixture
-def env(home):
-    """A CI job's machine: no keyring at all, no D-Bus, no CI variables but those a test sets."""
-    clean = {k: v for k, v in home.items() if k not in CI_VARIABLES}
-    return dict(clean, PYTHON_KEYRING_BACKEND=NO_KEYRING)
+def env(env):
+    """A CI job's machine: no keyring at all (conftest's env), no D-Bus, no CI variables but those a test sets."""
+    return {k: v for k, v in env.items() if k not in CI_VARIABLES}
 
 
 @pytest.fixture
@@ -89,12 +87,6 @@ def configure(env, tmp_path, host, **settings):
     path.write_text(f"[{host}]\n" + "".join(f"{name} = {value}\n" for name, value in settings.items()))
     env["QUAY_CRED_HELPER_CONFIG"] = str(path)
     return path
-
-
-def get(env, host):
-    r = helper(env, "get", host)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    return json.loads(r.stdout)
 
 
 def failed_get(env, host):

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.fakes.quay_registry import b64url_decode
-from tests.support import CLI, ROBOT, ROBOT_TOKEN, cli, helper
+from tests.support import CLI, ROBOT, ROBOT_TOKEN, cli, helper, login
 
 
 def jwt_claims(token):
@@ -136,3 +136,14 @@ def test_python_dash_m_is_the_cli(file_keyring):
     )
     r2 = subprocess.run([CLI, "--version"], env=file_keyring, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == r2.stdout and r.stdout.startswith("quay-cred-helper ")
+
+
+# -- server text reaches the terminal escaped ---------------------------------------------------------
+
+
+def test_server_text_is_escaped_and_one_error_is_one_line(file_keyring, quay):
+    quay.faults.append(("refuse", "nope\x1b]0;pwned\x07\x1b[2J\nsecond line"))
+    r = login(file_keyring, quay.host)
+    assert r.returncode == 1
+    assert b"\x1b" not in r.stderr and b"\x07" not in r.stderr and r.stderr.count(b"\n") == 1
+    assert b"nope\\x1b]0;pwned\\x07\\x1b[2J\\x0asecond line" in r.stderr

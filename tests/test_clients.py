@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import needs
 from tests.fakes.real_registry import oci_layout
-from tests.support import ROBOTS, helper
+from tests.support import ROBOTS, cli, helper, store
 
 pytestmark = pytest.mark.slow  # real clients, packages and builds: the full suite only
 
@@ -151,3 +151,22 @@ def test_skopeo_with_a_robot_uses_only_the_one_hour_jwt(file_keyring, docker_reg
     assert by_skopeo and all(e["user"] == robot and e["status"] == 200 for e in by_skopeo)
     assert {e["credential"] for e in by_skopeo} == {"jwt"}  # the robot token never left the helper
     assert [e["credential"] for e in quay.auth_log if not e["scopes"]] == ["password"]  # one exchange, cached
+
+
+# -- an erase of nothing succeeds: podman logout, twice, and --all ----------------------------------------
+
+
+@pytest.mark.slow  # podman
+@needs("podman")
+def test_podman_logout_twice_and_logout_all_through_the_helper(file_keyring):
+    env = file_keyring
+    assert cli(env, "configure", "quay.example.com").returncode == 0
+    store(env, "quay.example.com", "carol", "s3cret")
+    for attempt in range(2):  # the second erases nothing: podman 4.3.1 overflowed its stack on not-found
+        r = subprocess.run(["podman", "logout", "quay.example.com"], env=env, capture_output=True, timeout=60)
+        assert (r.returncode, r.stdout) == (0, b"Removed login credentials for quay.example.com\n"), (attempt, r)
+    assert json.loads(helper(env, "list").stdout) == {}
+    r = subprocess.run(["podman", "logout", "--all"], env=env, capture_output=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, b"Removed login credentials for all registries\n"), r.stderr[-500:]
+    r = helper(env, "erase", "quay.example.com")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")

@@ -187,3 +187,25 @@ def test_the_hot_modules_are_the_drawn_ones():
     tree = ast.parse((PACKAGE / "store.py").read_text())
     top_level = {node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module is not None}
     assert "quay_cred_helper.sources.robot_token" not in top_level and "quay_cred_helper.store" in launch.HOT
+
+
+def test_tests_mirror_the_code_as_the_architecture_page_says():
+    """Test files are named for a subject (no file per issue, review or pass), every test in them can be found,
+    and every fixture conftest.py shares is named in the page's Tests section, defined there once."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    section = doc[doc.index("## Tests") :]
+    tests = ROOT / "tests"
+    for path in tests.glob("test_*.py"):
+        subject = path.stem[len("test_") :]
+        assert not re.search(r"\d|hardening|review|issue|findings", subject), (
+            f"tests/{path.name}: name it for its subject"
+        )
+    tree = ast.parse((tests / "conftest.py").read_text())
+    shared = []
+    for node in tree.body:
+        decorators = [ast.unparse(d) for d in getattr(node, "decorator_list", [])]
+        if any("fixture" in d for d in decorators) and not any("autouse=True" in d for d in decorators):
+            shared.append(node.name)
+    assert {"home", "file_keyring", "env", "quay"} <= set(shared)
+    for name in shared:
+        assert f"`{name}`" in section, f"the Tests section of docs/architecture.md does not name conftest's {name}"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.fakes.real_registry import free_port
-from tests.support import cli
+from tests.support import StallingRegistry, cli, configured, timed
 
 
 def doctor(env, *args):
@@ -122,3 +122,34 @@ def test_a_helper_missing_from_path_is_flagged_with_its_fix(file_keyring):
         ("WARN", f"install docker-credential-no-such-helper, or remove credHelpers['gcr.io'] from {config}"),
     ]
     assert flagged[0]["detail"] == f"{config}: credsStore names docker-credential-desktop, which is not on PATH"
+
+
+# -- doctor and proxy passwords -------------------------------------------------------------------------
+
+
+def test_doctor_redacts_proxy_passwords_and_survives_odd_values(file_keyring):
+    env = dict(file_keyring, HTTPS_PROXY="alice:proxy-pass-1@proxy:3128", HTTP_PROXY="http://alice:proxy-pass-2@:3128")
+    r = cli(env, "doctor")
+    assert b"internal error" not in r.stderr and b"proxy-pass" not in r.stdout + r.stderr
+    assert b"HTTPS_PROXY=***@proxy:3128" in r.stdout and b"HTTP_PROXY=http://***@:3128" in r.stdout
+
+
+# -- doctor: a stalling check is a FAIL with its fix, and the others still run --------------------------------
+
+
+@pytest.mark.slow  # waits out two deadlines in real time
+def test_doctor_reports_each_stalling_check_and_goes_on(file_keyring):
+    with StallingRegistry(drip_auth=True) as registry:
+        env, path = configured(file_keyring, f"[{registry.host}]\ndeadline = 2\n")
+        cli(env, "login", registry.host, "-u", "alice", "--password-stdin", "--no-verify", stdin="alice-password")
+        r, elapsed = timed(lambda: cli(env, "doctor", "--json", registry.host, timeout=60))
+    assert r.returncode == 1, r.stderr
+    checks = {c["check"]: c for c in json.loads(r.stdout)["checks"]}
+    for name in ("credentials", "referrers API"):  # /v2/auth and the referrers probe both drip
+        check = checks[f"{registry.host} {name}"]
+        assert check["status"] == "FAIL" and check["detail"] == f"{registry.host} did not finish within 2 s", check
+        assert check["fix"] == (
+            f"the registry is stalling; raise deadline = N under [{registry.host}] in {path} if it is only slow"
+        )
+    assert checks[f"{registry.host} reachable"]["status"] == "OK"
+    assert elapsed < 2 * 2 + 4, elapsed  # each check within its own bound

@@ -1,6 +1,7 @@
 """Faults: processes killed mid-write, many processes at once, backends and registries that misbehave."""
 
 import base64
+import concurrent.futures
 import json
 import os
 import random
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CLI, FAULTS, HELPER, ROBOT, ROBOT_TOKEN, helper
+from tests.fakes.hostile import DripServer
+from tests.support import CLI, FAULTS, HELPER, ROBOT, ROBOT_TOKEN, cli, configured, helper, store
 
 KILLS = int(os.environ.get("QUAY_CRED_HELPER_KILLS", "200"))
 STRESS_SECONDS = float(os.environ.get("QUAY_CRED_HELPER_STRESS_SECONDS", "30"))
@@ -290,3 +292,80 @@ def test_files_stay_private_under_umask_000(file_keyring, quay):
             if path.is_file() and path.suffix != ".lock":
                 text = path.read_bytes()
                 assert ROBOT_TOKEN.encode() not in text, path
+
+
+# -- an overall deadline ------------------------------------------------------------------------
+
+CHALLENGE = (
+    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n"
+    b'WWW-Authenticate: Bearer realm="http://127.0.0.1:1/v2/auth",service="s"\r\n\r\n'
+)
+
+
+@pytest.mark.slow  # waits out a deadline in real time
+def test_robot_get_from_a_registry_dripping_its_headers_falls_back_within_the_deadline(file_keyring):
+    with DripServer(CHALLENGE, interval=0.3) as drip:
+        env, _ = configured(file_keyring, f"[{drip.host}]\ndeadline = 2\n")
+        store(env, drip.host, ROBOT, ROBOT_TOKEN)
+        start = time.monotonic()
+        r = helper(env, "get", drip.host)
+        elapsed = time.monotonic() - start
+    assert r.returncode == 0 and json.loads(r.stdout)["Secret"] == ROBOT_TOKEN
+    assert f"{drip.host} did not finish within 2 s".encode() in r.stderr
+    assert elapsed < 8  # the drip alone would take 45 s
+
+
+@pytest.mark.slow  # waits out a deadline in real time
+def test_token_from_a_registry_dripping_its_body_stops_at_the_deadline(file_keyring):
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+    with DripServer(b"{" + b" " * 399, prefix=head, interval=0.2) as drip:
+        env, _ = configured(file_keyring, f"[{drip.host}]\ndeadline = 2\ntimeout = 10\n")
+        start = time.monotonic()
+        r = cli(env, "token", drip.host)
+        elapsed = time.monotonic() - start
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"quay-cred-helper: {drip.host} did not finish within 2 s: ".encode())
+    assert elapsed < 8
+
+
+# -- internal errors become messages ----------------------------------------------------------------------
+
+
+def test_deeply_nested_json_from_the_registry(file_keyring, quay):
+    store(file_keyring, quay.host, ROBOT, ROBOT_TOKEN)
+    quay.faults.append(("raw", b"[" * 100_000))
+    r = helper(file_keyring, "get", quay.host)
+    assert r.stdout == f"{quay.host} answered /v2/auth without a token\n".encode()
+
+
+def test_a_retry_after_that_is_not_ascii_digits(file_keyring, quay):
+    quay.faults.append(("retry-after", "\u00b2"))
+    r = cli(file_keyring, "token", quay.host)
+    assert r.returncode == 0, r.stderr
+
+
+# -- the single-flight lock counts against the deadline, and waiters fail fast ------------------------
+
+
+@pytest.mark.slow  # six processes waiting out a deadline in real time
+def test_six_concurrent_cold_gets_of_a_stalled_registry_all_answer_within_the_deadline(file_keyring):
+    with DripServer(CHALLENGE, interval=0.3) as drip:
+        env, _ = configured(file_keyring, f"[{drip.host}]\ndeadline = 2\n")
+        store(env, drip.host, ROBOT, ROBOT_TOKEN)
+        start = time.monotonic()
+
+        def get(_):
+            r = helper(env, "get", drip.host, timeout=60)
+            return r, time.monotonic() - start
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(get, range(6)))
+        connections = len(drip.connections)
+    elapsed = sorted(seconds for _, seconds in results)
+    for r, _ in results:  # each falls back to the stored robot token, saying why
+        assert r.returncode == 0 and json.loads(r.stdout)["Secret"] == ROBOT_TOKEN
+        assert f"{drip.host} did not finish within 2 s".encode() in r.stderr, r.stderr
+    # All at about the same time: one deadline after start-up (seconds when six processes load the keyring at
+    # once on a busy machine), never one deadline after another as the lock's queue drains.
+    assert elapsed[-1] - elapsed[0] < 1.5 and elapsed[-1] < 15, elapsed
+    assert connections == 1  # the others waited for that exchange and took its error, or ran out waiting

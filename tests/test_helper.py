@@ -234,3 +234,33 @@ def test_dbus_that_never_answers(home, tmp_path):
         for conn in held:
             conn.close()
         server.close()
+
+
+# -- bad input becomes a message, and nothing is stored -----------------------------------------------
+
+
+def test_a_huge_integer_on_stdin_or_in_the_index(file_keyring):
+    r = helper(file_keyring, "store", '{"ServerURL": "h", "Username": "u", "Secret": "s", "x": 1' + "0" * 5000 + "}")
+    assert (r.returncode, r.stdout) == (1, b"invalid JSON on stdin: number too large\n")
+    index = Path(file_keyring["XDG_CONFIG_HOME"], "quay-cred-helper", "index.json")
+    index.parent.mkdir(parents=True)
+    index.write_text('{"version": 1, "registries": {}, "n": 1' + "0" * 5000 + "}")
+    assert helper(file_keyring, "list").stdout == b"{}\n"
+
+
+@pytest.mark.parametrize("field", ["Username", "Secret"])
+def test_a_lone_surrogate_is_refused_and_nothing_is_stored(file_keyring, field):
+    payload = {"ServerURL": "quay.example.com", "Username": "alice", "Secret": "s"}
+    r = helper(file_keyring, "store", json.dumps(dict(payload, **{field: "a\ud800b"})))
+    assert (r.returncode, r.stdout) == (1, f"invalid credentials: {field} is not valid Unicode\n".encode())
+    assert helper(file_keyring, "list").stdout == b"{}\n"
+
+
+# -- an erase racing another erase ------------------------------------------------------------------------
+
+
+def test_an_erase_that_loses_a_race_succeeds(home):
+    home["PYTHON_KEYRING_BACKEND"] = "tests.fakes.raising_keyring.DeletedMeanwhile"
+    home["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    r = helper(home, "erase", "quay.example.com")
+    assert (r.returncode, r.stdout) == (0, b"")  # the other erase did it: nothing left to erase

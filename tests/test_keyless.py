@@ -12,31 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from tests import support
 from tests.fakes.issuer import GitHubTokenService
-from tests.fakes.quay_registry import QuayRegistry
-from tests.support import ROBOT, ROBOTS, USERS, claims_of, cli, helper
+from tests.fakes.quay_registry import b64url_decode
+from tests.support import ROBOT, claims_of, cli, get, helper
 
 SUBJECT = "system:serviceaccount:ci:builder"
 
 
 @pytest.fixture
-def quay(issuer, tmp_path):
-    with QuayRegistry(users=USERS, robots=ROBOTS, public_namespaces={"library"}) as registry:
-        issuer.trusted_by(registry, tmp_path)
-        registry.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
-        yield registry
-
-
-@pytest.fixture
-def env(home):
-    """No keyring at all: a keyless robot must never need one."""
-    return dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-
-
-def get(env, host):
-    r = helper(env, "get", host)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    return json.loads(r.stdout)
+def quay(quay, issuer, tmp_path):
+    """conftest's registry, trusting the issuer, with ROBOT federated to SUBJECT's tokens."""
+    issuer.trusted_by(quay, tmp_path)
+    quay.federation[ROBOT] = [{"issuer": issuer.url, "subject": SUBJECT}]
+    return quay
 
 
 def exchanges(quay):
@@ -295,3 +284,82 @@ def test_doctor_shows_the_oidc_token_and_the_exchange(env, quay, issuer):
     assert checks[f"{quay.host} OIDC token"]["status"] == "FAIL"
     assert checks[f"{quay.host} OIDC token"]["fix"].startswith("GitLab CI: declare it under id_tokens")
     assert exchanges(quay) == before
+
+
+# -- real Quay's federation answers, and the hints for them ---------------------------------------------------
+
+
+def exchange(registry, tmp_path, token):
+    """One federation exchange in-process, as `get` makes it: the Quay JWT, or the error."""
+    from quay_cred_helper.errors import HelperError
+
+    config = tmp_path / "config.ini"
+    config.write_text("")
+    try:
+        return support.tokens(config).federated(registry.host, "id", ROBOT, lambda key, bounds: token)
+    except HelperError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    "case, status, message, hint",
+    [
+        ("rs384", 200, None, None),
+        ("future", 400, "Invalid token: Issued At claim (iat) cannot be in the future.", "synchronise the clocks"),
+        ("no-iat", 400, 'Invalid token: Token is missing the "iat" claim', "Quay needs iat and exp"),
+        ("no-exp", 400, 'Invalid token: Token is missing the "exp" claim', "Quay needs iat and exp"),
+        ("no-kid", 400, "Invalid token: Missing `kid` header", "Quay needs a kid"),
+        ("hs256", 400, "Invalid token: The specified alg value is not allowed", "RS256 and RS384 tokens only"),
+        ("forged", 400, "Invalid token: Signature verification failed", "not signed by its issuer's keys"),
+        ("audience", 400, "Invalid token: Audience doesn't match", "this token's aud is 'github'"),
+        ("no-aud", 400, 'Invalid token: Token is missing the "aud" claim', "this token has none"),
+        ("audience-ok", 200, None, None),
+    ],
+)
+@pytest.mark.slow  # over half a second: the full suite
+def test_federation_answers_in_real_quays_words_with_a_hint_for_each(
+    quay, issuer, tmp_path, case, status, message, hint
+):
+    token = {
+        "rs384": lambda: issuer.token(SUBJECT, alg="RS384"),
+        "future": lambda: issuer.token(SUBJECT, issued=time.time() + 120),
+        "no-iat": lambda: issuer.token(SUBJECT, omit=("iat",)),
+        "no-exp": lambda: issuer.token(SUBJECT, omit=("exp",)),
+        "no-kid": lambda: issuer.token(SUBJECT, kid=False),
+        "hs256": lambda: issuer.token(SUBJECT, alg="HS256"),
+        "forged": lambda: issuer.token(SUBJECT, forged=True),
+        "audience": lambda: issuer.token(SUBJECT, audience="github"),
+        "no-aud": lambda: issuer.token(SUBJECT, omit=("aud",)),
+        "audience-ok": lambda: issuer.token(SUBJECT, audience=["other", "quay.example.com"]),
+    }[case]()
+    if case.startswith(("audience", "no-aud")):  # Quay HEAD checks an entry's audiences when it has some
+        quay.federation[ROBOT][0]["audiences"] = ["quay.example.com"]
+    found = exchange(quay, tmp_path, token)
+    assert quay.federation_log[-1]["status"] == status
+    if status == 200:
+        assert json.loads(b64url_decode(found.token.split(".")[1]))["sub"] == ROBOT
+        return
+    assert found.problem == f"{quay.host} refused the OIDC token for {ROBOT}: {message}", found.problem
+    assert hint in found.fix, found.fix
+    if case in ("audience", "no-aud"):
+        assert f"audience = under [{quay.host}]" in found.fix
+
+
+@pytest.mark.slow  # over half a second: the full suite
+def test_the_helper_says_which_clock_or_audience_to_fix(env, quay, issuer):
+    assert cli(env, "login", quay.host, "-u", ROBOT, "--oidc", "env:ID_TOKEN", "--no-verify").returncode == 0
+
+    def refusal(token):
+        r = helper(dict(env, ID_TOKEN=token), "get", quay.host)
+        assert r.returncode == 1 and r.stdout.count(b"\n") == 1
+        return r.stdout.decode()
+
+    assert "cannot be in the future.: the OIDC token was issued (iat) more than 30 s ahead of Quay's clock: " in (
+        refusal(issuer.token(SUBJECT, issued=time.time() + 120))
+    )
+    quay.federation[ROBOT][0]["audiences"] = ["quay.example.com"]
+    message = refusal(issuer.token(SUBJECT, audience="github"))
+    assert "Audience doesn't match: the robot's federation entry accepts only the audiences it lists, " in message
+    assert "this token's aud is 'github'" in message
+    message = refusal(issuer.token(SUBJECT, omit=("aud",)))
+    assert "the robot's federation entry checks the audience, and this token has none" in message

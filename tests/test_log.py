@@ -2,11 +2,13 @@
 
 import json
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROBOT, ROBOT_TOKEN, cli, helper
+from tests.fakes import fake_kubelet as kubelet
+from tests.support import PROVIDER, ROBOT, ROBOT_TOKEN, V1, cli, helper
 
 
 @pytest.mark.posix
@@ -41,3 +43,39 @@ def test_redaction():
     log.secret("hunter22")
     line = log.redact("pw=hunter22 Authorization: Basic YWxpY2U6cHc= Bearer abc.def token eyJa.eyJb.c2ln")
     assert line == "pw=[secret] Authorization: Basic [redacted] Bearer [redacted] token [jwt]"
+
+
+# -- a debug log that cannot be opened ---------------------------------------------------------------------
+
+
+def _three_executables(env, etc):
+    """Each executable once: (name, result)."""
+    config = etc / "kubelet.ini"
+    config.write_text("")
+    config.chmod(0o600)
+    request = kubelet.request(V1, "quay.example.com/org/app")
+    provider = subprocess.run(
+        [PROVIDER, "--config", str(config)], input=request, env=env, capture_output=True, timeout=30
+    )
+    return [("helper", helper(env, "list")), ("cli", cli(env, "list")), ("provider", provider)]
+
+
+def test_a_log_file_in_a_missing_directory_gets_it_and_an_unwritable_one_a_warning(env, tmp_path):
+    etc = tmp_path / "etc"
+    etc.mkdir(mode=0o700)
+    env = dict(env, QUAY_CRED_HELPER_LOG="debug")
+    log = tmp_path / "missing" / "logs" / "debug.log"
+    for name, r in _three_executables(dict(env, QUAY_CRED_HELPER_LOG_FILE=str(log)), etc):
+        assert b"Traceback" not in r.stderr and r.stderr.count(b"\n") <= 1, (name, r.stderr)
+        assert r.returncode == (1 if name == "provider" else 0), (name, r.stdout, r.stderr)
+    assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700 and stat.S_IMODE(log.parent.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    for name, r in _three_executables(dict(env, QUAY_CRED_HELPER_LOG_FILE=str(blocked / "debug.log")), etc):
+        lines = r.stderr.decode().splitlines()
+        assert b"Traceback" not in r.stderr, (name, r.stderr)
+        assert f"warning: no debug log: cannot write {blocked}/debug.log: Not a directory" in lines[0], (name, lines)
+        assert r.returncode == (1 if name == "provider" else 0), (name, r.stdout, r.stderr)
+        if name == "helper":
+            assert r.stdout == b"{}\n"  # the command itself is untouched

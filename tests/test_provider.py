@@ -11,10 +11,8 @@ import pytest
 
 from tests.fakes import fake_kubelet as kubelet
 from tests.fakes.quay_registry import QuayRegistry
-from tests.support import BIN, ROBOT, ROBOT_TOKEN, ROBOTS, TEAM_A_TOKEN, USERS, claims_of
+from tests.support import PROVIDER, ROBOT, ROBOT_TOKEN, ROBOTS, TEAM_A_TOKEN, USERS, V1, claims_of
 
-PROVIDER = os.path.join(BIN, "quay-credential-provider")
-V1 = "credentialprovider.kubelet.k8s.io/v1"
 OTHER = "org+other"
 SA_A, SA_B = "system:serviceaccount:build:a", "system:serviceaccount:build:b"
 
@@ -30,11 +28,10 @@ def quay(issuer, tmp_path):
 
 
 @pytest.fixture
-def node(home, tmp_path):
+def node(env, tmp_path):
     """A node: the kubelet's environment (no keyring), a root-only config dir, the provider's cache."""
     etc = tmp_path / "etc"
     etc.mkdir(mode=0o700)
-    env = dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     return env, etc
 
 
@@ -623,3 +620,90 @@ def test_routed_answers_are_keyed_by_the_image(fleet):
     response = kubelet.run(ours.path, ours.args, ours.env, V1, image)
     assert response["cacheKeyType"] == "Image" and list(response["auth"]) == [image]
     assert kubelet.lookup(response, f"{registry.host}/team-ab/app") == []
+
+
+# -- the provider's files: owner and every directory up to /, checked on the descriptor ---------------------
+
+
+NOBODY = 65534
+
+
+def refused_by_provider(env, args, image):
+    with pytest.raises(kubelet.Rejected) as refused:
+        kubelet.run(PROVIDER, args, env, V1, image)
+    result = refused.value.args[1]
+    assert result.stdout == b"" and result.stderr.count(b"\n") == 1
+    return result.stderr.decode().strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to hand files to another user")
+def test_the_provider_refuses_files_root_does_not_own_or_others_can_change(node, quay, tmp_path):
+    env, etc = node
+    image = f"{quay.host}/org/app"
+    args, token = robot_file(etc, quay), etc / "robot-token"
+    assert kubelet.run(PROVIDER, args, env, V1, image)["auth"]  # as given: fine
+    config = Path(args[1])
+    os.chown(config, NOBODY, NOBODY)
+    assert refused_by_provider(env, args, image) == (
+        f"quay-credential-provider: refusing the provider config file {config}: "
+        f"it is owned by uid {NOBODY}, not root: chown root {config}"
+    )
+    os.chown(config, 0, 0)
+    os.chown(token, NOBODY, NOBODY)
+    assert f"refusing the robot token file {token}: it is owned by uid {NOBODY}" in refused_by_provider(
+        env, args, image
+    )
+    os.chown(token, 0, 0)
+    # Root's 0600 files in a directory anyone can write (not sticky): anyone could swap them.
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    moved = open_dir / "robot-token"
+    moved.write_text(ROBOT_TOKEN)
+    moved.chmod(0o600)
+    args = configure(etc, f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {moved}\n")
+    assert refused_by_provider(env, args, image).endswith(
+        f"refusing the robot token file {moved}: other users can write its directory {open_dir}: chmod go-w {open_dir}"
+    )
+    # A directory above, too; a root-owned sticky one (/tmp) is fine.
+    inner = open_dir / "deeper"
+    inner.mkdir(mode=0o700)
+    config = inner / "kubelet.ini"
+    config.write_text(f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {token}\n")
+    config.chmod(0o600)
+    assert f"other users can write its directory {open_dir}" in refused_by_provider(
+        env, ["--config", str(config)], image
+    )
+    open_dir.chmod(0o1777)
+    assert kubelet.run(PROVIDER, ["--config", str(config)], env, V1, image)["auth"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to hand files to another user")
+@pytest.mark.slow  # over half a second: the full suite
+def test_the_provider_checks_the_ca_bundle_and_oidc_files_its_config_names(node, quay, issuer, oidc_ca, tmp_path):
+    env, etc = node
+    image = f"{quay.host}/org/app"
+    robot_file(etc, quay)
+    token = etc / "robot-token"
+    ca = etc / "ca.pem"
+    oidc_ca.cert_pem.write_to_path(str(ca))
+    ca.chmod(0o644)
+    os.chown(ca, NOBODY, NOBODY)
+    args = configure(etc, f"[{quay.host}]\nrobot = {ROBOT}\nrobot_token_file = {token}\nca_bundle = {ca}\n")
+    assert f"refusing the CA bundle {ca}: it is owned by uid {NOBODY}" in refused_by_provider(env, args, image)
+    os.chown(ca, 0, 0)
+    assert kubelet.run(PROVIDER, args, env, V1, image)["auth"]  # read through the descriptor it checked
+
+    issuer.trusted_by(quay, tmp_path)
+    quay.federation[ROBOT] = [{"issuer": issuer.url, "subject": "node"}]
+    node_token = etc / "node-token"
+    node_token.write_text(issuer.token("node"))
+    node_token.chmod(0o644)
+    os.chown(node_token, NOBODY, NOBODY)
+    args = configure(etc, f"[{quay.host}]\nrobot = {ROBOT}\noidc = file:{node_token}\n")
+    assert f"refusing the OIDC token file {node_token}: it is owned by uid {NOBODY}" in refused_by_provider(
+        env, args, image
+    )
+    assert quay.federation_log == []
+    os.chown(node_token, 0, 0)
+    assert kubelet.run(PROVIDER, args, env, V1, image)["auth"][quay.host]["username"] == ROBOT

@@ -1,12 +1,16 @@
 """quay-cred-helper referrers: the referrers API, its tag-schema fallback, pagination and errors."""
 
 import json
+import time
 
+import httpx
 import pytest
 
+from quay_cred_helper.config import Settings
+from quay_cred_helper.errors import RegistryError
 from tests.fakes.artifacts import ATTESTATION, SBOM, SIGNATURE, push_demo
 from tests.fakes.real_registry import free_port
-from tests.support import cli
+from tests.support import StallingRegistry, cli, configured, login, timed
 
 
 @pytest.fixture
@@ -228,3 +232,91 @@ def test_endless_pagination_is_bounded(monkeypatch, tmp_path, capsys):
     listing = repository.referrers("sha256:" + "a" * 64)
     assert len(listing.descriptors) == MAX_PAGES and len(calls) == MAX_PAGES + 1  # +1: the /v2/ ping
     assert listing.notes == [f"stopped after {MAX_PAGES} pages of referrers"]
+
+
+# -- referrers cannot be made to spin ------------------------------------------------------------------
+
+
+def test_link_headers_are_read_in_linear_time():
+    from quay_cred_helper.registry.referrers import next_link
+
+    start = time.perf_counter()
+    assert next_link("<" * 99_000) is None  # the old pattern took about 45 s of CPU on this
+    assert next_link("<a>; rel=prev, " * 5000 + '</next>; rel="next"') == "/next"
+    assert time.perf_counter() - start < 2
+
+
+def fanning_repository(children=20, cycle=False):
+    from quay_cred_helper.registry.referrers import Repository
+    from quay_cred_helper.registry.session import Session
+
+    calls = []
+
+    def handler(request):
+        calls.append(request.url.path)
+        if request.url.path == "/v2/":
+            return httpx.Response(200, json={})
+        subject = request.url.path.rsplit("/", 1)[1]
+        if cycle:  # two manifests that refer to each other
+            other = "sha256:" + ("b" if subject.endswith("a") else "a") * 64
+            items = [{"mediaType": "m", "digest": other, "size": 1}]
+        else:
+            items = [
+                {"mediaType": "m", "digest": f"sha256:{len(calls):032x}{i:032x}", "size": 1} for i in range(children)
+            ]
+        return httpx.Response(200, json={"manifests": items})
+
+    session = Session(httpx.Client(transport=httpx.MockTransport(handler)), "quay.example.com", Settings())
+    return Repository(session, session.discover(), "org/app", auth=None), calls
+
+
+def test_a_tree_that_never_ends_stops_with_a_clear_message():
+    from quay_cred_helper.registry.referrers import MAX_REQUESTS, walk
+
+    repository, calls = fanning_repository()
+    with pytest.raises(RegistryError, match=f"stopped after {MAX_REQUESTS} requests to quay.example.com"):
+        walk(repository, "sha256:" + "a" * 64, (), depth=10)
+    assert len(calls) == MAX_REQUESTS + 1  # + the /v2/ ping
+
+
+def test_a_digest_met_again_is_not_walked_again():
+    from quay_cred_helper.registry.referrers import walk
+
+    repository, calls = fanning_repository(cycle=True)
+    listing = walk(repository, "sha256:" + "a" * 64, (), depth=10)
+    assert len(calls) == 1 + 2  # /v2/, then each of the two manifests once
+    assert listing.descriptors[0]["referrers"][0]["digest"] == "sha256:" + "a" * 64
+
+
+@pytest.mark.slow  # over half a second: the full suite
+def test_json_keeps_the_index_annotations(quay, file_keyring):
+    from tests.fakes.artifacts import push_demo
+
+    push_demo(quay.url, "org/app", "alice", "alice-password")
+    assert login(file_keyring, quay.host).returncode == 0
+    r = cli(file_keyring, "referrers", f"{quay.host}/org/app:1.0", "--json")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["annotations"]["org.opencontainers.image.created"].startswith("2026-")
+
+
+def test_referrer_cells_are_escaped(capsys):
+    from quay_cred_helper.commands.referrers import _print_table
+
+    _print_table([{"digest": "sha256:x", "mediaType": "m\x1b[31m", "size": 1, "artifactType": "a\nb\x9b"}])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out and "a\\x0ab\\x9b" in out and out.count("\n") == 2
+
+
+# -- a token fetched in the middle of a request keeps the outer deadline -------------------------------
+
+
+@pytest.mark.slow  # waits out a deadline in real time
+def test_referrers_against_a_registry_dripping_its_manifest_headers_stops_at_the_deadline(file_keyring):
+    with StallingRegistry() as registry:
+        env, _ = configured(file_keyring, f"[{registry.host}]\ndeadline = 3\n")
+        r, elapsed = timed(lambda: cli(env, "referrers", f"{registry.host}/org/app:latest", timeout=40))
+        paths = list(registry.paths)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"quay-cred-helper: {registry.host} did not finish within 3 s".encode()), r.stderr
+    assert "/v2/auth" in paths and "/v2/org/app/manifests/latest" in paths  # the token was fetched mid-request
+    assert elapsed < 3 + 2.5, elapsed  # the drip alone takes 100 s

@@ -58,7 +58,7 @@ def quay():
 
 
 @pytest.fixture
-def env(file_keyring, quay):
+def robot_env(file_keyring, quay):
     """The robot logged in (its token in the keyring) and the API token stored."""
     assert cli(file_keyring, "login", quay.host, "-u", ROBOT, "--password-stdin", stdin=ROBOT_TOKEN).returncode == 0
     r = cli(file_keyring, "robot", "api-token", quay.host, stdin=API_TOKEN + "\n")
@@ -119,15 +119,15 @@ def line(r):
 
 
 @pytest.mark.slow  # over half a second: the full suite
-def test_rotate_an_organization_robot_in_the_keyring(env, quay):
+def test_rotate_an_organization_robot_in_the_keyring(robot_env, quay):
     key = quay.host
-    assert helper(env, "get", key).returncode == 0  # a cached JWT for the old token
-    cache = Path(env["XDG_CACHE_HOME"], "quay-cred-helper", "tokens", key.replace(":", "_"))
+    assert helper(robot_env, "get", key).returncode == 0  # a cached JWT for the old token
+    cache = Path(robot_env["XDG_CACHE_HOME"], "quay-cred-helper", "tokens", key.replace(":", "_"))
     cached = {p.name for p in cache.glob("*.json")} - {"challenge.json"}
     assert cached
     auths = len(quay.auth_log)
 
-    r = cli(env, "robot", "rotate", key, ROBOT)
+    r = cli(robot_env, "robot", "rotate", key, ROBOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout == b""
     assert (
@@ -138,7 +138,7 @@ def test_rotate_an_organization_robot_in_the_keyring(env, quay):
     assert new.startswith(ROTATED_PREFIX) and len(new) == 64
     assert new.encode() not in r.stderr and API_TOKEN.encode() not in r.stderr
 
-    assert stored(env, key) == (new, None)  # committed, nothing left staged
+    assert stored(robot_env, key) == (new, None)  # committed, nothing left staged
     assert regenerations(quay) == [("regenerate_robot_token", "org", {"robot": "ci"})]
     assert ("POST", "/api/v1/organization/org/robots/ci/regenerate", 200) in quay.api.requests
     proofs = quay.auth_log[auths:]
@@ -146,9 +146,9 @@ def test_rotate_an_organization_robot_in_the_keyring(env, quay):
     assert not cached & {p.name for p in cache.glob("*.json")}  # the old JWTs were dropped
 
     assert not accepted(quay, ROBOT, ROBOT_TOKEN) and accepted(quay, ROBOT, new)
-    got = json.loads(helper(env, "get", key).stdout)
+    got = json.loads(helper(robot_env, "get", key).stdout)
     assert got["Username"] == ROBOT and got["Secret"].count(".") == 2  # a JWT from the new token
-    listed = json.loads(cli(env, "list", "--json").stdout)
+    listed = json.loads(cli(robot_env, "list", "--json").stdout)
     assert listed[0]["username"] == ROBOT and listed[0]["age_seconds"] < 60  # a new secret: a new age
 
 
@@ -250,7 +250,7 @@ def test_rotate_a_robot_token_file_without_any_keyring(home, quay, tmp_path):
 
 
 @pytest.mark.slow  # over half a second: the full suite
-def test_refusals_are_one_line_and_change_nothing(env, quay):
+def test_refusals_are_one_line_and_change_nothing(robot_env, quay):
     key = quay.host
     cases = [
         (
@@ -274,43 +274,43 @@ def test_refusals_are_one_line_and_change_nothing(env, quay):
         ),
     ]
     for extra, stdin, expected in cases:
-        assert line(cli(env, "robot", "rotate", key, ROBOT, *extra, stdin=stdin)) == expected
-    assert regenerations(quay) == [] and stored(env, key) == (ROBOT_TOKEN, None)
+        assert line(cli(robot_env, "robot", "rotate", key, ROBOT, *extra, stdin=stdin)) == expected
+    assert regenerations(quay) == [] and stored(robot_env, key) == (ROBOT_TOKEN, None)
 
-    assert line(cli(env, "robot", "rotate", key, "org+nope")) == (
+    assert line(cli(robot_env, "robot", "rotate", key, "org+nope")) == (
         f"no token of org+nope is stored for {key}: log in as the robot first (quay-cred-helper login {key} -u "
         f"org+nope --password-stdin), or set robot = org+nope and robot_token_file = PATH under [{key}] in "
-        f"{env['XDG_CONFIG_HOME']}/quay-cred-helper/config.ini"
+        f"{robot_env['XDG_CONFIG_HOME']}/quay-cred-helper/config.ini"
     )
-    assert line(cli(env, "robot", "show", key, "org+nope")) == (
+    assert line(cli(robot_env, "robot", "show", key, "org+nope")) == (
         f"{key} refused the robot lookup for org+nope: Could not find robot with specified username: check the "
         "robot's name: NAMESPACE+NAME, as Quay's Robot Accounts page shows it"
     )
     assert (
-        line(cli(env, "robot", "show", key, "Org Bot"))
+        line(cli(robot_env, "robot", "show", key, "Org Bot"))
         == "not a robot name: 'Org Bot': name it NAMESPACE+NAME, e.g. org+ci"
     )
-    assert line(cli(env, "robot", "rotate", key)) == (
+    assert line(cli(robot_env, "robot", "rotate", key)) == (
         f"robot rotate needs the robot: quay-cred-helper robot rotate {key} NAMESPACE+NAME"
     )
-    assert line(cli(env, "robot", "rotate", key, ROBOT, "--json")) == "--json goes with robot show"
+    assert line(cli(robot_env, "robot", "rotate", key, ROBOT, "--json")) == "--json goes with robot show"
     assert (
-        line(cli(env, "robot", "api-token", key, ROBOT))
+        line(cli(robot_env, "robot", "api-token", key, ROBOT))
         == "robot api-token takes no robot: the token is the registry's"
     )
-    assert line(cli(env, "robot", "api-token", key, stdin="two words\n")) == (
+    assert line(cli(robot_env, "robot", "api-token", key, stdin="two words\n")) == (
         "that is not an OAuth token (spaces, control characters or too long): paste only the token"
     )
-    assert regenerations(quay) == [] and stored(env, key) == (ROBOT_TOKEN, None)
+    assert regenerations(quay) == [] and stored(robot_env, key) == (ROBOT_TOKEN, None)
     # Nothing stored: say so before asking Quay anything.
-    assert cli(env, "robot", "api-token", key, "--remove").returncode == 0
+    assert cli(robot_env, "robot", "api-token", key, "--remove").returncode == 0
     before = len(quay.api.requests)
-    assert line(cli(env, "robot", "rotate", key, ROBOT)) == (
+    assert line(cli(robot_env, "robot", "rotate", key, ROBOT)) == (
         f"no Quay API token stored for {key}: store an OAuth token with org:admin (an organization's robot) or "
         f"user:admin (one of your own): quay-cred-helper robot api-token {key} (see docs/robots.md)"
     )
     assert len(quay.api.requests) == before
-    assert line(cli(env, "robot", "api-token", key, "--remove")) == f"no Quay API token stored for {key}"
+    assert line(cli(robot_env, "robot", "api-token", key, "--remove")) == f"no Quay API token stored for {key}"
 
 
 def test_keyless_robot_has_no_token_to_rotate(home, quay):
@@ -322,15 +322,15 @@ def test_keyless_robot_has_no_token_to_rotate(home, quay):
 
 
 @pytest.mark.slow  # over half a second: the full suite
-def test_api_token_is_stored_apart_and_never_printed(env, quay):
+def test_api_token_is_stored_apart_and_never_printed(robot_env, quay):
     key = quay.host
-    found = keyring_entries(env, key, f"api:{key}")
+    found = keyring_entries(robot_env, key, f"api:{key}")
     assert found[f"api:{key}"]["token"] == API_TOKEN and time.time() - found[f"api:{key}"]["stored"] < 60
     assert found[key] == {"username": ROBOT, "secret": ROBOT_TOKEN}  # the registry credential is untouched
-    assert json.loads(helper(env, "list").stdout) == {key: ROBOT}  # not a registry credential to clients
-    r = cli(env, "robot", "api-token", key, "--remove")
+    assert json.loads(helper(robot_env, "list").stdout) == {key: ROBOT}  # not a registry credential to clients
+    r = cli(robot_env, "robot", "api-token", key, "--remove")
     assert (r.returncode, r.stderr) == (0, f"Removed the Quay API token for {key}\n".encode())
-    assert keyring_entries(env, f"api:{key}") == {f"api:{key}": None}
+    assert keyring_entries(robot_env, f"api:{key}") == {f"api:{key}": None}
 
 
 # -- the exact answers of the test registry, and our line for each ---------------------------------------
@@ -464,36 +464,36 @@ def finish(env, quay):
 
 
 @pytest.mark.slow  # over half a second: the full suite
-def test_killed_before_quay_regenerated_keeps_the_old_token(env, quay):
+def test_killed_before_quay_regenerated_keeps_the_old_token(robot_env, quay):
     killer = Killer(quay, "regenerate received", then="abort")  # Quay never got to regenerate it
-    assert killer.run(env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
-    token, staged = stored(env, quay.host)
+    assert killer.run(robot_env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
+    token, staged = stored(robot_env, quay.host)
     assert token == ROBOT_TOKEN == quay.accounts[ROBOT].password and accepted(quay, ROBOT, token)
     assert staged["robot"] == ROBOT and staged["token"] == ""  # the intent, no token
-    assert finish(env, quay).startswith(f"Rotated {ROBOT}")  # found nothing to finish: a rotation of its own
+    assert finish(robot_env, quay).startswith(f"Rotated {ROBOT}")  # found nothing to finish: a rotation of its own
     assert len(regenerations(quay)) == 1
 
 
 @pytest.mark.slow  # over half a second: the full suite
-def test_killed_while_quay_regenerated_recovers_the_new_token_from_quay(env, quay):
+def test_killed_while_quay_regenerated_recovers_the_new_token_from_quay(robot_env, quay):
     killer = Killer(quay, "regenerate received")  # the client dies; Quay regenerates, its answer is lost
-    assert killer.run(env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
-    token, staged = stored(env, quay.host)
+    assert killer.run(robot_env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
+    token, staged = stored(robot_env, quay.host)
     new = quay.accounts[ROBOT].password
     assert token == ROBOT_TOKEN != new and staged["token"] == ""  # only Quay knows the new token now
     assert (
-        finish(env, quay)
+        finish(robot_env, quay)
         == f"Finished the interrupted rotation of {ROBOT} at {quay.host}: its new token is in the keyring\n"
     )
     assert quay.accounts[ROBOT].password == new and len(regenerations(quay)) == 1  # recovered, not regenerated
 
 
 @pytest.mark.slow  # over half a second: the full suite
-def test_killed_while_proving_the_new_token(env, quay):
+def test_killed_while_proving_the_new_token(robot_env, quay):
     killer = Killer(quay, "token request")  # after storing: the proof's exchange
-    assert killer.run(env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
+    assert killer.run(robot_env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
     new = quay.accounts[ROBOT].password
-    assert stored(env, quay.host) == (new, None)
+    assert stored(robot_env, quay.host) == (new, None)
     assert accepted(quay, ROBOT, new)
 
 
@@ -579,19 +579,19 @@ def test_sigkill_at_every_step_of_rotate(secret_keyring, quay):
 
 @pytest.mark.slow
 @needs("skopeo")
-def test_skopeo_pulls_with_the_new_token_and_the_old_one_is_refused(env, quay, tmp_path):
+def test_skopeo_pulls_with_the_new_token_and_the_old_one_is_refused(robot_env, quay, tmp_path):
     from tests.fakes.artifacts import push_demo
 
     push_demo(quay.url, "org/app", "alice", "alice-password", tag="1")
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"credHelpers": {quay.host: "quay"}}))
-    env = dict(env, REGISTRY_AUTH_FILE=str(auth))
+    robot_env = dict(robot_env, REGISTRY_AUTH_FILE=str(auth))
     image = f"docker://{quay.host}/org/app:1"
 
     def skopeo(*args):
-        return subprocess.run(["skopeo", *args], env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(["skopeo", *args], env=robot_env, capture_output=True, text=True, timeout=120)
 
-    assert cli(env, "robot", "rotate", quay.host, ROBOT).returncode == 0
+    assert cli(robot_env, "robot", "rotate", quay.host, ROBOT).returncode == 0
     seen = len(quay.auth_log)
     r = skopeo("copy", "--src-tls-verify=false", image, f"oci:{tmp_path / 'pulled'}:1")
     assert r.returncode == 0, r.stderr
@@ -621,7 +621,7 @@ def test_a_registry_without_quays_api_is_one_line(file_keyring, docker_registry)
 
 
 @pytest.mark.slow  # over half a second: the full suite
-def test_show_a_robot_its_federation_and_permissions(env, quay):
+def test_show_a_robot_its_federation_and_permissions(robot_env, quay):
     quay.federation[ROBOT] = [
         {"issuer": "https://token.actions.githubusercontent.com", "subject": "repo:org/app:ref:refs/heads/main"}
     ]
@@ -630,7 +630,7 @@ def test_show_a_robot_its_federation_and_permissions(env, quay):
         {"repository": {"name": "site", "is_public": True}, "role": "read"},
     ]
     quay.api.descriptions[ROBOT] = "CI pushes"
-    r = cli(env, "robot", "show", quay.host, ROBOT)
+    r = cli(robot_env, "robot", "show", quay.host, ROBOT)
     assert r.returncode == 0, r.stderr
     text = r.stdout.decode()
     assert text.splitlines()[0] == f"robot        {ROBOT} (organization robot at {quay.host})"
@@ -639,14 +639,14 @@ def test_show_a_robot_its_federation_and_permissions(env, quay):
         "federation   https://token.actions.githubusercontent.com  subject repo:org/app:ref:refs/heads/main\n" in text
     )
     assert "permission   org/app  write\n" in text and "permission   org/site  read  (public)\n" in text
-    shown = json.loads(cli(env, "robot", "show", quay.host, ROBOT, "--json").stdout)
+    shown = json.loads(cli(robot_env, "robot", "show", quay.host, ROBOT, "--json").stdout)
     assert shown["federation"] == quay.federation[ROBOT] and shown["kind"] == "organization"
     assert shown["permissions"][1] == {"repository": "site", "role": "read", "public": True}
     for output in (r.stdout, r.stderr, json.dumps(shown).encode()):
         assert ROBOT_TOKEN.encode() not in output and API_TOKEN.encode() not in output  # never a token
 
     # A token without user:admin reads the robot, not its permissions: say so, show the rest.
-    r = cli(env, "robot", "show", quay.host, ROBOT, "--api-token-stdin", stdin=API_TOKEN_ORG)
+    r = cli(robot_env, "robot", "show", quay.host, ROBOT, "--api-token-stdin", stdin=API_TOKEN_ORG)
     assert r.returncode == 0 and b"federation   https://" in r.stdout and b"permission" not in r.stdout
     assert r.stderr.decode().startswith("quay-cred-helper: the API token may not administer org+ci")
 
@@ -758,12 +758,12 @@ def test_get_warns_past_max_secret_age_once_a_day_on_stderr(file_keyring, quay, 
 
 
 @pytest.mark.slow  # over half a second: the full suite
-def test_doctor_warns_past_max_secret_age_and_fails_an_interrupted_rotation(env, quay, tmp_path):
+def test_doctor_warns_past_max_secret_age_and_fails_an_interrupted_rotation(robot_env, quay, tmp_path):
     config = tmp_path / "config.ini"
     config.write_text(f"[{quay.host}]\nmax_secret_age = 90d\n")
-    env = dict(env, QUAY_CRED_HELPER_CONFIG=str(config))
-    age_by(env, quay.host, 120)
-    r = cli(env, "doctor", "--json", quay.host, timeout=60)
+    robot_env = dict(robot_env, QUAY_CRED_HELPER_CONFIG=str(config))
+    age_by(robot_env, quay.host, 120)
+    r = cli(robot_env, "doctor", "--json", quay.host, timeout=60)
     checks = [c for c in json.loads(r.stdout)["checks"] if c["check"] == f"{quay.host} secret age"]
     assert [(c["status"], c["detail"], c["fix"]) for c in checks[:1]] == [
         (
@@ -774,8 +774,10 @@ def test_doctor_warns_past_max_secret_age_and_fails_an_interrupted_rotation(env,
     ]
     assert checks[1]["status"] == "OK" and checks[1]["detail"].startswith("the Quay API token: stored ")
     killer = Killer(quay, "regenerate received", then="abort")
-    assert killer.run(env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
-    checks = {c["check"]: c for c in json.loads(cli(env, "doctor", "--json", quay.host, timeout=60).stdout)["checks"]}
+    assert killer.run(robot_env, "robot", "rotate", quay.host, ROBOT) == -signal.SIGKILL
+    checks = {
+        c["check"]: c for c in json.loads(cli(robot_env, "doctor", "--json", quay.host, timeout=60).stdout)["checks"]
+    }
     assert checks[f"{quay.host} rotation"]["status"] == "FAIL"
     assert (
         checks[f"{quay.host} rotation"]["fix"]

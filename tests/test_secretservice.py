@@ -5,10 +5,11 @@ import os
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from quay_cred_helper.credentials import secretservice
+from quay_cred_helper.errors import KeyringError
 from tests.fakes.dbus_server import SESSION, FakeBus
 from tests.support import count_case, examples, secret_service_on_bus
 
@@ -348,3 +349,67 @@ def test_the_keyring_store_is_served_by_the_reader(real_keyring, tmp_path, monke
         assert answers == ['{"username": "alice", "secret": "pw-1"}'] and store.keyring._backend is None
     finally:
         real_keyring.delete_password("quay-cred-helper", "quay.example.com")
+
+
+# -- the Secret Service fast read agrees with keyring, whatever keyring's settings ----------------------
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["store", "erase", "get"]),
+        st.sampled_from(["quay.example.com", "other.example.com"]),
+        st.sampled_from([None, "KeePassXC"]),  # KEYRING_PROPERTY_SCHEME for this step
+        st.text(alphabet="abc123", min_size=1, max_size=6),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@pytest.mark.slow  # a Secret Service
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(OPERATIONS)
+def test_the_fast_read_agrees_with_keyring(secret_service, monkeypatch, tmp_path_factory, operations):
+    import keyring
+    from keyring.backends.SecretService import Keyring as SecretServiceKeyring
+
+    from quay_cred_helper.credentials import secretservice
+    from quay_cred_helper.credentials.keyring_backend import Keyring
+
+    count_case()
+    secret_service.revive()  # gnome-keyring's own crash in an earlier example is not ours to count
+    cache = tmp_path_factory.mktemp("cache")
+    for name, value in secret_service.apply({"XDG_CACHE_HOME": str(cache)}).items():
+        monkeypatch.setenv(name, value)
+    previous = keyring.get_keyring()
+    touched = set()
+    try:
+        for operation, key, scheme, secret in operations:
+            if scheme:
+                monkeypatch.setenv("KEYRING_PROPERTY_SCHEME", scheme)
+            else:
+                monkeypatch.delenv("KEYRING_PROPERTY_SCHEME", raising=False)
+            backend = SecretServiceKeyring()  # keyring reads KEYRING_PROPERTY_* when it makes a backend
+            keyring.set_keyring(backend)
+            ours = Keyring(fast_read=secretservice.read)
+            touched.add((scheme, key))
+            try:
+                if operation == "store":
+                    ours.set("quay-cred-helper", key, secret)
+                elif operation == "erase":
+                    ours.delete("quay-cred-helper", key)
+            except KeyringError:
+                assume(not secret_service.revive())  # the daemon died under us: this example tells nothing
+                raise
+            assert Keyring(fast_read=secretservice.read).get("quay-cred-helper", key) == backend.get_password(
+                "quay-cred-helper", key
+            ), (operation, key, scheme)
+    finally:
+        for scheme, key in touched:  # leave the shared collection as found
+            if scheme:
+                monkeypatch.setenv("KEYRING_PROPERTY_SCHEME", scheme)
+            else:
+                monkeypatch.delenv("KEYRING_PROPERTY_SCHEME", raising=False)
+            backend = SecretServiceKeyring()
+            while backend.get_password("quay-cred-helper", key) is not None:
+                backend.delete_password("quay-cred-helper", key)
+        keyring.set_keyring(previous)

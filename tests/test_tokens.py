@@ -16,15 +16,9 @@ import pytest
 
 from tests.fakes.quay_registry import QuayRegistry
 from tests.fakes.real_registry import free_port
-from tests.support import HELPER, ROBOT, ROBOT_TOKEN, claims_of, helper, store
+from tests.support import HELPER, ROBOT, ROBOT_TOKEN, claims_of, cli, get, helper, jwt_with, store
 
 NOT_FOUND = b"credentials not found in native keychain\n"
-
-
-def get(env, host):
-    r = helper(env, "get", host)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    return json.loads(r.stdout)
 
 
 def token_files(env):
@@ -536,3 +530,55 @@ def test_registry_without_auth_needs_no_token(tmp_path, monkeypatch):
     tokens, seen = mock_tokens(lambda r: httpx.Response(200, json={}), tmp_path, monkeypatch)
     assert tokens.get("quay.example.com", credentials=creds("alice", "pw")) is None
     assert len(seen) == 1
+
+
+# -- server-given lifetimes are clamped ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer, lifetime",
+    [
+        ({"token": "t", "expires_in": float("inf")}, 60),  # not a finite number: the default minute
+        ({"token": jwt_with({"exp": 1e300})}, 86400),  # a JWT "valid" for ever: a day at most
+        ({"token": "t", "expires_in": 10**9}, 86400),
+        ({"token": jwt_with({"exp": float("nan")})}, 60),
+    ],
+)
+@pytest.mark.slow  # over half a second: the full suite
+def test_lifetimes_are_clamped(quay, file_keyring, answer, lifetime):
+    quay.faults.append(("raw", json.dumps(answer).encode()))
+    r = cli(file_keyring, "token", quay.host, "--json")
+    assert r.returncode == 0, r.stderr
+    assert lifetime - 5 <= json.loads(r.stdout)["expires_in"] <= lifetime
+
+
+def test_a_cached_token_claiming_an_endless_life_is_not_handed_out(tmp_path):
+    from quay_cred_helper.registry.cache import FileTokenCache, Token
+
+    cache = FileTokenCache(str(tmp_path))
+    cache.save("quay.example.com", "id", [], Token("t", time.time(), time.time() + 3600))
+    path = next(tmp_path.rglob("id.json"))
+    for expires in ("Infinity", "NaN", str(time.time() + 10 * 86400)):
+        path.write_text(path.read_text().replace(json.dumps(json.loads(path.read_text())["expires_at"]), expires))
+        assert cache.load("quay.example.com", "id", []) is None
+        cache.save("quay.example.com", "id", [], Token("t", time.time(), time.time() + 3600))
+
+
+# -- a failure is remembered only for the calls that waited for it ------------------------------------
+
+
+def test_a_failure_answers_only_the_calls_that_waited_for_it(tmp_path):
+    from quay_cred_helper.errors import DeadlineExceeded, NotFound
+    from quay_cred_helper.registry.cache import FAILURE_LIFETIME, FileTokenCache
+
+    now = [1_000_000.0]
+    cache = FileTokenCache(str(tmp_path / "tokens"), clock=lambda: now[0])
+    cache.fail("quay.example.com", "id", [], DeadlineExceeded("quay.example.com did not finish within 2 s", "fix"))
+    found = cache.failed("quay.example.com", "id", [], since=now[0] - 1)
+    assert type(found) is DeadlineExceeded and str(found) == "quay.example.com did not finish within 2 s: fix"
+    assert cache.failed("quay.example.com", "id", [], since=now[0] + 1) is None  # it began after the failure
+    assert cache.failed("quay.example.com", "other", [], since=now[0] - 1) is None
+    now[0] += FAILURE_LIFETIME + 1
+    assert cache.failed("quay.example.com", "id", [], since=0) is None  # too old
+    cache.fail("quay.example.com", "id", [], NotFound())  # never recorded as anything but nothing stored
+    assert cache.failed("quay.example.com", "id", [], since=0) is None
