@@ -394,3 +394,27 @@ def test_credential_of_a_repository_comes_from_its_prefix_sections_robot(robot, 
     assert (routed["username"], routed["kind"]) == (ROBOT, "robot-jwt") and routed["expires_at"]
     assert credential(robot, f"{quay.host}/library/x", "--json")["kind"] == "password"  # no prefix section
     assert credential(robot, quay.host, "--json")["username"] == "alice"
+
+
+@pytest.mark.slow  # two runs of exec
+def test_a_runtime_dir_not_ours_alone_is_not_used_nor_a_link_in_it_followed(file_keyring, tmp_path):
+    """Root keeps a user's XDG_RUNTIME_DIR after `su` or `sudo -E`: a link the user planted there must
+    not lead exec's chmod and sweep to its target."""
+    runtime, victim = tmp_path / "userrun", tmp_path / "victim"
+    runtime.mkdir()
+    victim.mkdir(mode=0o755)
+    victim.chmod(0o755)
+    for name in ("99999999-important", "env-1-data"):  # what the sweep would take for dead runs
+        (victim / name).mkdir()
+    (runtime / "quay-cred-helper-exec").symlink_to(victim)
+    if os.geteuid() == 0:
+        os.chown(runtime, 65534, 65534)  # nobody's, as root meets a user's runtime dir
+    else:
+        runtime.chmod(0o777)  # others can write in it: not ours alone either
+    env = dict(file_keyring, XDG_RUNTIME_DIR=str(runtime))
+    report = tmp_path / "report.json"
+    r = cli(env, "exec", "--", *child(report))
+    assert r.returncode == 0, r.stderr
+    used = json.loads(report.read_text())["dir"]
+    assert not used.startswith(str(runtime)) and os.path.dirname(used).endswith(f"-{os.geteuid()}")
+    assert (victim.stat().st_mode & 0o777, sorted(os.listdir(victim))) == (0o755, ["99999999-important", "env-1-data"])

@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -46,19 +47,33 @@ else:
 
 
 def base_dir() -> str:
-    """Where every exec's directory goes: ours alone, 0700."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
-        return files.private_dir(os.path.join(runtime, "quay-cred-helper-exec"))
+    """Where every exec's directory goes: ours alone, 0700. $XDG_RUNTIME_DIR only when it is our own
+    directory (root keeps a user's after `su` or `sudo -E`: a link the user planted there must not lead
+    root's chmod and sweep elsewhere); else a private directory of the temp dir."""
     if sys.platform == "win32":  # the temp dir is the user's own there
         return files.private_dir(os.path.join(tempfile.gettempdir(), "quay-cred-helper-exec"))
-    uid = os.getuid()
-    base = os.path.join(tempfile.gettempdir(), f"quay-cred-helper-exec-{uid}")
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime) and _owned(runtime, 0o022):
+        base = os.path.join(runtime, "quay-cred-helper-exec")
+    else:
+        base = os.path.join(tempfile.gettempdir(), f"quay-cred-helper-exec-{os.geteuid()}")
     files.private_dir(base, tighten=False)
-    found = os.lstat(base)  # a shared temp dir: someone else may have made this name first
-    if os.path.islink(base) or not os.path.isdir(base) or found.st_uid != uid or found.st_mode & 0o077:
+    if not _owned(base, 0):  # a shared temp dir: someone else may have made this name first
         raise ConfigError(f"{base} is not a private directory of ours", "remove it, or set XDG_RUNTIME_DIR")
+    if os.lstat(base).st_mode & 0o077:
+        os.chmod(base, 0o700)  # ours, not a link, in a directory nobody else writes
     return base
+
+
+def _owned(path: str, unwritable: int) -> bool:
+    """Whether `path` itself (not a link) is a directory of our uid without the `unwritable` mode bits."""
+    if sys.platform == "win32":
+        return False  # no uid there; base_dir does not ask
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(found.st_mode) and found.st_uid == os.geteuid() and not found.st_mode & unwritable
 
 
 def _alive(pid: int) -> bool:
@@ -83,8 +98,10 @@ def sweep(base: str, now: float) -> None:
             stale = not _alive(int(owner))
         else:
             stale = False
-        if stale:
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        path = os.path.join(base, name)
+        with contextlib.suppress(FileNotFoundError):  # another exec's sweep was first
+            if stale and stat.S_ISDIR(os.lstat(path).st_mode):  # a directory, never what a link leads to
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _auth(found: Credential) -> dict[str, str]:
