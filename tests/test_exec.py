@@ -5,11 +5,13 @@ runs is a small Python program that reports what it was given (CHILD), so each t
 file, modes and environment a client would see."""
 
 import base64
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -164,6 +166,63 @@ def test_exec_with_an_unknown_registry_runs_nothing(robot, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
+# Counts the SIGINTs it gets: after the first, waits a second for a second one, then writes the count.
+# A real-time priority (where allowed: root) takes the terminal's SIGINT at once: else, on a busy machine,
+# a second one sent while the first is still pending merges with it and the count hides the bug.
+COUNT_SIGINTS = """
+import os, signal, sys, time
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+except OSError:
+    pass
+got = []
+signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+open(sys.argv[1] + ".ready", "w").close()
+deadline = time.monotonic() + 30
+while not got and time.monotonic() < deadline:
+    time.sleep(0.02)
+time.sleep(1)
+with open(sys.argv[1], "w") as out:
+    out.write(str(len(got)))
+"""
+
+
+def controlling_terminal():
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # stdin, the pty, becomes this new session's terminal
+
+
+@pytest.mark.slow  # waits a second for a second SIGINT
+def test_one_ctrl_c_at_a_terminal_reaches_cmd_once(file_keyring, tmp_path):
+    """The terminal sends Ctrl+C to its whole foreground process group, exec and CMD: exec must not
+    send CMD a second one (terraform and Go CLIs take a second SIGINT as 'quit now, skip cleanup')."""
+    count = tmp_path / "count"
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [CLI, "exec", "--", sys.executable, "-c", COUNT_SIGINTS, str(count)],
+            env=file_keyring,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=controlling_terminal,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not Path(f"{count}.ready").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, "CMD never started"
+                time.sleep(0.02)
+            os.write(master, b"\x03")  # Ctrl+C, typed
+            assert proc.wait(timeout=20) == 0
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert count.read_text() == "1"
+
+
 def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
 
@@ -172,7 +231,9 @@ def ignore_sigint():
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_is_forwarded_and_the_dir_removed(robot, tmp_path, signum):
     report = tmp_path / "report.json"
-    proc = subprocess.Popen([CLI, "exec", "--", *child(report, "sleep")], env=robot, preexec_fn=ignore_sigint)
+    proc = subprocess.Popen(
+        [CLI, "exec", "--", *child(report, "sleep")], env=robot, preexec_fn=ignore_sigint, start_new_session=True
+    )  # a session of its own: no terminal, whatever runs the tests
     try:
         info = wait_for(report, proc)
         assert not info["sigint"]  # our handler, not the inherited SIG_IGN: CMD can be interrupted

@@ -42,8 +42,10 @@ ENV_LIFETIME = 3600  # seconds: the most a --print-env directory is kept (a robo
 VARIABLES = ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "HELM_REGISTRY_CONFIG")
 if sys.platform == "win32":
     FORWARDED: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGBREAK)
+    TERMINAL: tuple[signal.Signals, ...] = ()
 else:
     FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    TERMINAL = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)  # what a terminal sends its foreground group
 
 
 def base_dir() -> str:
@@ -164,6 +166,23 @@ def _variables(path: str, home: bool) -> dict[str, str]:
     return found
 
 
+def _terminal_foreground() -> bool:
+    """Whether we are in the foreground process group of our controlling terminal, whose Ctrl+C, Ctrl+\\
+    and hang-up reach CMD (in our group) without us (as sudo and uv decide)."""
+    if sys.platform == "win32":
+        return False
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False  # no controlling terminal
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 class Child:
     """CMD, with our signals forwarded to it (a shell starts background jobs with SIGINT ignored, so
     the handlers are ours, not inherited)."""
@@ -175,6 +194,8 @@ class Child:
     def forward(self, signum: int, frame: FrameType | None) -> None:
         if sys.platform == "win32":
             return  # the console sent it to CMD too: wait for CMD
+        if signum in TERMINAL and _terminal_foreground():
+            return  # the terminal sent it to our whole process group, CMD too: once is enough
         if self.proc is None:
             self.pending.append(signum)
         elif self.proc.returncode is None:
