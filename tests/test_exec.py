@@ -153,6 +153,11 @@ def test_exec_home_and_exit_statuses(robot, quay, tmp_path):
 
     r = cli(robot, "exec", "--", str(tmp_path / "no-such-program"))
     assert r.returncode == 127 and r.stderr.decode().count("\n") == 1
+    script = tmp_path / "no-interpreter"  # no #! line: execve says ENOEXEC
+    script.write_text("echo hello\n")
+    script.chmod(0o755)
+    r = cli(robot, "exec", "--", str(script))
+    assert (r.returncode, r.stderr.decode()) == (126, f"quay-cred-helper: {script}: Exec format error\n")
     assert cli(robot, "exec").returncode == 1  # no command
     assert os.listdir(os.path.join(robot["XDG_RUNTIME_DIR"], "quay-cred-helper-exec")) == []
 

@@ -211,6 +211,8 @@ class Child:
                 raise _NotRun(127, f"{argv[0]}: command not found") from None
             except PermissionError:
                 raise _NotRun(126, f"{argv[0]}: permission denied") from None
+            except OSError as exc:  # not runnable for another reason: ENOEXEC (no #!), a bad ELF, ...
+                raise _NotRun(126, f"{argv[0]}: {exc.strerror}") from None
             for signum in self.pending:
                 self.forward(signum, None)
             code = self.proc.wait()
