@@ -19,9 +19,9 @@ import pytest
 
 from quay_cred_helper.commands.exec import build_config
 from tests.conftest import needs
-from tests.fakes.quay_registry import TOKEN_LIFETIME
+from tests.fakes.quay_registry import TOKEN_LIFETIME, QuayRegistry
 from tests.fakes.real_registry import oci_layout
-from tests.support import CLI, ROBOT, ROBOT_TOKEN, cli, helper
+from tests.support import CI_ROBOT, CI_ROBOT_TOKEN, CLI, ROBOT, ROBOT_TOKEN, USERS, cli, helper
 from tests.support import missing as missing_programs
 
 pytestmark = pytest.mark.posix  # file modes and signals
@@ -462,25 +462,24 @@ def test_credential_of_a_repository_comes_from_its_prefix_sections_robot(robot, 
     assert credential(robot, quay.host, "--json")["username"] == "alice"
 
 
-@pytest.mark.slow  # two runs of exec
-def test_a_runtime_dir_not_ours_alone_is_not_used_nor_a_link_in_it_followed(file_keyring, tmp_path):
-    """Root keeps a user's XDG_RUNTIME_DIR after `su` or `sudo -E`: a link the user planted there must
-    not lead exec's chmod and sweep to its target."""
-    runtime, victim = tmp_path / "userrun", tmp_path / "victim"
-    runtime.mkdir()
-    victim.mkdir(mode=0o755)
-    victim.chmod(0o755)
-    for name in ("99999999-important", "env-1-data"):  # what the sweep would take for dead runs
-        (victim / name).mkdir()
-    (runtime / "quay-cred-helper-exec").symlink_to(victim)
-    if os.geteuid() == 0:
-        os.chown(runtime, 65534, 65534)  # nobody's, as root meets a user's runtime dir
-    else:
-        runtime.chmod(0o777)  # others can write in it: not ours alone either
-    env = dict(file_keyring, XDG_RUNTIME_DIR=str(runtime))
-    report = tmp_path / "report.json"
-    r = cli(env, "exec", "--", *child(report))
-    assert r.returncode == 0, r.stderr
-    used = json.loads(report.read_text())["dir"]
-    assert not used.startswith(str(runtime)) and os.path.dirname(used).endswith(f"-{os.geteuid()}")
-    assert (victim.stat().st_mode & 0o777, sorted(os.listdir(victim))) == (0o755, ["99999999-important", "env-1-data"])
+@pytest.mark.slow  # three runs
+def test_credential_routes_as_get_does_a_token_from_the_environment_and_refuses_a_robotless_oidc(file_keyring):
+    """`credential host/ns/repo` takes the store's own routing: every source a prefix section can name, and
+    the same refusals (it once copied the routing and knew only robot_token_file)."""
+    with QuayRegistry(users=USERS, robots={CI_ROBOT: CI_ROBOT_TOKEN}) as quay:
+        config = Path(file_keyring["XDG_CONFIG_HOME"], "quay-cred-helper", "config.ini")
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f"[{quay.host}/org]\nrobot = {CI_ROBOT}\nrobot_token_env = ORG_TOKEN\n[{quay.host}/lost]\noidc = github\n"
+        )
+        env = dict(file_keyring, ORG_TOKEN=CI_ROBOT_TOKEN)  # a job's secret: in its environment by design
+        payload = json.dumps({"ServerURL": quay.host, "Username": "alice", "Secret": "alice-password"})
+        assert helper(env, "store", payload).returncode == 0  # the host's own credential: a user
+
+        routed = credential(env, f"{quay.host}/org/app", "--json")
+        assert (routed["username"], routed["kind"]) == (CI_ROBOT, "robot-jwt") and routed["expires_at"]
+        r = cli(env, "credential", f"{quay.host}/lost/app")
+        assert (r.returncode, r.stdout) == (1, b"")  # never alice's password instead
+        assert r.stderr.decode().startswith(
+            f"quay-cred-helper: oidc for {quay.host}/lost needs the robot it belongs to"
+        )
