@@ -445,7 +445,7 @@ def test_skopeo_podman_and_docker_py_through_exec_with_no_helper(file_keyring, d
     assert only_jwts(docker_registry.quay)  # every client sent the robot's JWT, never its token
 
 
-@pytest.mark.slow  # four runs
+@pytest.mark.slow  # six runs
 def test_credential_of_a_repository_comes_from_its_prefix_sections_robot(robot, quay, tmp_path):
     token_file = tmp_path / "org-token"
     token_file.write_text(ROBOT_TOKEN + "\n")
@@ -460,6 +460,17 @@ def test_credential_of_a_repository_comes_from_its_prefix_sections_robot(robot, 
     assert (routed["username"], routed["kind"]) == (ROBOT, "robot-jwt") and routed["expires_at"]
     assert credential(robot, f"{quay.host}/library/x", "--json")["kind"] == "password"  # no prefix section
     assert credential(robot, quay.host, "--json")["username"] == "alice"
+
+    # exec --registry host/ns: the same routed robot, written for the host; a host named twice is refused.
+    report = tmp_path / "report.json"
+    r = cli(robot, "exec", "--registry", f"{quay.host}/org", "--", *child(report))
+    assert r.returncode == 0, r.stderr
+    assert decoded(json.loads(report.read_text())["config"]["auths"][quay.host])[0] == ROBOT  # was alice
+    r = cli(robot, "exec", "--registry", quay.host, "--registry", f"https://{quay.host}/org/", "--", "true")
+    assert (r.returncode, r.stderr.decode()) == (
+        1,
+        f"quay-cred-helper: {quay.host} named twice: clients read one credential per registry\n",
+    )
 
 
 @pytest.mark.slow  # three runs

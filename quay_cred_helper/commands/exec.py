@@ -139,7 +139,11 @@ def build_config(user: dict[str, object], found: list[Credential]) -> dict[str, 
 
 def _credentials(args: argparse.Namespace, ctx: Context) -> list[Credential]:
     if args.registry:
-        return [fetch(ctx, registry_key(name)) for name in args.registry]
+        keys = [registry_key(name) for name in args.registry]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise InputError(f"{', '.join(twice)} named twice: clients read one credential per registry")
+        return [fetch(ctx, key, _repository(name)) for key, name in zip(keys, args.registry)]
     found = []
     for key in sorted(ctx.store.list()):
         try:
@@ -147,6 +151,13 @@ def _credentials(args: argparse.Namespace, ctx: Context) -> list[Credential]:
         except HelperError as exc:  # one registry's trouble does not stop the others
             ctx.warn(f"{key} left out: {exc}")
     return found
+
+
+def _repository(name: str) -> str:
+    """The `ns/repo` of a `host/ns/repo` name, which routes to its prefix section's robot as
+    `credential host/ns/repo` does; "" for a bare host."""
+    text = name.strip()
+    return (text.partition("://")[2] or text).partition("/")[2].strip("/")
 
 
 def _write(directory: str, config: dict[str, object]) -> str:
