@@ -260,15 +260,20 @@ def test_a_killed_execs_dir_is_removed_by_the_next_exec_and_only_it(robot, tmp_p
     os.kill(info["pid"], signal.SIGKILL)  # its orphaned CMD
     assert os.path.exists(info["dir"])
     base = os.path.dirname(info["dir"])
-    alive = os.path.join(base, f"{os.getpid()}-live")  # an exec still running (this test's pid)
+    # Liveness is the lock in the directory, never the pid in its name.
+    alive = os.path.join(base, "99999999-live")  # its lock held (here), its pid long gone: another PID namespace
+    reused = os.path.join(base, f"{os.getpid()}-reused")  # its lock free, its pid alive (reused)
+    starting = os.path.join(base, "99999999-starting")  # no lock file yet: an exec starting
     expired = os.path.join(base, f"env-{int(time.time()) - 5}-old")  # a --print-env past its time
     current = os.path.join(base, f"env-{int(time.time()) + 3600}-new")
     odd = os.path.join(base, "env")  # not a name exec makes: left alone
-    for path in (alive, expired, current, odd):
+    for path in (alive, reused, starting, expired, current, odd):
         os.mkdir(path, 0o700)
-
-    assert cli(robot, "exec", "--", "true").returncode == 0
-    assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in (alive, current, odd))
+    Path(reused, "lock").touch()
+    with open(os.path.join(alive, "lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert cli(robot, "exec", "--", "true").returncode == 0
+    assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in (alive, starting, current, odd))
 
 
 @pytest.mark.slow  # several runs of exec, each with its command

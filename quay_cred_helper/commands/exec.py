@@ -3,15 +3,15 @@
 For clients that never call a credential helper and read only `auths` (docs/exec.md says which). The
 config lives in a private directory (0700; the file 0600) under $XDG_RUNTIME_DIR, or under a private
 directory of the temp dir, named `<our pid>-<random>`; it is removed when CMD ends, whatever the cause,
-and a later `exec` removes the directories of an `exec` that was killed (its pid gone). `--print-env`
+and a later `exec` removes the directories of an `exec` that was killed (its lock, held while CMD runs,
+free). `--print-env`
 directories are named `env-<until>-<random>` and removed by a later `exec` once past `<until>`.
 
 The credentials are what `get` gives (credential.fetch): a robot's or keyless robot's one-hour JWT, a
 user's stored secret. Only paths go into CMD's environment, never a secret.
 
 Windows: the config is written and removed the same way (privacy from the profile's ACL, as for all our
-files); Ctrl+C and Ctrl+Break reach CMD through the console, so `exec` only waits for it, and directories
-of a killed `exec` are not swept there (no safe test for a live pid: os.kill would end the process).
+files); Ctrl+C and Ctrl+Break reach CMD through the console, so `exec` only waits for it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from quay_cred_helper.context import Context
 from quay_cred_helper.errors import ConfigError, HelperError, InputError
 from quay_cred_helper.names import registry_key
 
+LOCK = "lock"  # in each exec's directory: held for CMD's lifetime (sweep)
+STARTING = 60.0  # seconds: a directory without its lock file yet is a starting exec's for this long
 ENV_LIFETIME = 3600  # seconds: the most a --print-env directory is kept (a robot's JWT lives an hour)
 # Which variable each client reads its credentials from (docs/exec.md has the whole table).
 VARIABLES = ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "HELM_REGISTRY_CONFIG")
@@ -78,31 +80,35 @@ def _owned(path: str, unwritable: int) -> bool:
     return stat.S_ISDIR(found.st_mode) and found.st_uid == os.geteuid() and not found.st_mode & unwritable
 
 
-def _alive(pid: int) -> bool:
+def _running(directory: str, now: float) -> bool:
+    """Whether an exec still uses `directory`: it holds the lock file there, exclusively, while CMD runs.
+    A lock, not a pid: a reused pid or another PID namespace sharing the directory cannot fool it, and
+    Windows can test it (msvcrt). A directory without its lock file yet is a starting exec's for a while."""
+    lock = os.path.join(directory, LOCK)
+    if not os.path.exists(lock):
+        return now - os.lstat(directory).st_mtime < STARTING
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process has that pid now: not ours to judge
-    return True
+        with files.Lock(lock, timeout=0):
+            return False
+    except files.LockTimeout:
+        return True
 
 
 def sweep(base: str, now: float) -> None:
-    """Remove the directories of exec runs that are over: a killed exec's (its pid gone) and --print-env
+    """Remove the directories of exec runs that are over: a killed exec's (its lock free) and --print-env
     ones past their time."""
     for name in os.listdir(base):
         owner, _, rest = name.partition("-")
-        if owner == "env":
-            until = rest.partition("-")[0]
-            stale = until.isdigit() and int(until) < now
-        elif owner.isdigit() and sys.platform != "win32":
-            stale = not _alive(int(owner))
-        else:
-            stale = False
         path = os.path.join(base, name)
         with contextlib.suppress(FileNotFoundError):  # another exec's sweep was first
-            if stale and stat.S_ISDIR(os.lstat(path).st_mode):  # a directory, never what a link leads to
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                continue  # a directory, never what a link leads to
+            if owner == "env":
+                until = rest.partition("-")[0]
+                stale = until.isdigit() and int(until) < now
+            else:
+                stale = owner.isdigit() and not _running(path, now)
+            if stale:
                 shutil.rmtree(path, ignore_errors=True)
 
 
@@ -267,8 +273,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     directory = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base)
     try:
-        env = dict(os.environ, **_variables(_write(directory, config), home=args.home))
-        return Child().run(argv, env)
+        with files.Lock(os.path.join(directory, LOCK)):  # held while CMD runs: the sweep leaves the directory
+            env = dict(os.environ, **_variables(_write(directory, config), home=args.home))
+            return Child().run(argv, env)
     except _NotRun as exc:
         ctx.warn(str(exc))
         return exc.code
