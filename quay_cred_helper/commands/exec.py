@@ -4,8 +4,7 @@ For clients that never call a credential helper and read only `auths` (docs/exec
 config lives in a private directory (0700; the file 0600) under $XDG_RUNTIME_DIR, or under a private
 directory of the temp dir, named `<our pid>-<random>`; it is removed when CMD ends, whatever the cause,
 and a later `exec` removes the directories of an `exec` that was killed (its lock, held while CMD runs,
-free). `--print-env`
-directories are named `env-<until>-<random>` and removed by a later `exec` once past `<until>`.
+free). `--print-env` directories are named `env-<until>-<random>` and removed by a later `exec` once past `<until>`.
 
 The credentials are what `get` gives (credential.fetch): a robot's or keyless robot's one-hour JWT, a
 user's stored secret. Only paths go into CMD's environment, never a secret.
@@ -211,10 +210,10 @@ class Child:
     def forward(self, signum: int, frame: FrameType | None) -> None:
         if sys.platform == "win32":
             return  # the console sent it to CMD too: wait for CMD
-        if signum in TERMINAL and _terminal_foreground():
-            return  # the terminal sent it to our whole process group, CMD too: once is enough
         if self.proc is None:
-            self.pending.append(signum)
+            self.pending.append(signum)  # before CMD: nobody else got it
+        elif signum in TERMINAL and _terminal_foreground():
+            return  # the terminal sent it to our whole process group, CMD too: once is enough
         elif self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signum)
@@ -231,7 +230,8 @@ class Child:
             except OSError as exc:  # not runnable for another reason: ENOEXEC (no #!), a bad ELF, ...
                 raise _NotRun(126, f"{argv[0]}: {exc.strerror}") from None
             for signum in self.pending:
-                self.forward(signum, None)
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.send_signal(signum)
             code = self.proc.wait()
         finally:
             for signum, handler in previous.items():
