@@ -198,11 +198,7 @@ class HelperStore:
         keyring (or exchanges an OIDC token) only on a token-cache miss; None when nothing is stored.
         With a repository (`ns/repo`), the robot of the config's prefix section that holds it comes
         first (its keyless source or the token the job holds), then the registry's own credentials."""
-        routed = self._routed(key, repository) if repository else None
-        if routed is not None:
-            return routed
-        entry = self.index.get(key)
-        settings = self.use.config.settings(key)
+        entry, settings = self.source(key, repository)
         if source_of(entry, settings) == SSO:
             assert entry is not None
             from quay_cred_helper.sso import session
@@ -235,16 +231,24 @@ class HelperStore:
             return held.identity(), lambda: (held.robot, held.read())
         return None
 
-    def _routed(self, key: str, repository: str) -> tuple[str, Credentials] | None:
-        """The robot of the prefix section holding `repository` (config.py), if it names one a command
-        can use; None for the host's own section (the kubelet's service_account is the kubelet's only).
-        Every identity setting of the section is routed or refused here, never silently dropped."""
+    def source(self, key: str, repository: str = "") -> tuple[IndexEntry | None, Settings]:
+        """The index entry and settings that decide what `get` and a token request use for `key`: with a
+        repository (`ns/repo`) that `_routed` routes, no entry and its prefix section's settings."""
+        routed = self._routed(key, repository) if repository else None
+        if routed is not None:
+            return None, routed
+        return self.index.get(key), self.use.config.settings(key)
+
+    def _routed(self, key: str, repository: str) -> Settings | None:
+        """The prefix section holding `repository` (config.py), if it names a robot a command can use (its
+        keyless source or the token the job holds); None for the host's own section (the kubelet's
+        service_account is the kubelet's only). Every identity setting of the section is routed or
+        refused here, never silently dropped."""
         settings = self.use.config.settings(key, repository)
         if "/" not in settings.section:
             return None
-        robot = self._robot_credentials(key, None, settings)
-        if robot is not None:
-            return robot
+        if source_of(None, settings) != KEYRING:
+            return settings
         if settings.oidc:  # keyless without its robot: never the host's identity instead
             raise ConfigError(
                 f"oidc for {settings.section} needs the robot it belongs to",
@@ -257,10 +261,10 @@ class HelperStore:
             )
         return None  # the host's credentials: a robot named alone, or the kubelet's service_account
 
-    def get(self, key: str) -> tuple[str, str]:
-        """What a client gets for `key`: the registry's source decided once (source_of), then its branch."""
-        entry = self.index.get(key)
-        settings = self.use.config.settings(key)
+    def get(self, key: str, repository: str = "") -> tuple[str, str]:
+        """What a client gets for `key` (or the robot `source` routes `repository` to): the registry's source
+        decided once (source_of), then its branch."""
+        entry, settings = self.source(key, repository)
         kind = source_of(entry, settings)
         if kind == SSO:
             assert entry is not None

@@ -5,11 +5,13 @@ runs is a small Python program that reports what it was given (CHILD), so each t
 file, modes and environment a client would see."""
 
 import base64
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -17,9 +19,9 @@ import pytest
 
 from quay_cred_helper.commands.exec import build_config
 from tests.conftest import needs
-from tests.fakes.quay_registry import TOKEN_LIFETIME
+from tests.fakes.quay_registry import TOKEN_LIFETIME, QuayRegistry
 from tests.fakes.real_registry import oci_layout
-from tests.support import CLI, ROBOT, ROBOT_TOKEN, cli, helper
+from tests.support import CI_ROBOT, CI_ROBOT_TOKEN, CLI, ROBOT, ROBOT_TOKEN, USERS, cli, helper
 from tests.support import missing as missing_programs
 
 pytestmark = pytest.mark.posix  # file modes and signals
@@ -151,6 +153,11 @@ def test_exec_home_and_exit_statuses(robot, quay, tmp_path):
 
     r = cli(robot, "exec", "--", str(tmp_path / "no-such-program"))
     assert r.returncode == 127 and r.stderr.decode().count("\n") == 1
+    script = tmp_path / "no-interpreter"  # no #! line: execve says ENOEXEC
+    script.write_text("echo hello\n")
+    script.chmod(0o755)
+    r = cli(robot, "exec", "--", str(script))
+    assert (r.returncode, r.stderr.decode()) == (126, f"quay-cred-helper: {script}: Exec format error\n")
     assert cli(robot, "exec").returncode == 1  # no command
     assert os.listdir(os.path.join(robot["XDG_RUNTIME_DIR"], "quay-cred-helper-exec")) == []
 
@@ -164,6 +171,63 @@ def test_exec_with_an_unknown_registry_runs_nothing(robot, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
+# Counts the SIGINTs it gets: after the first, waits a second for a second one, then writes the count.
+# A real-time priority (where allowed: root) takes the terminal's SIGINT at once: else, on a busy machine,
+# a second one sent while the first is still pending merges with it and the count hides the bug.
+COUNT_SIGINTS = """
+import os, signal, sys, time
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+except OSError:
+    pass
+got = []
+signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+open(sys.argv[1] + ".ready", "w").close()
+deadline = time.monotonic() + 30
+while not got and time.monotonic() < deadline:
+    time.sleep(0.02)
+time.sleep(1)
+with open(sys.argv[1], "w") as out:
+    out.write(str(len(got)))
+"""
+
+
+def controlling_terminal():
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # stdin, the pty, becomes this new session's terminal
+
+
+@pytest.mark.slow  # waits a second for a second SIGINT
+def test_one_ctrl_c_at_a_terminal_reaches_cmd_once(file_keyring, tmp_path):
+    """The terminal sends Ctrl+C to its whole foreground process group, exec and CMD: exec must not
+    send CMD a second one (terraform and Go CLIs take a second SIGINT as 'quit now, skip cleanup')."""
+    count = tmp_path / "count"
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [CLI, "exec", "--", sys.executable, "-c", COUNT_SIGINTS, str(count)],
+            env=file_keyring,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=controlling_terminal,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not Path(f"{count}.ready").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, "CMD never started"
+                time.sleep(0.02)
+            os.write(master, b"\x03")  # Ctrl+C, typed
+            assert proc.wait(timeout=20) == 0
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert count.read_text() == "1"
+
+
 def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
 
@@ -172,7 +236,9 @@ def ignore_sigint():
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_is_forwarded_and_the_dir_removed(robot, tmp_path, signum):
     report = tmp_path / "report.json"
-    proc = subprocess.Popen([CLI, "exec", "--", *child(report, "sleep")], env=robot, preexec_fn=ignore_sigint)
+    proc = subprocess.Popen(
+        [CLI, "exec", "--", *child(report, "sleep")], env=robot, preexec_fn=ignore_sigint, start_new_session=True
+    )  # a session of its own: no terminal, whatever runs the tests
     try:
         info = wait_for(report, proc)
         assert not info["sigint"]  # our handler, not the inherited SIG_IGN: CMD can be interrupted
@@ -194,15 +260,20 @@ def test_a_killed_execs_dir_is_removed_by_the_next_exec_and_only_it(robot, tmp_p
     os.kill(info["pid"], signal.SIGKILL)  # its orphaned CMD
     assert os.path.exists(info["dir"])
     base = os.path.dirname(info["dir"])
-    alive = os.path.join(base, f"{os.getpid()}-live")  # an exec still running (this test's pid)
+    # Liveness is the lock in the directory, never the pid in its name.
+    alive = os.path.join(base, "99999999-live")  # its lock held (here), its pid long gone: another PID namespace
+    reused = os.path.join(base, f"{os.getpid()}-reused")  # its lock free, its pid alive (reused)
+    starting = os.path.join(base, "99999999-starting")  # no lock file yet: an exec starting
     expired = os.path.join(base, f"env-{int(time.time()) - 5}-old")  # a --print-env past its time
     current = os.path.join(base, f"env-{int(time.time()) + 3600}-new")
     odd = os.path.join(base, "env")  # not a name exec makes: left alone
-    for path in (alive, expired, current, odd):
+    for path in (alive, reused, starting, expired, current, odd):
         os.mkdir(path, 0o700)
-
-    assert cli(robot, "exec", "--", "true").returncode == 0
-    assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in (alive, current, odd))
+    Path(reused, "lock").touch()
+    with open(os.path.join(alive, "lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert cli(robot, "exec", "--", "true").returncode == 0
+    assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in (alive, starting, current, odd))
 
 
 @pytest.mark.slow  # several runs of exec, each with its command
@@ -379,7 +450,7 @@ def test_skopeo_podman_and_docker_py_through_exec_with_no_helper(file_keyring, d
     assert only_jwts(docker_registry.quay)  # every client sent the robot's JWT, never its token
 
 
-@pytest.mark.slow  # four runs
+@pytest.mark.slow  # six runs
 def test_credential_of_a_repository_comes_from_its_prefix_sections_robot(robot, quay, tmp_path):
     token_file = tmp_path / "org-token"
     token_file.write_text(ROBOT_TOKEN + "\n")
@@ -394,3 +465,37 @@ def test_credential_of_a_repository_comes_from_its_prefix_sections_robot(robot, 
     assert (routed["username"], routed["kind"]) == (ROBOT, "robot-jwt") and routed["expires_at"]
     assert credential(robot, f"{quay.host}/library/x", "--json")["kind"] == "password"  # no prefix section
     assert credential(robot, quay.host, "--json")["username"] == "alice"
+
+    # exec --registry host/ns: the same routed robot, written for the host; a host named twice is refused.
+    report = tmp_path / "report.json"
+    r = cli(robot, "exec", "--registry", f"{quay.host}/org", "--", *child(report))
+    assert r.returncode == 0, r.stderr
+    assert decoded(json.loads(report.read_text())["config"]["auths"][quay.host])[0] == ROBOT  # was alice
+    r = cli(robot, "exec", "--registry", quay.host, "--registry", f"https://{quay.host}/org/", "--", "true")
+    assert (r.returncode, r.stderr.decode()) == (
+        1,
+        f"quay-cred-helper: {quay.host} named twice: clients read one credential per registry\n",
+    )
+
+
+@pytest.mark.slow  # three runs
+def test_credential_routes_as_get_does_a_token_from_the_environment_and_refuses_a_robotless_oidc(file_keyring):
+    """`credential host/ns/repo` takes the store's own routing: every source a prefix section can name, and
+    the same refusals (it once copied the routing and knew only robot_token_file)."""
+    with QuayRegistry(users=USERS, robots={CI_ROBOT: CI_ROBOT_TOKEN}) as quay:
+        config = Path(file_keyring["XDG_CONFIG_HOME"], "quay-cred-helper", "config.ini")
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f"[{quay.host}/org]\nrobot = {CI_ROBOT}\nrobot_token_env = ORG_TOKEN\n[{quay.host}/lost]\noidc = github\n"
+        )
+        env = dict(file_keyring, ORG_TOKEN=CI_ROBOT_TOKEN)  # a job's secret: in its environment by design
+        payload = json.dumps({"ServerURL": quay.host, "Username": "alice", "Secret": "alice-password"})
+        assert helper(env, "store", payload).returncode == 0  # the host's own credential: a user
+
+        routed = credential(env, f"{quay.host}/org/app", "--json")
+        assert (routed["username"], routed["kind"]) == (CI_ROBOT, "robot-jwt") and routed["expires_at"]
+        r = cli(env, "credential", f"{quay.host}/lost/app")
+        assert (r.returncode, r.stdout) == (1, b"")  # never alice's password instead
+        assert r.stderr.decode().startswith(
+            f"quay-cred-helper: oidc for {quay.host}/lost needs the robot it belongs to"
+        )

@@ -218,7 +218,6 @@ def test_login_get_token_list_doctor_configure_logout(win):
         assert "docker-credential-desktop, which is not on PATH" in checks["client helpers"]["detail"]
         for name in ("clients", "credentials"):
             assert checks[f"{robots.host} {name}"]["status"] == "OK", checks[f"{robots.host} {name}"]
-        print(json.dumps(checks, indent=1))
 
         ok(win.run("quay-cred-helper", "logout", users.host))
         assert win.run("docker-credential-quay", "get", stdin=users.host).returncode == 1

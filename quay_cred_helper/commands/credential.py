@@ -21,8 +21,7 @@ from quay_cred_helper.credentials.rotation import ApiTokens
 from quay_cred_helper.errors import HelperError, NotFound
 from quay_cred_helper.names import is_robot, registry_key
 from quay_cred_helper.registry import jwt
-from quay_cred_helper.sources.keyless import Keyless
-from quay_cred_helper.sources.robot_token import RobotToken
+from quay_cred_helper.store import KEYLESS, source_of
 
 VERSION = 1
 KINDS = {
@@ -78,34 +77,13 @@ def _kind(username: str, secret: str, keyless: bool) -> str:
     return "password"
 
 
-def _routed(ctx: Context, key: str, repository: str) -> tuple[str, str, bool] | None:
-    """(robot, JWT, keyless) from the robot of the config's prefix section holding `repository`, as
-    `token` picks it; None for the registry's own section. (Cleaner: a `HelperStore.get(key, repository)`.)"""
-    settings = ctx.config.settings(key, repository)
-    if "/" not in settings.section or not is_robot(settings.robot):
-        return None
-    if settings.oidc:
-        keyless = Keyless(settings.robot, settings.oidc, settings.audience)
-        return settings.robot, ctx.store.federated(key, keyless).token, True
-    if settings.robot_token_file:
-        held = RobotToken(settings.robot, "file:" + settings.robot_token_file)
-        return settings.robot, ctx.store.held_jwt(key, held), False
-    return None
-
-
 def fetch(ctx: Context, key: str, repository: str = "") -> Credential:
-    """What `get` gives for registry `key` (or the robot routed for `repository`), described."""
-    routed = _routed(ctx, key, repository) if repository else None
-    if routed is not None:
-        username, secret, keyless = routed
-    else:
-        try:
-            username, secret = ctx.store.get(key)
-        except NotFound:
-            raise HelperError(f"no credentials for {key}", f"store some: quay-cred-helper login {key}") from None
-        entry = ctx.index.get(key)
-        keyless = ctx.store.keyless(key, entry) is not None
-    kind = _kind(username, secret, keyless)
+    """What `get` gives for registry `key` (or the robot the store routes `repository` to), described."""
+    try:
+        username, secret = ctx.store.get(key, repository)
+    except NotFound:
+        raise HelperError(f"no credentials for {key}", f"store some: quay-cred-helper login {key}") from None
+    kind = _kind(username, secret, source_of(*ctx.store.source(key, repository)) == KEYLESS)
     expires = jwt.number(jwt.claims(secret), "exp") if kind != "password" else None
     return Credential(key, username, secret, kind, expires)
 
