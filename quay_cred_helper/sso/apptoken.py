@@ -16,6 +16,7 @@ the login's ID token while that is still fresh, else says where to revoke it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import json
@@ -126,10 +127,15 @@ def store(
     entry = IndexEntry.new(server, USERNAME, code)
     entry.app_token = record
     keyring_store = use.keyring_store
-    keyring_store.keyring.backend()  # loading keyring outside the lock
-    with keyring_store.index.lock():
-        keyring_store.keyring.set(SERVICE, key, fastjson.dumps_strings({"username": USERNAME, "secret": code}))
-        keyring_store.index.put(key, entry)
+    try:
+        keyring_store.keyring.backend()  # loading keyring outside the lock
+        with keyring_store.index.lock():
+            keyring_store.keyring.set(SERVICE, key, fastjson.dumps_strings({"username": USERNAME, "secret": code}))
+            keyring_store.index.put(key, entry)
+    except BaseException:
+        with contextlib.suppress(HelperError):  # not kept here: leave no live token at Quay either
+            revoke(exchange, key, id_token, made["uuid"])
+        raise
     use.cache.drop(key)
     # The login's ID token, cached under the session's identity: logout revokes with it while it is fresh.
     use.cache.save(key, identity(record), [], Token.issued(id_token))
