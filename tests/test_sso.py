@@ -419,16 +419,21 @@ def test_chromium_approves_a_device_code(env, quay, idp, tmp_path):
 # -- the other commands for an SSO user ------------------------------------------------------------------------
 
 
-def test_token_list_doctor_and_ci_login_for_an_sso_user(env, quay, idp):
-    assert login(env, quay, idp, "--browser").returncode == 0
+def token_request_as_carol(env, quay, credential):
+    """`token` makes one /v2/auth request with the stored credential: the registry sees carol, and how."""
     r = cli(env, "token", f"{quay.host}/carol/app")
     assert r.returncode == 0, r.stderr
     assert quay.auth_log[-1] == {
         "user": "carol",
         "scopes": ["repository:carol/app:pull"],
         "status": 200,
-        "credential": "id_token",
+        "credential": credential,
     }
+
+
+def test_token_list_doctor_and_ci_login_for_an_sso_user(env, quay, idp):
+    assert login(env, quay, idp, "--browser").returncode == 0
+    token_request_as_carol(env, quay, "id_token")
     r = cli(env, "list", "--long")
     assert r.returncode == 0
     row = r.stdout.decode().splitlines()[1]
@@ -674,14 +679,7 @@ def test_app_token_login_stores_only_the_app_token_and_get_answers_it(env, quay,
     answer = get(env, quay.host)
     assert answer["Username"] == "$app" and answer["Secret"] == code
     # The registry sees $app and the token, as carol.
-    r = cli(env, "token", f"{quay.host}/carol/app")
-    assert r.returncode == 0, r.stderr
-    assert quay.auth_log[-1] == {
-        "user": "carol",
-        "scopes": ["repository:carol/app:pull"],
-        "status": 200,
-        "credential": "app_token",
-    }
+    token_request_as_carol(env, quay, "app_token")
     out = cli(env, "doctor", quay.host).stdout.decode().splitlines()
     for check in ("credentials", "app token"):
         assert any(line.startswith("OK") and f"{quay.host} {check}" in line for line in out), out
