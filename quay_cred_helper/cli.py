@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api", action="store_true", help="a Bearer token for Quay's REST API instead (where one exists)")
 
     p = sub.add_parser("exec", help="run a command with a throwaway docker config of fresh short-lived credentials")
-    p.add_argument("--registry", action="append", default=[], metavar="REG", help="only this registry (repeatable)")
+    p.add_argument(
+        "--registry",
+        action="append",
+        default=[],
+        metavar="REG[/NS]",
+        help="only this registry, or the robot routed for NS (repeatable)",
+    )
     p.add_argument("--home", action="store_true", help="also a throwaway HOME holding .docker/config.json")
     p.add_argument("--print-env", action="store_true", help="print the variables for `eval` and run nothing")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]", help="the command to run")

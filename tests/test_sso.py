@@ -419,16 +419,21 @@ def test_chromium_approves_a_device_code(env, quay, idp, tmp_path):
 # -- the other commands for an SSO user ------------------------------------------------------------------------
 
 
-def test_token_list_doctor_and_ci_login_for_an_sso_user(env, quay, idp):
-    assert login(env, quay, idp, "--browser").returncode == 0
+def token_request_as_carol(env, quay, credential):
+    """`token` makes one /v2/auth request with the stored credential: the registry sees carol, and how."""
     r = cli(env, "token", f"{quay.host}/carol/app")
     assert r.returncode == 0, r.stderr
     assert quay.auth_log[-1] == {
         "user": "carol",
         "scopes": ["repository:carol/app:pull"],
         "status": 200,
-        "credential": "id_token",
+        "credential": credential,
     }
+
+
+def test_token_list_doctor_and_ci_login_for_an_sso_user(env, quay, idp):
+    assert login(env, quay, idp, "--browser").returncode == 0
+    token_request_as_carol(env, quay, "id_token")
     r = cli(env, "list", "--long")
     assert r.returncode == 0
     row = r.stdout.decode().splitlines()[1]
@@ -681,14 +686,10 @@ def test_app_token_login_stores_only_the_app_token_and_get_answers_it(env, quay,
     answer = get(env, quay.host)
     assert answer["Username"] == "$app" and answer["Secret"] == code
     # The registry sees $app and the token, as carol.
-    r = cli(env, "token", f"{quay.host}/carol/app")
-    assert r.returncode == 0, r.stderr
-    assert quay.auth_log[-1] == {
-        "user": "carol",
-        "scopes": ["repository:carol/app:pull"],
-        "status": 200,
-        "credential": "app_token",
-    }
+    token_request_as_carol(env, quay, "app_token")
+    out = cli(env, "doctor", quay.host).stdout.decode().splitlines()
+    for check in ("credentials", "app token"):
+        assert any(line.startswith("OK") and f"{quay.host} {check}" in line for line in out), out
     listed = json.loads(cli(env, "list", "--json").stdout)[0]["app_token"]
     assert listed["uuid"] == uuid and listed["user"] == "carol" and listed["due"] is False
     row = cli(env, "list", "--long").stdout.decode().splitlines()[1]
@@ -731,6 +732,10 @@ def test_renewal_makes_a_new_token_and_revokes_the_old(env, quay, idp):
     row = cli(env, "list", "--long").stdout.decode().splitlines()[1]
     assert row.endswith(f"(due: quay-cred-helper login {quay.host} --sso --app-token)"), row
     assert json.loads(cli(env, "list", "--json").stdout)[0]["app_token"]["due"] is True
+    out = cli(env, "doctor", quay.host).stdout.decode().splitlines()
+    [warning] = [line for line in out if f"{quay.host} app token" in line]
+    assert warning.startswith("WARN") and "of SSO user carol: expires" in warning, out
+    assert f"quay-cred-helper login {quay.host} --sso --app-token" in "\n".join(out)
     [listed] = expiring_at_quay(env, quay)["tokens"]
     assert listed["uuid"] == old_uuid and "token_code" not in listed  # Quay's list never shows the code
     assert sorted(listed) == ["created", "expiration", "last_accessed", "title", "uuid"]
@@ -795,6 +800,14 @@ def test_a_refusal_stores_nothing_and_says_one_line(env, quay, idp, setup, words
     assert lines[1].startswith(f"quay-cred-helper: {quay.host} {words}"), lines
     assert quay.app_tokens == {} and keyring_entries(env) == {}
     assert helper(env, "list").stdout.strip() == b"{}"
+
+
+def test_an_app_token_the_keyring_cannot_keep_is_revoked_at_once(env, quay, idp):
+    failing = dict(env, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    r = login(failing, quay, idp, "--app-token", "--browser")
+    assert r.returncode == 1 and r.stderr.decode().splitlines()[-1].startswith("quay-cred-helper: "), r.stderr
+    assert [request[0] for request in quay.api.requests if "apptoken" in request[1]] == ["POST", "DELETE"]
+    assert quay.app_tokens == {} and helper(env, "list").stdout.strip() == b"{}"
 
 
 def test_app_token_needs_sso(env, quay):

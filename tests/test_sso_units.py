@@ -1,13 +1,15 @@
 """SSO's parts in-process, against the test identity provider (tests/fakes/idp.py): the ID token's checks, the
 device grant's polling, the refresh token's keyring entries, Quay's refusals. Fast: no process is started."""
 
+import email.utils
 import time
 
 import pytest
 
 from quay_cred_helper.config import Settings
+from quay_cred_helper.credentials.index import app_token_expiry
 from quay_cred_helper.errors import IdPError, InputError, KeyringError, SessionExpired
-from quay_cred_helper.sso import flows, idp, idtoken, quay, session
+from quay_cred_helper.sso import apptoken, flows, idp, idtoken, quay, session
 from tests.fakes.idp import CLIENT_ID, IdPUser, TestIdP
 
 CAROL = IdPUser("carol", "pw")
@@ -248,3 +250,22 @@ def test_a_silent_connection_does_not_hold_the_listener(provider_idp, settings):
         for sock in silent:
             sock.close()
     assert idtoken.check(answer["id_token"], discovered(provider_idp, settings)[1], provider.issuer, CLIENT_ID, nonce)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_quays_app_token_dates_are_read_as_utc_in_any_time_zone(monkeypatch, zone):
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        when = 1_765_000_000
+        # Quay's format_date: formatdate of a UTC time, written with "-0000"; a GMT form reads the same.
+        assert apptoken._unix(email.utils.formatdate(when)) == str(when)
+        assert apptoken._unix(email.utils.formatdate(when, usegmt=True)) == str(when)
+        assert apptoken._unix(None) == "" and apptoken._unix("not a date") == ""
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    # Due in the last tenth of its life, as Quay's ?expiring=true; never for a token without expiry.
+    record = {"created": "1000", "expires": "2000"}
+    assert app_token_expiry(record, 1899) == (2000, False) and app_token_expiry(record, 1900) == (2000, True)
+    assert app_token_expiry({"created": "1000"}, 10**10) == (0, False)

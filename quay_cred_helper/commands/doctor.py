@@ -26,7 +26,7 @@ from quay_cred_helper import client_configs, config, paths
 from quay_cred_helper.config import Settings
 from quay_cred_helper.context import Context
 from quay_cred_helper.credentials import rotation
-from quay_cred_helper.credentials.index import IndexEntry
+from quay_cred_helper.credentials.index import IndexEntry, app_token_expiry
 from quay_cred_helper.credentials.keyring_backend import is_plaintext, name
 from quay_cred_helper.credentials.keyring_store import SERVICE
 from quay_cred_helper.errors import HelperError, KeyringError, printable
@@ -241,6 +241,8 @@ def check_registry(report: Report, ctx: Context, key: str) -> None:
                 report.add("OK", f"{key} credentials", f"{entry.username} accepted")
             except HelperError as exc:
                 report.failure(f"{key} credentials", exc, f"quay-cred-helper login {key}")
+            if entry.app_token:
+                _check_app_token(report, key, entry.app_token)
         elif prefixes:  # a node's provider config: its prefix sections' robots serve the repositories
             report.add("OK", f"{key} credentials", "none for the host itself: its prefix sections' robots follow")
         else:
@@ -318,6 +320,18 @@ def _check_sso(report: Report, ctx: Context, key: str, entry: IndexEntry) -> Non
         report.add("OK", f"{key} credentials", f"$oauthtoken accepted (SSO user {sso.get('user')})")
     except HelperError as exc:
         report.failure(f"{key} credentials", exc, "see docs/sso.md")
+
+
+def _check_app_token(report: Report, key: str, record: dict[str, str]) -> None:
+    """An app token made at an SSO login: its expiry at Quay, WARN when due (renewal is a login)."""
+    ends, due = app_token_expiry(record, time.time())
+    what = f'app token "{record.get("title", "")}" of SSO user {record.get("user", "?")}'
+    if not ends:
+        report.add("OK", f"{key} app token", f"{what}: no expiry (Quay's APP_SPECIFIC_TOKEN_EXPIRATION is unset)")
+        return
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends))
+    fix = f"quay-cred-helper login {key} --sso --app-token (a new one; the old one is revoked)"
+    report.add("WARN" if due else "OK", f"{key} app token", f"{what}: expires {when}", fix if due else None)
 
 
 def _check_keyless(report: Report, ctx: Context, key: str, keyless: Keyless, label: str = "") -> None:

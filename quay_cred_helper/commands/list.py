@@ -14,6 +14,7 @@ import time
 
 from quay_cred_helper.config import format_duration
 from quay_cred_helper.context import Context
+from quay_cred_helper.credentials.index import app_token_expiry
 from quay_cred_helper.errors import printable
 
 
@@ -25,15 +26,6 @@ def _refresh_end(sso: dict[str, str]) -> str | None:
     """When the IdP said the session's refresh token ends, if it said."""
     value = sso.get("refresh_expires", "")
     return _when(int(value)) if value.isdigit() else None
-
-
-def _app_token_end(app: dict[str, str], now: float) -> tuple[str | None, bool]:
-    """(when an app token ends, if Quay gave it an expiry; whether it is in its last tenth of life)."""
-    created, expires = app.get("created", ""), app.get("expires", "")
-    if not expires.isdigit():
-        return None, False
-    life = int(expires) - int(created) if created.isdigit() else 0
-    return _when(int(expires)), now >= int(expires) - 0.1 * life
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -54,9 +46,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 ends = _refresh_end(entry.sso)
                 row["sso"] = {"issuer": entry.sso.get("issuer"), "user": entry.sso.get("user"), "refresh_expires": ends}
             if entry.app_token:
-                ends, due = _app_token_end(entry.app_token, now)
-                app = {name: entry.app_token.get(name) for name in ("issuer", "user", "uuid", "title")}
-                row["app_token"] = dict(app, expires=ends, due=due)
+                until, due = app_token_expiry(entry.app_token, now)
+                app: dict[str, object] = {k: entry.app_token.get(k) for k in ("issuer", "user", "uuid", "title")}
+                row["app_token"] = dict(app, expires=_when(until) if until else None, due=due)
             listed.append(row)
         json.dump(listed, sys.stdout, indent=2)
         print()
@@ -80,8 +72,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         elif entry.app_token:
             stored, age = _when(entry.stored), f"app token of SSO user {printable(entry.app_token.get('user', '?'))}, "
             age += f"{format_duration(now - entry.stored)} old"
-            ends, due = _app_token_end(entry.app_token, now)
-            age += f"; expires {ends}" if ends else "; no expiry"
+            until, due = app_token_expiry(entry.app_token, now)
+            age += f"; expires {_when(until)}" if until else "; no expiry"
             age += f" (due: quay-cred-helper login {key} --sso --app-token)" if due else ""
         elif entry.stored:
             stored, age = _when(entry.stored), format_duration(now - entry.stored)

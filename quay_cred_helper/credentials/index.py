@@ -32,6 +32,16 @@ def fingerprint(username: str, secret: str, salt: str) -> str:
     return hashlib.pbkdf2_hmac("sha256", material, bytes.fromhex(salt), 50_000).hex()[:32]
 
 
+def app_token_expiry(record: dict[str, str], now: float) -> tuple[int, bool]:
+    """(when an app token's record says it ends, 0 for never; whether it is due for renewal: in the
+    last tenth of its life, the window Quay's GET /api/v1/user/apptoken?expiring=true uses)."""
+    created, expires = record.get("created", ""), record.get("expires", "")
+    if not expires.isdigit():
+        return 0, False
+    life = int(expires) - int(created) if created.isdigit() else 0
+    return int(expires), now >= int(expires) - 0.1 * life
+
+
 class IndexEntry:
     """The non-secret half of a stored credential (a plain class: `list` and `get` read it).
 

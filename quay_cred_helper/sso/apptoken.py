@@ -16,6 +16,7 @@ the login's ID token while that is still fresh, else says where to revoke it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import json
@@ -96,9 +97,11 @@ def _unix(date: object) -> str:
     if not isinstance(date, str) or not date:
         return ""
     try:
-        return str(int(email.utils.parsedate_to_datetime(date).timestamp()))
+        when = email.utils.parsedate_to_datetime(date)
     except (TypeError, ValueError, IndexError):
         return ""
+    # Quay writes "-0000" (formatdate of a UTC time), which Python reads as a naive time: it is UTC.
+    return str(int(when.replace(tzinfo=when.tzinfo or datetime.timezone.utc).timestamp()))
 
 
 def revoke(exchange: TokenExchange, key: str, id_token: str, uuid: str) -> bool:
@@ -114,9 +117,9 @@ def store(
     sso: dict[str, str],
     id_token: str,
     warn: Callable[[str], None],
-) -> dict[str, str]:
+) -> None:
     """Make an app token and keep it as the registry's `$app` secret; revoke the one it replaces, and end
-    an SSO session it replaces. Returns the record kept in the index."""
+    an SSO session it replaces."""
     exchange = use.tokens(cached=False)
     previous = use.keyring_store.index.get(key)
     code, made = create(exchange, key, id_token, time.time())
@@ -126,16 +129,20 @@ def store(
     entry = IndexEntry.new(server, USERNAME, code)
     entry.app_token = record
     keyring_store = use.keyring_store
-    keyring_store.keyring.backend()  # loading keyring outside the lock
-    with keyring_store.index.lock():
-        keyring_store.keyring.set(SERVICE, key, fastjson.dumps_strings({"username": USERNAME, "secret": code}))
-        keyring_store.index.put(key, entry)
+    try:
+        keyring_store.keyring.backend()  # loading keyring outside the lock
+        with keyring_store.index.lock():
+            keyring_store.keyring.set(SERVICE, key, fastjson.dumps_strings({"username": USERNAME, "secret": code}))
+            keyring_store.index.put(key, entry)
+    except BaseException:
+        with contextlib.suppress(HelperError):  # not kept here: leave no live token at Quay either
+            revoke(exchange, key, id_token, made["uuid"])
+        raise
     use.cache.drop(key)
     # The login's ID token, cached under the session's identity: logout revokes with it while it is fresh.
     use.cache.save(key, identity(record), [], Token.issued(id_token))
     if previous is not None and previous.app_token:
         replaced(use, key, previous.app_token, id_token, warn)
-    return record
 
 
 def identity(record: dict[str, str]) -> str:
