@@ -142,11 +142,6 @@ def providers_of(root, path):
     return (json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text))["providers"]
 
 
-@pytest.fixture
-def env(home):
-    return dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-
-
 # -- merging into an existing provider config -----------------------------------------------------------------
 
 

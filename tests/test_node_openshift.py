@@ -46,11 +46,6 @@ def cli(env, *args):
     return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
 
 
-@pytest.fixture
-def env(home):
-    return dict(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-
-
 def zipapp(tmp_path, size=300_000):
     """A zipapp directory as build-node-bundle writes it: the launcher and the archive (any bytes will do)."""
     directory = tmp_path / "zipapp"
