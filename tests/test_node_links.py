@@ -24,7 +24,6 @@ from tests.test_node_install import (
     snapshot,
     write,
 )
-from tests.test_node_install import env as env  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.posix
 ECR_CONFIG = "/etc/kubernetes/credential-provider/config.yaml"
