@@ -7,7 +7,6 @@ import pytest
 
 from quay_cred_helper.errors import RegistryError
 from quay_cred_helper.registry.challenge import bearer, parse
-from tests.fakes.hostile import TLSHangup
 from tests.support import ROBOT, ROBOT_TOKEN, cli, helper, jwt_with, login, store
 
 
@@ -58,16 +57,6 @@ def test_basic_only_or_no_realm_is_no_bearer():
 def test_malformed_headers_do_not_raise(junk):
     parse(junk)
     bearer([junk])
-
-
-# -- plain-http fallback by exception type --------------------------------------------------------
-
-
-def test_plain_http_registry_that_hangs_up_on_the_tls_client_hello(file_keyring, quay):
-    with TLSHangup(quay.host) as front:
-        r = login(file_keyring, front.host)
-        assert r.returncode == 0, r.stderr
-        assert front.hangups >= 1
 
 
 # -- remembered challenges expire, and a 401 under one re-discovers ---------------------------------

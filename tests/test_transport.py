@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from quay_cred_helper.config import Settings
-from tests.fakes.hostile import LoggingProxy
+from tests.fakes.hostile import LoggingProxy, TLSHangup
 from tests.support import ROBOT, ROBOT_TOKEN, helper, login, store
 
 # -- proxies never see loopback credentials ---------------------------------------------------------
@@ -69,3 +69,13 @@ def test_an_alarm_inside_another_keeps_the_outer_one():
     with pytest.raises(Outer), alarm(0.3, Outer), alarm(5, Inner):
         time.sleep(3)  # the earlier of the two rings, with its own error
     assert time.monotonic() - start < 1.5
+
+
+# -- plain-http fallback by exception type --------------------------------------------------------
+
+
+def test_plain_http_registry_that_hangs_up_on_the_tls_client_hello(file_keyring, quay):
+    with TLSHangup(quay.host) as front:
+        r = login(file_keyring, front.host)
+        assert r.returncode == 0, r.stderr
+        assert front.hangups >= 1

@@ -17,7 +17,6 @@ from quay_cred_helper.names import is_robot, registry_key
 from quay_cred_helper.sources import oidc
 from quay_cred_helper.sources.keyless import Keyless
 from quay_cred_helper.sources.robot_token import RobotToken, robot_token_source
-from quay_cred_helper.sso import login as sso_login
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -93,6 +92,9 @@ def _sso(args: argparse.Namespace, ctx: Context, key: str) -> int:
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+
+    # Only for --sso: PyJWT and cryptography, which a password or robot login never needs.
+    from quay_cred_helper.sso import login as sso_login  # noqa: PLC0415
 
     user, issuer = sso_login.login(
         ctx, key, args.registry, args.issuer, args.client_id, flow, args.port, not args.no_browser, say, args.app_token

@@ -29,7 +29,7 @@ from quay_cred_helper.errors import HelperError, IdPError, KeyringError, NotFoun
 from quay_cred_helper.registry import cache
 from quay_cred_helper.registry.cache import Token, folder_name
 from quay_cred_helper.registry.deadline import exceeded
-from quay_cred_helper.sso import idp, idtoken
+from quay_cred_helper.sso import idp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -199,6 +199,10 @@ def id_token(use: Uses, key: str, entry: IndexEntry) -> Token:
             if not isinstance(token, str):
                 raise IdPError(f"the identity provider {session.key} refreshed without an ID token")
             jwks = idp.get_json(session, sso["jwks_uri"])
+        # PyJWT (and cryptography's compiled core) only where an ID token is checked: logout, list and
+        # doctor load this module too, and a Windows that cannot load cryptography still logs users in.
+        from quay_cred_helper.sso import idtoken  # noqa: PLC0415
+
         claims = idtoken.check(token, jwks, sso["issuer"], sso["client"])
         if claims.get("sub") != sso["subject"]:
             raise IdPError("the identity provider refreshed the session of another user: refused")

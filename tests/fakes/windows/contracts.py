@@ -81,6 +81,9 @@ def main():
     results, details = {}, []
     root = Path(tempfile.mkdtemp(dir=scratch))
     tests = [(n, f) for n, f in vars(contract).items() if n.startswith("test_") and inspect.isfunction(f)]
+    # The stores' and caches' checks; the credential sources' (a `source` fixture of env and file sources
+    # built by conftest) are not about the Credential Manager and run on Linux only.
+    tests = [(n, f) for n, f in tests if "source" not in inspect.signature(f).parameters]
     for (name, function), (suffix, arguments) in ((t, c) for t in tests for c in cases(t[1])):
         wanted = inspect.signature(function).parameters
         for kind in KINDS if "store" in wanted else [None]:
